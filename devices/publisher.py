@@ -1,0 +1,143 @@
+"""The device SDK's publisher: sign, queue durably, send at QoS 1, replay after outages.
+
+Built on aiomqtt 2.x (``async with Client(...)`` owns one connection; reconnection is a loop
+outside it). :meth:`DevicePublisher.submit` signs a reading and writes it to the
+:class:`~devices.outbox.Outbox`; :meth:`DevicePublisher.run` sends the queue in order, a
+bounded window at a time, and removes messages once the broker acknowledged them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiomqtt
+
+from devices.cose import sign1
+from devices.keys import DeviceSigner
+from devices.outbox import Outbox
+from devices.reading import Reading, Sample, encode_reading
+
+log = logging.getLogger("vitaltrail.devices")
+
+DEFAULT_TOPIC_ROOT = "vitaltrail/v1"
+
+
+def readings_topic(topic_root: str, device_id: str) -> str:
+    return f"{topic_root}/{device_id}/readings"
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    mqtt5: bool = True
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class PublisherConfig:
+    topic_root: str = DEFAULT_TOPIC_ROOT
+    window: int = 64  # messages awaiting PUBACK at once
+    reconnect_min_s: float = 0.2
+    reconnect_max_s: float = 15.0
+    timeout_s: float = 10.0
+
+
+class DevicePublisher:
+    """One device's signed-reading publisher."""
+
+    def __init__(
+        self,
+        device_id: str,
+        signer: DeviceSigner,
+        outbox: Outbox,
+        broker: BrokerAddress,
+        config: PublisherConfig = PublisherConfig(),
+    ) -> None:
+        self.device_id = device_id
+        self._signer = signer
+        self._outbox = outbox
+        self._broker = broker
+        self._config = config
+        self._topic = readings_topic(config.topic_root, device_id)
+        self._queued = asyncio.Event()
+        self._emptied = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.sent = 0
+        self.reconnects = 0
+
+    @property
+    def backlog(self) -> int:
+        return len(self._outbox)
+
+    def submit(self, samples: Sequence[Sample]) -> int:
+        """Sign a reading of ``samples`` with the next sequence number and queue it durably."""
+
+        def signed(seq: int) -> bytes:
+            reading = Reading(self.device_id, seq, tuple(samples))
+            return sign1(self._signer, encode_reading(reading))
+
+        seq = self._outbox.add(signed)
+        self._emptied.clear()
+        self._queued.set()
+        return seq
+
+    async def drained(self) -> None:
+        """Wait until every queued message has been acknowledged by the broker."""
+        while len(self._outbox):
+            self._emptied.clear()
+            await self._emptied.wait()
+
+    async def run(self) -> None:
+        """Send the queue forever, reconnecting with exponential backoff."""
+        delay = self._config.reconnect_min_s
+        while True:
+            try:
+                async with self._client() as client:
+                    self.connected.set()
+                    delay = self._config.reconnect_min_s
+                    await self._send_queue(client)
+            except aiomqtt.MqttError as exc:
+                if self.connected.is_set():
+                    self.reconnects += 1
+                self.connected.clear()
+                log.info("device %s: broker unavailable (%s); retry in %.1fs", self.device_id, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._config.reconnect_max_s)
+
+    def _client(self) -> aiomqtt.Client:
+        client = aiomqtt.Client(
+            self._broker.host,
+            self._broker.port,
+            identifier=self.device_id,
+            username=self._broker.username,
+            password=self._broker.password,
+            protocol=aiomqtt.ProtocolVersion.V5 if self._broker.mqtt5 else aiomqtt.ProtocolVersion.V311,
+            timeout=self._config.timeout_s,
+            max_inflight_messages=self._config.window,
+        )
+        client.pending_calls_threshold = self._config.window + 1
+        return client
+
+    async def _send_queue(self, client: aiomqtt.Client) -> None:
+        while True:
+            batch = self._outbox.oldest(self._config.window)
+            if not batch:
+                self._emptied.set()
+                self._queued.clear()
+                await self._queued.wait()
+                continue
+            # paho sends in call order, so the broker sees the queue in order.
+            results = await asyncio.gather(
+                *(client.publish(self._topic, m.payload, qos=1) for m in batch),
+                return_exceptions=True,
+            )
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                raise failures[0]  # the whole window is re-sent; the ingestor dedups
+            self._outbox.remove([m.seq for m in batch])
+            self.sent += len(batch)

@@ -1,0 +1,58 @@
+"""Typed ledger entries: what a leaf of the log holds.
+
+A leaf's data is the deterministic CBOR array ``[kind, logged_at_ms, body]``. The kind says
+how to read the body (a reading's body is the device's COSE_Sign1 message, byte for byte);
+``logged_at_ms`` is when the ledger accepted it, committed by the tree like everything else.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Self
+
+import cbor2
+
+
+class EntryKind(enum.IntEnum):
+    READING = 1
+    # Device registrations and revocations, consent and access events come later.
+
+
+class EntryError(Exception):
+    """Leaf data that is not a well-formed ledger entry."""
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    kind: EntryKind
+    logged_at_ms: int
+    body: bytes
+
+    def encode(self) -> bytes:
+        return cbor2.dumps([int(self.kind), self.logged_at_ms, self.body], canonical=True)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Self:
+        try:
+            obj = cbor2.loads(data)
+        except Exception as exc:
+            raise EntryError(f"entry is not valid CBOR: {exc}") from exc
+        if not (isinstance(obj, list) and len(obj) == 3):
+            raise EntryError("an entry is [kind, logged_at_ms, body]")
+        kind, logged_at, body = obj
+        if kind not in EntryKind._value2member_map_:
+            raise EntryError(f"unknown entry kind {kind!r}")
+        if not isinstance(logged_at, int) or isinstance(logged_at, bool) or logged_at < 0:
+            raise EntryError("logged_at_ms must be a non-negative integer")
+        if not isinstance(body, bytes):
+            raise EntryError("an entry body is a byte string")
+        entry = cls(EntryKind(kind), logged_at, body)
+        if entry.encode() != data:
+            raise EntryError("entry is not deterministically encoded")
+        return entry
+
+
+def reading_key(device_id: str, seq: int) -> str:
+    """The ledger's uniqueness key for a reading: one entry per (device, sequence number)."""
+    return f"reading/{device_id}/{seq}"

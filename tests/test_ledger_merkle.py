@@ -1,0 +1,131 @@
+"""RFC 9162 hashing and proofs: conformance vectors, and proofs from storage against the definition."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger.merkle import (
+    EMPTY_ROOT,
+    VerificationError,
+    hash_leaf,
+    root_of,
+    verify_consistency,
+    verify_inclusion,
+)
+from ledger.storage import AppendStatus, MerkleLog, NewEntry
+
+VECTORS = Path(__file__).parent / "vectors" / "rfc9162"
+
+
+def _load(kind: str) -> list[tuple[str, dict[str, Any]]]:
+    files = sorted((VECTORS / kind).rglob("*.json"))
+    assert len(files) > 20, f"conformance vectors for {kind} are missing"
+    return [(str(f.relative_to(VECTORS)), json.loads(f.read_text())) for f in files]
+
+
+def _b64(value: str | None) -> bytes:
+    return base64.b64decode(value) if value else b""
+
+
+@pytest.mark.parametrize(("name", "vector"), _load("inclusion"), ids=lambda v: v if isinstance(v, str) else "")
+def test_inclusion_vectors(name: str, vector: dict[str, Any]) -> None:
+    args = (
+        _b64(vector["leafHash"]),
+        vector["leafIdx"],
+        vector["treeSize"],
+        [_b64(p) for p in vector["proof"] or []],
+        _b64(vector["root"]),
+    )
+    if vector["wantErr"]:
+        with pytest.raises(VerificationError):
+            verify_inclusion(*args)
+    else:
+        verify_inclusion(*args)
+
+
+@pytest.mark.parametrize(("name", "vector"), _load("consistency"), ids=lambda v: v if isinstance(v, str) else "")
+def test_consistency_vectors(name: str, vector: dict[str, Any]) -> None:
+    args = (
+        vector["size1"],
+        vector["size2"],
+        _b64(vector["root1"]),
+        _b64(vector["root2"]),
+        [_b64(p) for p in vector["proof"] or []],
+    )
+    if vector["wantErr"]:
+        with pytest.raises(VerificationError):
+            verify_consistency(*args)
+    else:
+        verify_consistency(*args)
+
+
+def _log_with(n: int) -> tuple[MerkleLog, list[bytes]]:
+    log = MerkleLog(sqlite3.connect(":memory:"))
+    data = [f"entry {i}".encode() for i in range(n)]
+    for start in range(0, n, 7):  # appends in uneven batches
+        chunk = data[start : start + 7]
+        log.append([NewEntry(f"k{start + i}", b"f", d) for i, d in enumerate(chunk)])
+    return log, [hash_leaf(d) for d in data]
+
+
+def test_roots_from_storage_match_the_definition_at_every_size() -> None:
+    log, leaves = _log_with(70)
+    assert log.root() == root_of(leaves)
+    assert log.root_at(0) == EMPTY_ROOT
+    for size in range(1, 71):
+        assert log.root_at(size) == root_of(leaves[:size])
+
+
+def test_every_inclusion_proof_from_storage_verifies() -> None:
+    log, leaves = _log_with(37)
+    for size in range(1, 38):
+        root = root_of(leaves[:size])
+        for index in range(size):
+            proof = log.inclusion_proof(index, size)
+            verify_inclusion(leaves[index], index, size, proof, root)
+            if proof:
+                tampered = [bytes(32), *proof[1:]]
+                with pytest.raises(VerificationError):
+                    verify_inclusion(leaves[index], index, size, tampered, root)
+
+
+def test_every_consistency_proof_from_storage_verifies() -> None:
+    log, leaves = _log_with(33)
+    assert log.consistency_proof(0, 5) == []
+    for new in range(1, 34):
+        for old in range(1, new + 1):
+            proof = log.consistency_proof(old, new)
+            verify_consistency(old, new, root_of(leaves[:old]), root_of(leaves[:new]), proof)
+            if 0 < old < new:
+                with pytest.raises(VerificationError):
+                    verify_consistency(old, new, root_of(leaves[: old - 1] + [bytes(32)]), root_of(leaves[:new]), proof)
+
+
+def test_append_reports_duplicates_and_conflicts_and_keeps_the_log_unchanged() -> None:
+    log = MerkleLog(sqlite3.connect(":memory:"))
+    first = log.append([NewEntry("a", b"1", b"A"), NewEntry("b", b"2", b"B")])
+    assert [r.status for r in first] == [AppendStatus.APPENDED] * 2
+    root = log.root()
+    again = log.append([NewEntry("a", b"1", b"A-redelivered"), NewEntry("b", b"X", b"B2"), NewEntry("a", b"1", b"")])
+    assert [(r.status, r.index) for r in again] == [
+        (AppendStatus.DUPLICATE, 0),
+        (AppendStatus.CONFLICT, 1),
+        (AppendStatus.DUPLICATE, 0),
+    ]
+    assert log.size == 2 and log.root() == root
+
+
+def test_a_reopened_log_continues_the_same_tree() -> None:
+    db = sqlite3.connect(":memory:")
+    log = MerkleLog(db)
+    log.append([NewEntry(f"k{i}", b"f", bytes([i])) for i in range(13)])
+    reopened = MerkleLog(db)
+    assert (reopened.size, reopened.root()) == (13, log.root())
+    reopened.append([NewEntry("k13", b"f", bytes([13]))])
+    assert reopened.root() == root_of([hash_leaf(bytes([i])) for i in range(14)])

@@ -1,0 +1,1 @@
+"""Benchmarks: `vitaltrail bench ...` measures the pipeline beside the machine's own ceilings."""
