@@ -9,6 +9,7 @@ libraries verify as long as they are tagged, EdDSA, and carry a kid.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,10 +61,10 @@ def parse_sign1(data: bytes) -> SignedMessage:
     if not isinstance(obj, cbor2.CBORTag) or obj.tag != COSE_SIGN1_TAG:
         raise CoseError("not a tagged COSE_Sign1 message (CBOR tag 18)")
     parts = obj.value
-    if not isinstance(parts, list) or len(parts) != 4:
+    if not isinstance(parts, list | tuple) or len(parts) != 4:
         raise CoseError("COSE_Sign1 must be an array of 4 items")
     protected, unprotected, payload, signature = parts
-    if not isinstance(protected, bytes) or not isinstance(unprotected, dict):
+    if not isinstance(protected, bytes) or not isinstance(unprotected, Mapping):
         raise CoseError("COSE_Sign1 headers must be a byte string and a map")
     if not isinstance(payload, bytes):
         raise CoseError("COSE_Sign1 payload must be attached as a byte string")
@@ -78,14 +79,14 @@ def parse_sign1(data: bytes) -> SignedMessage:
     return SignedMessage(protected, kid, payload, signature)
 
 
-def _protected_headers(protected: bytes) -> dict[Any, Any]:
+def _protected_headers(protected: bytes) -> Mapping[Any, Any]:
     if not protected:
         return {}
     try:
         headers = cbor2.loads(protected)
     except Exception as exc:
         raise CoseError(f"protected header is not valid CBOR: {exc}") from exc
-    if not isinstance(headers, dict):
+    if not isinstance(headers, Mapping):
         raise CoseError("protected header must be a map")
     return headers
 

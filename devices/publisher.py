@@ -56,13 +56,13 @@ class DevicePublisher:
         signer: DeviceSigner,
         outbox: Outbox,
         broker: BrokerAddress,
-        config: PublisherConfig = PublisherConfig(),
+        config: PublisherConfig | None = None,
     ) -> None:
         self.device_id = device_id
         self._signer = signer
         self._outbox = outbox
         self._broker = broker
-        self._config = config
+        self._config = config = config or PublisherConfig()
         self._topic = readings_topic(config.topic_root, device_id)
         self._queued = asyncio.Event()
         self._emptied = asyncio.Event()
@@ -94,6 +94,12 @@ class DevicePublisher:
 
     async def run(self) -> None:
         """Send the queue forever, reconnecting with exponential backoff."""
+        try:
+            await self._run()
+        finally:
+            self.connected.clear()
+
+    async def _run(self) -> None:
         delay = self._config.reconnect_min_s
         while True:
             try:
@@ -105,7 +111,9 @@ class DevicePublisher:
                 if self.connected.is_set():
                     self.reconnects += 1
                 self.connected.clear()
-                log.info("device %s: broker unavailable (%s); retry in %.1fs", self.device_id, exc, delay)
+                log.info(
+                    "device %s: broker unavailable (%s); retry in %.1fs", self.device_id, exc, delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._config.reconnect_max_s)
 
@@ -116,7 +124,9 @@ class DevicePublisher:
             identifier=self.device_id,
             username=self._broker.username,
             password=self._broker.password,
-            protocol=aiomqtt.ProtocolVersion.V5 if self._broker.mqtt5 else aiomqtt.ProtocolVersion.V311,
+            protocol=aiomqtt.ProtocolVersion.V5
+            if self._broker.mqtt5
+            else aiomqtt.ProtocolVersion.V311,
             timeout=self._config.timeout_s,
             max_inflight_messages=self._config.window,
         )

@@ -127,5 +127,5 @@ def _check_reading(reading: Reading) -> None:
 
 def _cbor_number(value: float) -> int | float:
     """Whole values encode as integers: the shortest deterministic form, the same in any language."""
+    value = float(value)
     return int(value) if value.is_integer() and abs(value) < 2**53 else value
-

@@ -93,9 +93,7 @@ class DeviceRegistry:
         return record
 
     def get(self, device_id: str) -> DeviceRecord | None:
-        row = self._db.execute(
-            "SELECT * FROM devices WHERE device_id = ?", (device_id,)
-        ).fetchone()
+        row = self._db.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
         return _record(row) if row else None
 
     def by_kid(self, kid: bytes) -> DeviceRecord | None:

@@ -26,5 +26,13 @@ SYSTOLIC_BP = Vital("systolic_bp", "8480-6", "mm[Hg]", 40, 300)
 DIASTOLIC_BP = Vital("diastolic_bp", "8462-4", "mm[Hg]", 20, 200)
 GLUCOSE = Vital("glucose", "2339-0", "mg/dL", 10, 1000)
 
-ALL_VITALS = (HEART_RATE, SPO2, RESPIRATORY_RATE, BODY_TEMPERATURE, SYSTOLIC_BP, DIASTOLIC_BP, GLUCOSE)
+ALL_VITALS = (
+    HEART_RATE,
+    SPO2,
+    RESPIRATORY_RATE,
+    BODY_TEMPERATURE,
+    SYSTOLIC_BP,
+    DIASTOLIC_BP,
+    GLUCOSE,
+)
 BY_CODE = {vital.code: vital for vital in ALL_VITALS}

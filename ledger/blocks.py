@@ -49,7 +49,9 @@ class Block:
         return Checkpoint.parse(parse_note(self.note).text)
 
     def hash(self) -> bytes:
-        header = f"vitaltrail-block/v1\n{self.height}\n{base64.b64encode(self.prev_hash).decode()}\n"
+        header = (
+            f"vitaltrail-block/v1\n{self.height}\n{base64.b64encode(self.prev_hash).decode()}\n"
+        )
         return hashlib.sha256(header.encode() + self.note.encode()).digest()
 
 
@@ -76,7 +78,8 @@ class BlockStore:
 
     def get(self, height: int) -> Block | None:
         row = self._db.execute(
-            "SELECT height, tree_size, note, prev_hash, sealed_at FROM blocks WHERE height = ?", (height,)
+            "SELECT height, tree_size, note, prev_hash, sealed_at FROM blocks WHERE height = ?",
+            (height,),
         ).fetchone()
         return _block(row) if row else None
 

@@ -114,7 +114,9 @@ class NoteSigner:
 
     def __str__(self) -> str:
         seed = self._key.private_bytes(
-            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
         )
         encoded = base64.b64encode(bytes([ALG_ED25519]) + seed).decode()
         return f"PRIVATE+KEY+{self.name}+{self.verifier.key_hash.hex()}+{encoded}"

@@ -180,8 +180,13 @@ class MerkleLog:
         if size > self.stored_size():
             raise ValueError(f"the log holds fewer than {size} entries")
         per_range = [perfect_subtrees(lo, hi) for lo, hi in ranges]
-        hashes = dict(zip((n for nodes in per_range for n in nodes),
-                          self._hashes([n for nodes in per_range for n in nodes]), strict=True))
+        hashes = dict(
+            zip(
+                (n for nodes in per_range for n in nodes),
+                self._hashes([n for nodes in per_range for n in nodes]),
+                strict=True,
+            )
+        )
         return [fold_subtrees([hashes[n] for n in nodes]) for nodes in per_range]
 
     def _hashes(self, nodes: Sequence[tuple[int, int]]) -> list[bytes]:

@@ -37,7 +37,9 @@ class TlogProof:
     def parse(cls, text: str) -> Self:
         head, sep, note = text.partition("\n\n")
         if not sep:
-            raise ProofFormatError("a tlog-proof is header lines, a blank line, then the checkpoint")
+            raise ProofFormatError(
+                "a tlog-proof is header lines, a blank line, then the checkpoint"
+            )
         lines = head.split("\n")
         if lines[0] != HEADER:
             raise ProofFormatError(f"a tlog-proof starts with {HEADER!r}")

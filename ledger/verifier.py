@@ -65,7 +65,14 @@ def verify_bundle(document: str | bytes, ledger_key: NoteVerifier) -> Report:
 def _run(report: Report, name: str, check: Callable[[], str]) -> None:
     try:
         detail = check()
-    except (ReadingError, EntryError, NoteError, CheckpointError, VerificationError, ValueError) as exc:
+    except (
+        ReadingError,
+        EntryError,
+        NoteError,
+        CheckpointError,
+        VerificationError,
+        ValueError,
+    ) as exc:
         report.checks.append(Check(name, False, str(exc)))
     else:
         report.checks.append(Check(name, True, detail))
@@ -80,7 +87,9 @@ def _check_device_signature(bundle: ProofBundle, report: Report) -> str:
     message.verify(key)
     reading = decode_reading(message.payload)
     if reading.device_id != bundle.device_id:
-        raise ValueError(f"the reading names device {reading.device_id}, the key {bundle.device_id}")
+        raise ValueError(
+            f"the reading names device {reading.device_id}, the key {bundle.device_id}"
+        )
     report.reading = reading
     return f"reading {reading.device_id}#{reading.seq} signed by key {key.kid.hex()[:16]}"
 

@@ -33,7 +33,9 @@ def _b64(value: str | None) -> bytes:
     return base64.b64decode(value) if value else b""
 
 
-@pytest.mark.parametrize(("name", "vector"), _load("inclusion"), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("name", "vector"), _load("inclusion"), ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_inclusion_vectors(name: str, vector: dict[str, Any]) -> None:
     args = (
         _b64(vector["leafHash"]),
@@ -49,7 +51,9 @@ def test_inclusion_vectors(name: str, vector: dict[str, Any]) -> None:
         verify_inclusion(*args)
 
 
-@pytest.mark.parametrize(("name", "vector"), _load("consistency"), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("name", "vector"), _load("consistency"), ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_consistency_vectors(name: str, vector: dict[str, Any]) -> None:
     args = (
         vector["size1"],
@@ -104,7 +108,13 @@ def test_every_consistency_proof_from_storage_verifies() -> None:
             verify_consistency(old, new, root_of(leaves[:old]), root_of(leaves[:new]), proof)
             if 0 < old < new:
                 with pytest.raises(VerificationError):
-                    verify_consistency(old, new, root_of(leaves[: old - 1] + [bytes(32)]), root_of(leaves[:new]), proof)
+                    verify_consistency(
+                        old,
+                        new,
+                        root_of([*leaves[: old - 1], bytes(32)]),
+                        root_of(leaves[:new]),
+                        proof,
+                    )
 
 
 def test_append_reports_duplicates_and_conflicts_and_keeps_the_log_unchanged() -> None:
@@ -112,13 +122,20 @@ def test_append_reports_duplicates_and_conflicts_and_keeps_the_log_unchanged() -
     first = log.append([NewEntry("a", b"1", b"A"), NewEntry("b", b"2", b"B")])
     assert [r.status for r in first] == [AppendStatus.APPENDED] * 2
     root = log.root()
-    again = log.append([NewEntry("a", b"1", b"A-redelivered"), NewEntry("b", b"X", b"B2"), NewEntry("a", b"1", b"")])
+    again = log.append(
+        [
+            NewEntry("a", b"1", b"A-redelivered"),
+            NewEntry("b", b"X", b"B2"),
+            NewEntry("a", b"1", b""),
+        ]
+    )
     assert [(r.status, r.index) for r in again] == [
         (AppendStatus.DUPLICATE, 0),
         (AppendStatus.CONFLICT, 1),
         (AppendStatus.DUPLICATE, 0),
     ]
-    assert log.size == 2 and log.root() == root
+    assert log.size == 2
+    assert log.root() == root
 
 
 def test_a_reopened_log_continues_the_same_tree() -> None:

@@ -80,6 +80,12 @@ def test_checkpoint_text_round_trips_and_rejects_garbage() -> None:
     cp = Checkpoint("example.com/log", 42, bytes(range(32)))
     assert Checkpoint.parse(cp.text()) == cp
     assert Checkpoint.parse(cp.text() + "extension line\n") == cp
-    for bad in ["example.com/log\n042\nAA==\n", "o\n1\n", "o\n1\nAAAA\n", "o\n-1\n" + "A" * 44 + "\n", "o\n1\n" + "A" * 44]:
+    for bad in [
+        "example.com/log\n042\nAA==\n",
+        "o\n1\n",
+        "o\n1\nAAAA\n",
+        "o\n-1\n" + "A" * 44 + "\n",
+        "o\n1\n" + "A" * 44,
+    ]:
         with pytest.raises(CheckpointError):
             Checkpoint.parse(bad)

@@ -1,0 +1,203 @@
+"""The telemedicine and dashboard API. Routes are thin: they read, shape, and return."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import PlainTextResponse, Response
+from prometheus_client import generate_latest
+
+from dashboards.schemas import (
+    LedgerStatus,
+    PatientVitals,
+    ReadingOut,
+    SampleOut,
+    Series,
+    SeriesPoint,
+    VitalValue,
+)
+from devices.cose import parse_sign1
+from devices.reading import decode_reading
+from devices.registry import DeviceRegistry
+from devices.vitals import BY_CODE
+from ingest.store import LatestVital, TimeSeriesStore
+from ledger.bundle import ProofBundle
+from ledger.entries import EntryKind, LedgerEntry
+from ledger.ledger import LedgerReader
+
+router = APIRouter()
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+MAX_SERIES_BUCKETS = 10_000
+
+
+def _ledger(request: Request) -> LedgerReader:
+    ledger: LedgerReader = request.app.state.ledger
+    return ledger
+
+
+def _store(request: Request) -> TimeSeriesStore:
+    store: TimeSeriesStore = request.app.state.store
+    return store
+
+
+def _registry(request: Request) -> DeviceRegistry:
+    registry: DeviceRegistry = request.app.state.registry
+    return registry
+
+
+LedgerDep = Annotated[LedgerReader, Depends(_ledger)]
+StoreDep = Annotated[TimeSeriesStore, Depends(_store)]
+RegistryDep = Annotated[DeviceRegistry, Depends(_registry)]
+PatientId = Annotated[str, Path(pattern=ID_PATTERN)]
+EntryIndex = Annotated[int, Path(ge=0, le=2**62)]
+
+
+def _vital(v: LatestVital) -> VitalValue:
+    known = BY_CODE.get(v.code)
+    return VitalValue(
+        code=v.code,
+        name=known.name if known else v.code,
+        unit=v.unit,
+        value=v.value,
+        time_ms=v.time_ms,
+        entry_index=v.entry_index,
+    )
+
+
+@router.get("/api/v1/patients", tags=["dashboard"])
+async def patients(store: StoreDep) -> list[PatientVitals]:
+    """Every patient with the latest value of each vital."""
+    grouped: dict[str, list[VitalValue]] = {}
+    for v in store.latest():
+        grouped.setdefault(v.patient_id, []).append(_vital(v))
+    return [PatientVitals(patient_id=p, vitals=vs) for p, vs in grouped.items()]
+
+
+@router.get("/api/v1/patients/{patient_id}/vitals", tags=["telemedicine"])
+async def latest_vitals(patient_id: PatientId, store: StoreDep) -> PatientVitals:
+    """A patient's latest vitals."""
+    vitals = store.latest(patient_id)
+    if not vitals:
+        raise HTTPException(404, f"no readings for patient {patient_id}")
+    return PatientVitals(patient_id=patient_id, vitals=[_vital(v) for v in vitals])
+
+
+@router.get("/api/v1/patients/{patient_id}/vitals/{code}", tags=["telemedicine"])
+async def vital_series(
+    patient_id: PatientId,
+    code: Annotated[str, Path(pattern=r"^[0-9]{1,7}-[0-9]$", description="LOINC code")],
+    store: StoreDep,
+    start_ms: Annotated[int | None, Query(ge=0)] = None,
+    end_ms: Annotated[int | None, Query(ge=0)] = None,
+    bucket_s: Annotated[float, Query(gt=0, le=86_400)] = 60,
+) -> Series:
+    """One vital of one patient over ``[start_ms, end_ms)`` (default: the last hour), downsampled."""
+    end = end_ms if end_ms is not None else int(time.time() * 1000)
+    start = start_ms if start_ms is not None else end - 3_600_000
+    bucket_ms = max(1, int(bucket_s * 1000))
+    if start >= end:
+        raise HTTPException(422, "start_ms must be before end_ms")
+    if (end - start) / bucket_ms > MAX_SERIES_BUCKETS:
+        raise HTTPException(422, f"at most {MAX_SERIES_BUCKETS} buckets per query: widen bucket_s")
+    buckets = store.series(patient_id, code, start, end, bucket_ms)
+    return Series(
+        patient_id=patient_id,
+        code=code,
+        bucket_ms=bucket_ms,
+        points=[
+            SeriesPoint(start_ms=b.start_ms, mean=b.mean, low=b.low, high=b.high, count=b.count)
+            for b in buckets
+        ],
+    )
+
+
+def _reading_entry(ledger: LedgerReader, index: int) -> LedgerEntry:
+    data = ledger.log.entry(index)
+    if data is None:
+        raise HTTPException(404, f"no ledger entry {index}")
+    entry = LedgerEntry.decode(data)
+    if entry.kind is not EntryKind.READING:
+        raise HTTPException(404, f"ledger entry {index} is not a reading")
+    return entry
+
+
+@router.get("/api/v1/readings/{index}", tags=["telemedicine"])
+async def reading(index: EntryIndex, ledger: LedgerDep, registry: RegistryDep) -> ReadingOut:
+    """A reading by id (its ledger index), decoded from the signed message the device sent."""
+    entry = _reading_entry(ledger, index)
+    decoded = decode_reading(parse_sign1(entry.body).payload)
+    device = registry.get(decoded.device_id)
+    latest = ledger.blocks.latest()
+    return ReadingOut(
+        id=index,
+        device_id=decoded.device_id,
+        patient_id=device.patient_id if device else None,
+        seq=decoded.seq,
+        logged_at_ms=entry.logged_at_ms,
+        samples=[
+            SampleOut(code=s.code, unit=s.unit, value=s.value, time_ms=s.time_ms)
+            for s in decoded.samples
+        ],
+        sealed=latest is not None and index < latest.tree_size,
+        proof_url=f"/api/v1/readings/{index}/proof",
+    )
+
+
+@router.get(
+    "/api/v1/readings/{index}/proof",
+    tags=["telemedicine"],
+    responses={
+        200: {"content": {"application/json": {}}, "description": "a proof bundle"},
+        409: {"description": "not sealed in a block yet"},
+    },
+)
+async def proof_bundle(index: EntryIndex, ledger: LedgerDep, registry: RegistryDep) -> Response:
+    """The offline proof bundle of a reading: check it with ``vitaltrail verify``."""
+    entry = _reading_entry(ledger, index)
+    decoded = decode_reading(parse_sign1(entry.body).payload)
+    device = registry.get(decoded.device_id)
+    if device is None:
+        raise HTTPException(404, f"device {decoded.device_id} is not registered")
+    try:
+        proof = ledger.tlog_proof(index)
+    except LookupError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    data = ledger.log.entry(index)
+    assert data is not None
+    bundle = ProofBundle(data, device.device_id, device.key.public_bytes, proof)
+    return Response(bundle.to_json(), media_type="application/json")
+
+
+@router.get("/api/v1/checkpoint", tags=["telemedicine"], response_class=PlainTextResponse)
+async def checkpoint(ledger: LedgerDep) -> str:
+    """The latest signed checkpoint (a C2SP signed note)."""
+    block = ledger.blocks.latest()
+    if block is None:
+        raise HTTPException(404, "no block has been sealed yet")
+    return block.note
+
+
+@router.get("/api/v1/ledger", tags=["telemedicine"])
+async def ledger_status(ledger: LedgerDep) -> LedgerStatus:
+    block = ledger.blocks.latest()
+    return LedgerStatus(
+        origin=block.checkpoint.origin if block else None,
+        tree_size=ledger.log.stored_size(),
+        sealed_size=block.tree_size if block else 0,
+        blocks=block.height + 1 if block else 0,
+    )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    registry = request.app.state.metrics
+    body = generate_latest(registry) if registry is not None else b""
+    return Response(body, media_type="text/plain; version=0.0.4")
+
+
+@router.get("/healthz", include_in_schema=False)
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}

@@ -1,0 +1,59 @@
+"""Build the FastAPI app from data sources; state lives on the app, never in globals."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+
+from dashboards.api import router
+from devices.registry import DeviceRegistry
+from ingest.store import TimeSeriesStore
+from ledger.ledger import LedgerReader
+
+
+@dataclass
+class DataSources:
+    """What the app reads. Opened by the caller (the composition root); closed at shutdown."""
+
+    ledger: Callable[[], LedgerReader]
+    store: Callable[[], TimeSeriesStore]
+    registry: Callable[[], DeviceRegistry]
+    metrics: CollectorRegistry | None = None
+
+
+def create_app(sources: DataSources) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.ledger = sources.ledger()
+        app.state.store = sources.store()
+        app.state.registry = sources.registry()
+        app.state.metrics = sources.metrics
+        try:
+            yield
+        finally:
+            app.state.ledger.close()
+            app.state.store.close()
+            app.state.registry.close()
+
+    app = FastAPI(
+        title="vitaltrail",
+        version="0.1.0",
+        summary="Signed vital-sign readings, sealed into a verifiable ledger.",
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+    static = Path(__file__).parent / "static"
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(str(static / "index.html"))
+
+    return app

@@ -1,0 +1,59 @@
+"""The API's response models, split from the storage types so either can change alone."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class VitalValue(BaseModel):
+    code: str = Field(description="LOINC code")
+    name: str
+    unit: str = Field(description="UCUM unit")
+    value: float
+    time_ms: int = Field(description="sample time, milliseconds since the Unix epoch")
+    entry_index: int = Field(description="ledger entry (reading id) holding the signed reading")
+
+
+class PatientVitals(BaseModel):
+    patient_id: str
+    vitals: list[VitalValue]
+
+
+class SeriesPoint(BaseModel):
+    start_ms: int
+    mean: float
+    low: float
+    high: float
+    count: int
+
+
+class Series(BaseModel):
+    patient_id: str
+    code: str
+    bucket_ms: int
+    points: list[SeriesPoint]
+
+
+class SampleOut(BaseModel):
+    code: str
+    unit: str
+    value: float
+    time_ms: int
+
+
+class ReadingOut(BaseModel):
+    id: int = Field(description="the reading's ledger entry index")
+    device_id: str
+    patient_id: str | None
+    seq: int
+    logged_at_ms: int
+    samples: list[SampleOut]
+    sealed: bool = Field(description="true once a signed checkpoint covers this entry")
+    proof_url: str
+
+
+class LedgerStatus(BaseModel):
+    origin: str | None
+    tree_size: int
+    sealed_size: int
+    blocks: int

@@ -1,0 +1,120 @@
+"""Admission: the per-message checks, in DESIGN.md's order, before anything is recorded.
+
+size -> COSE parse -> registry lookup -> signature -> schema -> topic/payload/key agree ->
+plausible values and times. Dedup on (device, seq) happens at the ledger, atomically with the
+append. Each failure is a :class:`Rejected` with a :class:`~ingest.reasons.Reason` and a
+detail that names what was wrong (never a patient value: details may reach logs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from devices.cose import parse_sign1
+from devices.errors import CoseError, PayloadError, SignatureError
+from devices.reading import Reading, decode_reading
+from devices.registry import DeviceRecord
+from devices.vitals import BY_CODE
+from ingest.reasons import Reason
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_bytes: int = 8192
+    max_future_skew_ms: int = 5 * 60 * 1000  # device clocks drift; more than this is refused
+    max_age_ms: int = 14 * 24 * 3600 * 1000  # devices replay their queue after outages
+
+
+@dataclass(frozen=True)
+class Admitted:
+    reading: Reading
+    device: DeviceRecord
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: Reason
+    detail: str
+
+
+Lookup = Callable[[bytes], DeviceRecord | None]
+
+
+class RegistryCache:
+    """Device lookups by kid, cached briefly so a revocation takes effect within ``ttl_s``."""
+
+    def __init__(self, lookup: Lookup, ttl_s: float = 2.0) -> None:
+        self._lookup = lookup
+        self._ttl_s = ttl_s
+        self._cache: dict[bytes, tuple[float, DeviceRecord | None]] = {}
+
+    def __call__(self, kid: bytes) -> DeviceRecord | None:
+        now = time.monotonic()
+        hit = self._cache.get(kid)
+        if hit is not None and now - hit[0] < self._ttl_s:
+            return hit[1]
+        record = self._lookup(kid)
+        if len(self._cache) > 100_000:  # bounded: unknown kids from an attacker cannot grow it
+            self._cache.clear()
+        self._cache[kid] = (now, record)
+        return record
+
+
+def check_message(
+    topic_device: str | None, payload: bytes, lookup: Lookup, now_ms: int, limits: Limits
+) -> Admitted | Rejected:
+    """Decide whether one MQTT message is a genuine, plausible reading."""
+    if len(payload) > limits.max_message_bytes:
+        return Rejected(Reason.OVERSIZE, f"{len(payload)} bytes > {limits.max_message_bytes}")
+    try:
+        message = parse_sign1(payload)
+    except CoseError as exc:
+        return Rejected(Reason.MALFORMED_COSE, str(exc))
+    device = lookup(message.kid)
+    if device is None:
+        return Rejected(Reason.UNKNOWN_DEVICE, f"no device has key {message.kid.hex()[:16]}")
+    if device.revoked:
+        return Rejected(Reason.REVOKED_DEVICE, f"device {device.device_id} is revoked")
+    try:
+        message.verify(device.key)
+    except SignatureError as exc:
+        return Rejected(Reason.BAD_SIGNATURE, str(exc))
+    try:
+        reading = decode_reading(message.payload)
+    except PayloadError as exc:
+        return Rejected(Reason.MALFORMED_PAYLOAD, str(exc))
+    if reading.device_id != device.device_id:
+        return Rejected(
+            Reason.DEVICE_MISMATCH, f"key of {device.device_id} signed a reading of another device"
+        )
+    if topic_device != reading.device_id:
+        return Rejected(
+            Reason.TOPIC_MISMATCH, f"reading of {reading.device_id} on another device's topic"
+        )
+    return _check_plausible(reading, now_ms, limits) or Admitted(reading, device)
+
+
+def _check_plausible(reading: Reading, now_ms: int, limits: Limits) -> Rejected | None:
+    for sample in reading.samples:
+        vital = BY_CODE.get(sample.code)
+        if vital is None:
+            return Rejected(Reason.UNKNOWN_VITAL, f"LOINC {sample.code} is not a supported vital")
+        if sample.unit != vital.unit:
+            return Rejected(
+                Reason.UNKNOWN_VITAL, f"{vital.name} must be in {vital.unit}, not {sample.unit}"
+            )
+        if not vital.low <= sample.value <= vital.high:
+            return Rejected(
+                Reason.IMPLAUSIBLE_VALUE, f"{vital.name} outside [{vital.low}, {vital.high}]"
+            )
+        if sample.time_ms > now_ms + limits.max_future_skew_ms:
+            return Rejected(
+                Reason.FUTURE_TIMESTAMP, f"sample time is {sample.time_ms - now_ms} ms ahead"
+            )
+        if sample.time_ms < now_ms - limits.max_age_ms:
+            return Rejected(
+                Reason.STALE_TIMESTAMP, f"sample time is {now_ms - sample.time_ms} ms old"
+            )
+    return None

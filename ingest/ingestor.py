@@ -1,0 +1,164 @@
+"""The ingestor: MQTT in, durable batches out, acks after commit, blocks sealed on a timer.
+
+One asyncio task receives and batches; one writer thread (a single-worker executor) owns
+every database and runs :class:`~ingest.pipeline.Pipeline`. A batch is acknowledged to the
+broker only after the writer returns. Blocks are sealed every ``seal_interval_s`` or sooner
+when ``seal_every`` entries wait. On stop, everything received is flushed, acknowledged and
+sealed before the connection closes. If the broker or a store fails, nothing unflushed is
+acknowledged: the broker keeps it, and the ingestor reconnects with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from ingest.metrics import IngestMetrics
+from ingest.mqtt_source import InboundMessage, MqttError, MqttSource, SourceConfig
+from ingest.pipeline import BatchResult, Pipeline
+from ledger.blocks import Block
+
+log = logging.getLogger("vitaltrail.ingest")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    batch_max: int = 2000
+    batch_wait_s: float = 0.02
+    seal_interval_s: float = 1.0
+    seal_every: int = 50_000
+    reconnect_min_s: float = 0.2
+    reconnect_max_s: float = 15.0
+
+
+class StorageError(Exception):
+    """A batch could not be made durable (disk, database, store server)."""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Ingestor:
+    def __init__(
+        self,
+        config: IngestConfig,
+        pipeline: Pipeline,
+        metrics: IngestMetrics | None = None,
+        *,
+        on_durable: Callable[[BatchResult, int], None] | None = None,
+        on_sealed: Callable[[Block, int], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.metrics = metrics or IngestMetrics()
+        self._on_durable = on_durable
+        self._on_sealed = on_sealed
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitaltrail-writer")
+        self._seal_now = asyncio.Event()
+        self.connected = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Ingest until ``stop`` is set; then flush, seal and return."""
+        sealer = asyncio.create_task(self._seal_loop(stop))
+        delay = self.config.reconnect_min_s
+        try:
+            while not stop.is_set():
+                try:
+                    async with MqttSource(self.config.source) as source:
+                        self.connected.set()
+                        self.metrics.connected.set(1)
+                        delay = self.config.reconnect_min_s
+                        await self._consume(source, stop)
+                except (MqttError, StorageError) as exc:
+                    log.warning("ingest interrupted: %s; retrying in %.1fs", exc, delay)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await stop.wait()
+                    delay = min(delay * 2, self.config.reconnect_max_s)
+                finally:
+                    self.connected.clear()
+                    self.metrics.connected.set(0)
+        finally:
+            sealer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sealer
+            await asyncio.shield(self._seal())
+            self._writer.shutdown(wait=True)
+
+    async def _consume(self, source: MqttSource, stop: asyncio.Event) -> None:
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                receiving = asyncio.create_task(
+                    source.next_batch(self.config.batch_max, self.config.batch_wait_s)
+                )
+                await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not receiving.done():
+                    receiving.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, MqttError):
+                        await receiving
+                    break
+                await asyncio.shield(self._commit(source, receiving.result()))
+            # Graceful stop: what was received is made durable and acknowledged.
+            await asyncio.shield(self._commit(source, source.take_all()))
+        finally:
+            stopping.cancel()
+
+    async def _commit(self, source: MqttSource, batch: list[InboundMessage]) -> None:
+        if not batch:
+            return
+        self.metrics.received.inc(len(batch))
+        try:
+            result = await self._in_writer(self.pipeline.process, batch, _now_ms())
+        except Exception as exc:
+            raise StorageError(f"could not make a batch of {len(batch)} durable: {exc!r}") from exc
+        source.ack(batch)
+        done_ns = time.time_ns()
+        self._record(result, batch, done_ns)
+        if self.pipeline.unsealed >= self.config.seal_every:
+            self._seal_now.set()
+        if self._on_durable is not None:
+            self._on_durable(result, done_ns)
+
+    def _record(self, result: BatchResult, batch: list[InboundMessage], done_ns: int) -> None:
+        m = self.metrics
+        m.batch_size.observe(len(batch))
+        m.accepted.inc(result.accepted)
+        m.duplicates.inc(result.duplicates)
+        for reason, n in result.rejected.items():
+            m.rejected.labels(reason=reason.value).inc(n)
+        for msg in batch[:: max(1, len(batch) // 32)]:  # a sample keeps the histogram cheap
+            m.durable_latency.observe((done_ns - msg.received_ns) / 1e9)
+        m.ledger_size.set(self.pipeline.ledger.size)
+
+    async def _seal_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.seal_interval_s):
+                    await self._seal_now.wait()
+            self._seal_now.clear()
+            try:
+                await self._seal()
+            except Exception:
+                log.exception("sealing failed; retrying at the next interval")
+
+    async def _seal(self) -> None:
+        block = await self._in_writer(self.pipeline.seal, _now_ms())
+        if block is not None:
+            self.metrics.blocks_sealed.inc()
+            log.info("sealed block %d (tree size %d)", block.height, block.tree_size)
+            if self._on_sealed is not None:
+                self._on_sealed(block, time.time_ns())
+
+    async def _in_writer(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)

@@ -1,0 +1,56 @@
+"""Prometheus metrics of one ingestor, in a registry of its own (no globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ingest.reasons import Reason
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
+
+
+class IngestMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.received = Counter(
+            "vitaltrail_messages_received", "MQTT messages received", registry=r
+        )
+        self.accepted = Counter(
+            "vitaltrail_readings_accepted", "Readings newly recorded", registry=r
+        )
+        self.duplicates = Counter(
+            "vitaltrail_readings_duplicate", "Redelivered readings already recorded", registry=r
+        )
+        self.rejected = Counter(
+            "vitaltrail_messages_rejected", "Messages quarantined", ["reason"], registry=r
+        )
+        for reason in Reason:  # every reason shows up at 0, so alerts can be written up front
+            self.rejected.labels(reason=reason.value)
+        self.batch_size = Histogram(
+            "vitaltrail_batch_size",
+            "Messages per durable batch",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.durable_latency = Histogram(
+            "vitaltrail_receive_to_durable_seconds",
+            "From receipt of a message to its ledger and store commit",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.blocks_sealed = Counter("vitaltrail_blocks_sealed", "Ledger blocks sealed", registry=r)
+        self.ledger_size = Gauge("vitaltrail_ledger_entries", "Entries in the ledger", registry=r)
+        self.unacked = Gauge(
+            "vitaltrail_messages_unacked", "Received messages not yet acknowledged", registry=r
+        )
+        self.connected = Gauge(
+            "vitaltrail_broker_connected", "1 while connected to the broker", registry=r
+        )
+
+    def rejected_count(self, reason: Reason) -> float:
+        value = self.registry.get_sample_value(
+            "vitaltrail_messages_rejected_total", {"reason": reason.value}
+        )
+        return value or 0.0

@@ -1,0 +1,65 @@
+"""The time-series store interface: an index of samples for dashboards.
+
+The ledger is the record; a store can be dropped and rebuilt from it. Writes are idempotent
+(a sample is keyed by device, sequence number and position), so redelivered messages and
+replays after a crash write nothing twice. Backends: :mod:`ingest.sqlite_store` (embedded
+default); InfluxDB later. Calls are synchronous and made from the ingestor's writer thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SamplePoint:
+    patient_id: str
+    device_id: str
+    seq: int
+    position: int  # index of the sample in its reading
+    entry_index: int  # the ledger entry holding the signed reading
+    code: str
+    unit: str
+    value: float
+    time_ms: int
+
+
+@dataclass(frozen=True)
+class LatestVital:
+    patient_id: str
+    code: str
+    unit: str
+    value: float
+    time_ms: int
+    entry_index: int
+
+
+@dataclass(frozen=True)
+class Bucket:
+    start_ms: int
+    mean: float
+    low: float
+    high: float
+    count: int
+
+
+class TimeSeriesStore(Protocol):
+    def write(self, points: Sequence[SamplePoint]) -> None:
+        """Store points durably (returns only once they survive a crash)."""
+
+    def patients(self) -> list[str]: ...
+
+    def latest(self, patient_id: str | None = None) -> list[LatestVital]:
+        """The newest value of each vital, for one patient or all."""
+
+    def series(
+        self, patient_id: str, code: str, start_ms: int, end_ms: int, bucket_ms: int
+    ) -> list[Bucket]:
+        """One vital of one patient in ``[start_ms, end_ms)``, downsampled to ``bucket_ms``."""
+
+    def count(self) -> int:
+        """How many sample points are stored."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,104 @@
+"""A ward: patients, the devices they wear, and when each device samples what.
+
+Device kinds and their sampling: a wristband (heart rate and SpO2 every second,
+respiratory rate every 4 s, temperature every minute), a blood-pressure cuff (every 15
+minutes) and, for diabetic patients, a continuous glucose monitor (every 5 minutes). Faults:
+a device may go offline for a while (its readings queue on the device and are replayed),
+and a wristband may produce motion artefacts (a heart-rate spike that is still plausible).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from devices.reading import Sample
+from devices.vitals import (
+    BODY_TEMPERATURE,
+    DIASTOLIC_BP,
+    GLUCOSE,
+    HEART_RATE,
+    RESPIRATORY_RATE,
+    SPO2,
+    SYSTOLIC_BP,
+    Vital,
+)
+from simulator.physiology import PatientProfile, VirtualPatient
+
+KINDS: dict[str, tuple[tuple[Vital, float], ...]] = {
+    "band": ((HEART_RATE, 1), (SPO2, 1), (RESPIRATORY_RATE, 4), (BODY_TEMPERATURE, 60)),
+    "cuff": ((SYSTOLIC_BP, 900), (DIASTOLIC_BP, 900)),
+    "cgm": ((GLUCOSE, 300),),
+}
+
+
+@dataclass(frozen=True)
+class SimDevice:
+    device_id: str
+    patient_id: str
+    kind: str
+    phase_s: float  # the first sample comes this long after the start
+    offline: tuple[tuple[float, float], ...]  # (start_s, end_s) windows without a connection
+
+    def is_offline(self, t_s: float) -> bool:
+        return any(start <= t_s < end for start, end in self.offline)
+
+
+@dataclass
+class Ward:
+    seed: int
+    patients: dict[str, VirtualPatient]
+    devices: list[SimDevice]
+
+    def schedule(
+        self, start_ms: int, duration_s: float
+    ) -> Iterator[tuple[float, SimDevice, list[Sample]]]:
+        """Every reading of the run, in time order: (seconds since start, device, samples)."""
+        rng = random.Random(self.seed ^ 0x5EED)
+        ticks: list[tuple[float, int]] = []
+        for i, device in enumerate(self.devices):
+            period = min(p for _, p in KINDS[device.kind])
+            t = device.phase_s
+            while t < duration_s:
+                ticks.append((t, i))
+                t += period
+        ticks.sort()
+        for t, i in ticks:
+            device = self.devices[i]
+            patient = self.patients[device.patient_id]
+            elapsed = round(t - device.phase_s, 6)
+            samples = []
+            for vital, period in KINDS[device.kind]:
+                if elapsed % period < 1e-6 or elapsed == 0:
+                    value = patient.value(vital, t)
+                    if vital is HEART_RATE and rng.random() < 0.002:  # motion artefact
+                        value = min(vital.high, value + rng.uniform(40, 80))
+                    samples.append(Sample(vital.code, vital.unit, value, start_ms + int(t * 1000)))
+            if samples:
+                yield t, device, samples
+
+
+def build_ward(devices: int, seed: int = 1, *, offline_rate: float = 0.0) -> Ward:
+    """A ward with ``devices`` devices: each patient gets a band, then a cuff, then a CGM if diabetic.
+
+    ``offline_rate`` is the chance that a device has one outage (10-30 s) in the first minute.
+    """
+    rng = random.Random(seed)
+    patients: dict[str, VirtualPatient] = {}
+    fleet: list[SimDevice] = []
+    n = 0
+    while len(fleet) < devices:
+        n += 1
+        patient_id = f"patient-{n:03d}"
+        profile = PatientProfile.random(patient_id, rng)
+        patients[patient_id] = VirtualPatient(profile, rng.randrange(2**32))
+        kinds = ["band", "cuff"] + (["cgm"] if profile.diabetic else [])
+        for kind in kinds[: devices - len(fleet)]:
+            offline: tuple[tuple[float, float], ...] = ()
+            if rng.random() < offline_rate:
+                start = rng.uniform(2, 60)
+                offline = ((start, start + rng.uniform(10, 30)),)
+            phase = 0.0 if kind == "band" else rng.uniform(0, 5)
+            fleet.append(SimDevice(f"{patient_id}-{kind}", patient_id, kind, phase, offline))
+    return Ward(seed, patients, fleet)

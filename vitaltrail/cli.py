@@ -1,0 +1,163 @@
+"""The `vitaltrail` command: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from vitaltrail.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        key: value
+        for key, value in {
+            "data_dir": args.data_dir,
+            "mqtt_host": getattr(args, "mqtt_host", None),
+            "mqtt_port": getattr(args, "mqtt_port", None),
+            "http_host": getattr(args, "http_host", None),
+            "http_port": getattr(args, "http_port", None),
+        }.items()
+        if value is not None
+    }
+    if getattr(args, "mqtt311", False):
+        overrides["mqtt5"] = False
+    return Settings(**overrides)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from vitaltrail.demo import run_demo
+
+    return asyncio.run(run_demo(_settings(args), args.devices, args.duration, args.seed))
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from vitaltrail.commands import run_ingest
+
+    return asyncio.run(run_ingest(_settings(args), serve_api=args.serve_api))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from vitaltrail.commands import run_serve
+
+    return asyncio.run(run_serve(_settings(args)))
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from vitaltrail.commands import run_simulate
+
+    return asyncio.run(
+        run_simulate(_settings(args), args.devices, args.duration, args.seed, args.register)
+    )
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from vitaltrail.commands import run_verify
+
+    return run_verify(args.bundle, args.ledger_key)
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from vitaltrail.commands import run_devices
+
+    return run_devices(_settings(args), args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from vitaltrail.bench.ingest import run_bench_ingest
+
+    return run_bench_ingest(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vitaltrail", description=__doc__)
+    p.add_argument(
+        "--data-dir", type=Path, help="ledger, store, registry and keys (default ./data)"
+    )
+    p.add_argument("--log-level", default="INFO")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def mqtt_flags(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--mqtt-host")
+        sp.add_argument("--mqtt-port", type=int)
+        sp.add_argument(
+            "--mqtt311", action="store_true", help="MQTT 3.1.1 (no shared subscription)"
+        )
+
+    def http_flags(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--http-host")
+        sp.add_argument("--http-port", type=int)
+
+    demo = sub.add_parser("demo", help="everything in one process on embedded defaults")
+    demo.add_argument("--devices", type=int, default=12)
+    demo.add_argument("--duration", type=float, help="seconds (default: until Ctrl-C)")
+    demo.add_argument("--seed", type=int, default=1)
+    http_flags(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    ingest = sub.add_parser("ingest", help="consume readings from an MQTT broker into the ledger")
+    mqtt_flags(ingest)
+    http_flags(ingest)
+    ingest.add_argument("--serve-api", action="store_true", help="also serve the web app")
+    ingest.set_defaults(func=cmd_ingest)
+
+    serve = sub.add_parser("serve", help="serve the dashboard and API over existing data")
+    http_flags(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    sim = sub.add_parser("simulate", help="publish a simulated ward's readings")
+    mqtt_flags(sim)
+    sim.add_argument("--devices", type=int, default=10)
+    sim.add_argument("--duration", type=float, default=60, help="seconds")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument(
+        "--register", action="store_true", help="register the devices in the data dir's registry"
+    )
+    sim.set_defaults(func=cmd_simulate)
+
+    verify = sub.add_parser(
+        "verify", help="check a proof bundle offline against a pinned ledger key"
+    )
+    verify.add_argument("bundle", type=Path)
+    verify.add_argument("--ledger-key", required=True, help="verifier key, or a file holding it")
+    verify.set_defaults(func=cmd_verify)
+
+    devices = sub.add_parser("devices", help="the device registry")
+    dsub = devices.add_subparsers(dest="action", required=True)
+    reg = dsub.add_parser("register")
+    reg.add_argument("device_id")
+    reg.add_argument("--patient", required=True)
+    reg.add_argument("--public-key", type=Path, required=True, help="PEM SubjectPublicKeyInfo")
+    rev = dsub.add_parser("revoke")
+    rev.add_argument("device_id")
+    dsub.add_parser("list")
+    devices.set_defaults(func=cmd_devices)
+
+    bench = sub.add_parser("bench", help="measure throughput and latency on this machine")
+    bsub = bench.add_subparsers(dest="bench", required=True)
+    bi = bsub.add_parser("ingest", help="end-to-end ingest through a real Mosquitto")
+    bi.add_argument("--messages", type=int, default=100_000, help="backlog-drain size")
+    bi.add_argument("--rate", type=int, default=5000, help="live publishing rate, msg/s")
+    bi.add_argument("--live-seconds", type=float, default=20)
+    bi.add_argument("--devices", type=int, default=100)
+    bi.add_argument("--output", type=Path, help="also write the results as JSON here")
+    bench.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

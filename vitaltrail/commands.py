@@ -1,0 +1,153 @@
+"""The subcommands other than demo and bench: ingest, serve, simulate, verify, devices."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from dashboards.app import create_app
+from devices.keys import public_key_from_pem
+from devices.publisher import BrokerAddress, PublisherConfig
+from devices.registry import DeviceRegistry, RegistryError
+from ledger.note import NoteError, NoteVerifier
+from ledger.verifier import verify_bundle
+from simulator.fleet import Fleet, FleetStats
+from simulator.ward import build_ward
+from vitaltrail.demo import register_ward
+from vitaltrail.runtime import build_ingest, data_sources
+from vitaltrail.services import http_server, stop_on_signals
+from vitaltrail.settings import Settings
+
+
+async def run_ingest(settings: Settings, *, serve_api: bool) -> int:
+    stop = stop_on_signals()
+    runtime = build_ingest(settings)
+    print(
+        f"ingesting from {settings.mqtt_host}:{settings.mqtt_port} into {settings.data_dir.resolve()}"
+    )
+    tasks = [asyncio.create_task(runtime.ingestor.run(stop))]
+    server = None
+    if serve_api:
+        server = http_server(
+            create_app(data_sources(settings, runtime.metrics)),
+            settings.http_host,
+            settings.http_port,
+        )
+        tasks.append(asyncio.create_task(server.serve()))
+        print(f"dashboard: http://{settings.http_host}:{settings.http_port}/")
+    await tasks[0]
+    if server is not None:
+        server.should_exit = True
+    await asyncio.gather(*tasks[1:])
+    runtime.close()
+    return 0
+
+
+async def run_serve(settings: Settings) -> int:
+    if not settings.ledger_path.exists():
+        print(
+            f"no ledger in {settings.data_dir.resolve()}: run `vitaltrail ingest` first",
+            file=sys.stderr,
+        )
+        return 2
+    stop = stop_on_signals()
+    server = http_server(create_app(data_sources(settings)), settings.http_host, settings.http_port)
+    print(f"dashboard: http://{settings.http_host}:{settings.http_port}/")
+    task = asyncio.create_task(server.serve())
+    await stop.wait()
+    server.should_exit = True
+    await task
+    return 0
+
+
+def _progress(stats: FleetStats) -> None:
+    print(
+        f"\r{stats.elapsed_s:6.0f}s  readings {stats.submitted:8d}  acked {stats.sent:8d}"
+        f"  queued {stats.queued:6d}  offline {stats.offline:3d}",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+async def run_simulate(
+    settings: Settings, devices: int, duration_s: float, seed: int, register: bool
+) -> int:
+    ward = build_ward(devices, seed, offline_rate=0.1)
+    fleet = Fleet(
+        ward,
+        BrokerAddress(settings.mqtt_host, settings.mqtt_port, mqtt5=settings.mqtt5),
+        settings.simulator_dir,
+        PublisherConfig(topic_root=settings.topic_root),
+    )
+    if register:
+        register_ward(fleet, settings.registry_path)
+    task = asyncio.create_task(fleet.run(duration_s, progress=_progress))
+    stop = stop_on_signals()
+    await asyncio.wait(
+        [task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+    )
+    if not task.done():
+        task.cancel()
+    stats = await asyncio.gather(task, return_exceptions=True)
+    s = fleet.stats
+    print(file=sys.stderr)
+    print(
+        f"simulated {len(ward.devices)} devices on {len(ward.patients)} patients for {s.elapsed_s:.0f}s: "
+        f"{s.submitted} readings signed, {s.sent} acknowledged by the broker, {s.queued} still queued, "
+        f"{s.reconnects} reconnects"
+    )
+    return 0 if not isinstance(stats[0], BaseException) and s.queued == 0 else 1
+
+
+def run_verify(bundle_path: Path, ledger_key: str) -> int:
+    try:
+        key_text = Path(ledger_key).read_text() if Path(ledger_key).is_file() else ledger_key
+        verifier = NoteVerifier.parse(key_text)
+    except (NoteError, OSError) as exc:
+        print(f"error: the ledger key is not usable: {exc}", file=sys.stderr)
+        return 2
+    try:
+        document = bundle_path.read_bytes()
+    except OSError as exc:
+        print(f"error: cannot read {bundle_path}: {exc}", file=sys.stderr)
+        return 2
+    report = verify_bundle(document, verifier)
+    for check in report.checks:
+        print(f"{'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+    if report.ok and report.reading is not None:
+        print(
+            f"VERIFIED: reading {report.reading.device_id}#{report.reading.seq} is entry {report.index} of {verifier.name}"
+        )
+        return 0
+    print("NOT VERIFIED: " + ", ".join(c.name for c in report.failed()) + " failed")
+    return 1
+
+
+def run_devices(settings: Settings, args: argparse.Namespace) -> int:
+    registry = DeviceRegistry(settings.registry_path)
+    try:
+        if args.action == "register":
+            record = registry.register(
+                args.device_id, args.patient, public_key_from_pem(args.public_key.read_bytes())
+            )
+            print(
+                f"registered {record.device_id} for {record.patient_id}, kid {record.key.kid.hex()}"
+            )
+        elif args.action == "revoke":
+            record = registry.revoke(args.device_id)
+            print(f"revoked {record.device_id}")
+        else:
+            for record in registry.all():
+                state = "revoked" if record.revoked else "active"
+                print(
+                    f"{record.device_id}\t{record.patient_id}\t{state}\t{record.key.kid.hex()[:16]}"
+                )
+    except (RegistryError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        registry.close()
+    return 0

@@ -1,0 +1,120 @@
+"""`vitaltrail demo`: broker, ingestor, ledger, dashboard and a simulated ward in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+from dashboards.app import create_app
+from devices.cose import parse_sign1
+from devices.publisher import BrokerAddress, PublisherConfig
+from devices.reading import decode_reading
+from devices.registry import DeviceRegistry
+from ledger.bundle import ProofBundle
+from ledger.entries import LedgerEntry
+from ledger.ledger import LedgerReader
+from simulator.fleet import Fleet
+from simulator.ward import build_ward
+from vitaltrail.broker import embedded_broker
+from vitaltrail.runtime import build_ingest, data_sources
+from vitaltrail.services import free_port, http_server, stop_on_signals
+from vitaltrail.settings import Settings
+
+log = logging.getLogger("vitaltrail.demo")
+
+
+def register_ward(fleet: Fleet, registry_path: Path) -> None:
+    registry = DeviceRegistry(registry_path)
+    try:
+        for device in fleet.ward.devices:
+            registry.register(
+                device.device_id, device.patient_id, fleet.signers[device.device_id].key
+            )
+    finally:
+        registry.close()
+
+
+def write_sample_bundle(settings: Settings) -> Path | None:
+    """Save the proof bundle of the first sealed reading, for the printed verify command."""
+    reader = LedgerReader(settings.ledger_path)
+    registry = DeviceRegistry(settings.registry_path)
+    try:
+        block = reader.blocks.latest()
+        data = reader.log.entry(0)
+        if block is None or data is None:
+            return None
+        reading = decode_reading(parse_sign1(LedgerEntry.decode(data).body).payload)
+        device = registry.get(reading.device_id)
+        if device is None:
+            return None
+        bundle = ProofBundle(
+            data, device.device_id, device.key.public_bytes, reader.tlog_proof(0, block)
+        )
+        path = settings.data_dir / "sample-proof.json"
+        path.write_text(bundle.to_json())
+        return path
+    finally:
+        reader.close()
+        registry.close()
+
+
+def command_name() -> str:
+    """How this program was started, so printed commands work as printed (e.g. .venv/bin/vitaltrail)."""
+    argv0 = Path(sys.argv[0])
+    return str(argv0) if argv0.name == "vitaltrail" else "vitaltrail"
+
+
+async def run_demo(settings: Settings, devices: int, duration_s: float | None, seed: int) -> int:
+    stop = stop_on_signals()
+    broker_port = free_port()
+    settings = settings.model_copy(update={"mqtt_port": broker_port, "mqtt5": False})
+    runtime = build_ingest(settings)
+    ward = build_ward(devices, seed, offline_rate=0.15)
+    fleet = Fleet(
+        ward,
+        BrokerAddress(settings.mqtt_host, broker_port, mqtt5=False),
+        settings.simulator_dir,
+        PublisherConfig(topic_root=settings.topic_root),
+    )
+    register_ward(fleet, settings.registry_path)
+    app = create_app(data_sources(settings, runtime.metrics))
+    server = http_server(app, settings.http_host, settings.http_port)
+    data_dir = settings.data_dir.resolve()
+    async with embedded_broker(settings.mqtt_host, broker_port):
+        ingest = asyncio.create_task(runtime.ingestor.run(stop))
+        web = asyncio.create_task(server.serve())
+        await runtime.ingestor.connected.wait()
+        simulation = asyncio.create_task(fleet.run(duration_s if duration_s else 10 * 365 * 86400))
+        print(
+            f"vitaltrail demo: {len(ward.devices)} simulated devices on {len(ward.patients)} patients"
+        )
+        print(f"  data directory (ledger, store, keys): {data_dir}")
+        print(f"  ledger public key: {settings.ledger_key_path.with_suffix('.pub').resolve()}")
+        print(f"  dashboard: http://{settings.http_host}:{settings.http_port}/")
+        print(f"  API docs:  http://{settings.http_host}:{settings.http_port}/docs")
+        sys.stdout.flush()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await stop.wait()
+        bundle = write_sample_bundle(settings)
+        if bundle is not None:
+            print("  verify a reading offline:")
+            key = settings.ledger_key_path.with_suffix(".pub")
+            print(f"    {command_name()} verify {bundle} --ledger-key {key}")
+        print("Ctrl-C stops the demo.")
+        sys.stdout.flush()
+        await asyncio.wait(
+            [simulation, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        stop.set()
+        simulation.cancel()
+        await asyncio.gather(simulation, return_exceptions=True)
+        await ingest
+        server.should_exit = True
+        await web
+    runtime.close()
+    print(f"stopped: ledger holds {runtime.ledger.size} entries")
+    return 0

@@ -1,0 +1,78 @@
+"""Wiring: build the ingestor, the web app and their data sources from Settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dashboards.app import DataSources
+from devices.registry import DeviceRegistry
+from ingest.checks import RegistryCache
+from ingest.ingestor import IngestConfig, Ingestor
+from ingest.metrics import IngestMetrics
+from ingest.mqtt_source import SourceConfig
+from ingest.pipeline import Pipeline
+from ingest.quarantine import Quarantine
+from ingest.sqlite_store import SqliteStore
+from ledger.keyfile import load_or_create_signer
+from ledger.ledger import Ledger, LedgerReader
+from ledger.note import NoteVerifier
+from vitaltrail.settings import Settings
+
+
+@dataclass
+class IngestRuntime:
+    ingestor: Ingestor
+    ledger: Ledger
+    registry: DeviceRegistry
+    store: SqliteStore
+    quarantine: Quarantine
+    metrics: IngestMetrics
+
+    def close(self) -> None:
+        for part in (self.ledger, self.store, self.quarantine, self.registry):
+            part.close()
+
+
+def source_config(settings: Settings) -> SourceConfig:
+    return SourceConfig(
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        client_id=settings.client_id,
+        mqtt5=settings.mqtt5,
+        topic_root=settings.topic_root,
+        share_group=settings.share_group if settings.mqtt5 else None,
+    )
+
+
+def build_ingest(settings: Settings, metrics: IngestMetrics | None = None) -> IngestRuntime:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    signer = load_or_create_signer(settings.ledger_key_path, settings.origin)
+    ledger = Ledger(settings.ledger_path, signer)
+    store = SqliteStore(settings.store_path)
+    quarantine = Quarantine(settings.quarantine_path)
+    registry = DeviceRegistry(settings.registry_path)
+    metrics = metrics or IngestMetrics()
+    pipeline = Pipeline(
+        ledger, store, quarantine, RegistryCache(registry.by_kid), topic_root=settings.topic_root
+    )
+    config = IngestConfig(
+        source=source_config(settings),
+        batch_max=settings.batch_max,
+        seal_interval_s=settings.seal_interval_s,
+    )
+    return IngestRuntime(
+        Ingestor(config, pipeline, metrics), ledger, registry, store, quarantine, metrics
+    )
+
+
+def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> DataSources:
+    return DataSources(
+        ledger=lambda: LedgerReader(settings.ledger_path),
+        store=lambda: SqliteStore(settings.store_path, read_only=True),
+        registry=lambda: DeviceRegistry(settings.registry_path),
+        metrics=metrics.registry if metrics else None,
+    )
+
+
+def ledger_verifier_key(settings: Settings) -> NoteVerifier:
+    return NoteVerifier.parse(settings.ledger_key_path.with_suffix(".pub").read_text())
