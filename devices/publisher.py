@@ -9,6 +9,7 @@ bounded window at a time, and removes messages once the broker acknowledged them
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +46,13 @@ class PublisherConfig:
     reconnect_min_s: float = 0.2
     reconnect_max_s: float = 15.0
     timeout_s: float = 10.0
+
+
+async def _connection_lost(client: aiomqtt.Client) -> None:
+    """Return (or raise) when the connection ends: a device subscribes to nothing, so the
+    message iterator only wakes up when aiomqtt sees the disconnect."""
+    async for _ in client.messages:
+        pass
 
 
 class DevicePublisher:
@@ -134,20 +142,34 @@ class DevicePublisher:
         return client
 
     async def _send_queue(self, client: aiomqtt.Client) -> None:
-        while True:
-            batch = self._outbox.oldest(self._config.window)
-            if not batch:
-                self._emptied.set()
-                self._queued.clear()
-                await self._queued.wait()
-                continue
-            # paho sends in call order, so the broker sees the queue in order.
-            results = await asyncio.gather(
-                *(client.publish(self._topic, m.payload, qos=1) for m in batch),
-                return_exceptions=True,
-            )
-            failures = [r for r in results if isinstance(r, BaseException)]
-            if failures:
-                raise failures[0]  # the whole window is re-sent; the ingestor dedups
-            self._outbox.remove([m.seq for m in batch])
-            self.sent += len(batch)
+        lost = asyncio.create_task(_connection_lost(client))
+        try:
+            while True:
+                await self._send_window(client, lost)
+        finally:
+            lost.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await lost
+
+    async def _send_window(self, client: aiomqtt.Client, lost: asyncio.Task[None]) -> None:
+        batch = self._outbox.oldest(self._config.window)
+        if not batch:
+            self._emptied.set()
+            self._queued.clear()
+            queued = asyncio.create_task(self._queued.wait())
+            await asyncio.wait({queued, lost}, return_when=asyncio.FIRST_COMPLETED)
+            queued.cancel()
+            if lost.done():
+                lost.result()  # raises the connection's MqttError
+                raise aiomqtt.MqttError("connection to the broker closed")
+            return
+        # paho sends in call order, so the broker sees the queue in order.
+        results = await asyncio.gather(
+            *(client.publish(self._topic, m.payload, qos=1) for m in batch),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise failures[0]  # the whole window is re-sent; the ingestor dedups
+        self._outbox.remove([m.seq for m in batch])
+        self.sent += len(batch)

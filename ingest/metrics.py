@@ -49,8 +49,9 @@ class IngestMetrics:
             "vitaltrail_broker_connected", "1 while connected to the broker", registry=r
         )
 
+    def sample(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """The current value of one sample, e.g. ``vitaltrail_readings_accepted_total``."""
+        return self.registry.get_sample_value(name, labels or {}) or 0.0
+
     def rejected_count(self, reason: Reason) -> float:
-        value = self.registry.get_sample_value(
-            "vitaltrail_messages_rejected_total", {"reason": reason.value}
-        )
-        return value or 0.0
+        return self.sample("vitaltrail_messages_rejected_total", {"reason": reason.value})

@@ -254,7 +254,12 @@ class MqttSource:
             topic = message._topic.decode("utf-8", "replace")
         self._inbox.append(
             InboundMessage(
-                topic, bytes(message.payload), message.mid, message.qos, time.time_ns(), self._connection
+                topic,
+                bytes(message.payload),
+                message.mid,
+                message.qos,
+                time.time_ns(),
+                self._connection,
             )
         )
         self._unacked += 1

@@ -19,8 +19,9 @@ from ledger.ledger import LedgerReader
 from simulator.fleet import Fleet
 from simulator.ward import build_ward
 from vitaltrail.broker import embedded_broker
+from vitaltrail.mosquitto import free_port
 from vitaltrail.runtime import build_ingest, data_sources
-from vitaltrail.services import free_port, http_server, stop_on_signals
+from vitaltrail.services import http_server, stop_on_signals
 from vitaltrail.settings import Settings
 
 log = logging.getLogger("vitaltrail.demo")

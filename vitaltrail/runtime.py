@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dashboards.app import DataSources
@@ -10,9 +11,10 @@ from ingest.checks import RegistryCache
 from ingest.ingestor import IngestConfig, Ingestor
 from ingest.metrics import IngestMetrics
 from ingest.mqtt_source import SourceConfig
-from ingest.pipeline import Pipeline
+from ingest.pipeline import BatchResult, Pipeline
 from ingest.quarantine import Quarantine
 from ingest.sqlite_store import SqliteStore
+from ledger.blocks import Block
 from ledger.keyfile import load_or_create_signer
 from ledger.ledger import Ledger, LedgerReader
 from ledger.note import NoteVerifier
@@ -44,7 +46,13 @@ def source_config(settings: Settings) -> SourceConfig:
     )
 
 
-def build_ingest(settings: Settings, metrics: IngestMetrics | None = None) -> IngestRuntime:
+def build_ingest(
+    settings: Settings,
+    metrics: IngestMetrics | None = None,
+    *,
+    on_durable: Callable[[BatchResult, int], None] | None = None,
+    on_sealed: Callable[[Block, int], None] | None = None,
+) -> IngestRuntime:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     signer = load_or_create_signer(settings.ledger_key_path, settings.origin)
     ledger = Ledger(settings.ledger_path, signer)
@@ -60,9 +68,8 @@ def build_ingest(settings: Settings, metrics: IngestMetrics | None = None) -> In
         batch_max=settings.batch_max,
         seal_interval_s=settings.seal_interval_s,
     )
-    return IngestRuntime(
-        Ingestor(config, pipeline, metrics), ledger, registry, store, quarantine, metrics
-    )
+    ingestor = Ingestor(config, pipeline, metrics, on_durable=on_durable, on_sealed=on_sealed)
+    return IngestRuntime(ingestor, ledger, registry, store, quarantine, metrics)
 
 
 def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> DataSources:

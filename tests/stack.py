@@ -1,0 +1,137 @@
+"""Test helpers: a wired ingestor on a real broker, signed messages, a raw publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from devices.cose import sign1
+from devices.keys import DeviceSigner
+from devices.reading import Reading, Sample, encode_reading
+from devices.registry import DeviceRegistry
+from devices.vitals import HEART_RATE, SPO2
+from ingest.quarantine import Quarantine
+from ledger.ledger import LedgerReader
+from vitaltrail.runtime import IngestRuntime, build_ingest
+from vitaltrail.settings import Settings
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def vitals(time_ms: int | None = None, hr: float = 72, spo2: float = 97) -> tuple[Sample, ...]:
+    t = now_ms() if time_ms is None else time_ms
+    return (
+        Sample(HEART_RATE.code, HEART_RATE.unit, hr, t),
+        Sample(SPO2.code, SPO2.unit, spo2, t),
+    )
+
+
+def signed(
+    device_id: str, signer: DeviceSigner, seq: int, samples: Sequence[Sample] | None = None
+) -> bytes:
+    return sign1(signer, encode_reading(Reading(device_id, seq, tuple(samples or vitals()))))
+
+
+def register_devices(data_dir: Path, n: int, prefix: str = "dev") -> dict[str, DeviceSigner]:
+    registry = DeviceRegistry(data_dir / "registry.db")
+    signers = {f"{prefix}-{i:03d}": DeviceSigner.generate() for i in range(n)}
+    for device_id, signer in signers.items():
+        registry.register(device_id, f"patient-{device_id}", signer.key)
+    registry.close()
+    return signers
+
+
+def settings_for(data_dir: Path, port: int, topic_root: str, **extra: object) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        mqtt_port=port,
+        topic_root=topic_root,
+        client_id=f"ingest-{uuid.uuid4().hex[:8]}",
+        share_group=str(extra.pop("share_group", f"g{uuid.uuid4().hex[:8]}")),
+        seal_interval_s=0.2,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class RunningIngest:
+    runtime: IngestRuntime
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 30)
+        self.runtime.close()
+
+
+async def start_ingest(settings: Settings) -> RunningIngest:
+    runtime = build_ingest(settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.ingestor.run(stop))
+    await asyncio.wait_for(runtime.ingestor.connected.wait(), 10)
+    return RunningIngest(runtime, stop, task)
+
+
+async def wait_until(
+    predicate: Callable[[], bool], timeout_s: float = 30, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+
+
+class RawPublisher:
+    """A plain paho publisher at QoS 1, for messages the device SDK would never send."""
+
+    def __init__(self, port: int) -> None:
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"pub-{uuid.uuid4().hex[:8]}",
+            protocol=paho.MQTTv5,
+        )
+        self.client.max_inflight_messages_set(1000)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self._pending: list[paho.MQTTMessageInfo] = []
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self._pending.append(self.client.publish(topic, payload, qos=1))
+
+    def flush(self, timeout_s: float = 30) -> None:
+        for info in self._pending:
+            info.wait_for_publish(timeout_s)
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def ledger_keys(data_dir: Path) -> list[tuple[int, bytes]]:
+    reader = LedgerReader(data_dir / "ledger.db")
+    try:
+        return list(reader.log.entries(0, reader.log.stored_size()))
+    finally:
+        reader.close()
+
+
+def quarantined(data_dir: Path) -> dict[str, int]:
+    q = Quarantine(data_dir / "quarantine.db", read_only=True)
+    try:
+        return q.counts()
+    finally:
+        q.close()

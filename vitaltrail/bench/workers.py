@@ -1,0 +1,103 @@
+"""The processes a benchmark run starts: an instrumented ingestor and a paced publisher.
+
+Each runs in its own process (multiprocessing, spawn) so that the ingestor's CPU time and
+peak memory are its own, as they would be in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pickle
+import resource
+import time
+import uuid
+from multiprocessing.synchronize import Event as MpEvent
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ingest.pipeline import BatchResult
+from ledger.blocks import Block
+from vitaltrail.runtime import build_ingest
+from vitaltrail.settings import Settings
+
+PUBLISH_WINDOW = 20_000  # paho overwrites messages past 65,535 in flight: stay well below
+
+
+def ingest_worker(settings_json: str, out: Path, ready: MpEvent, stop: MpEvent) -> None:
+    """Run the real ingestor; record when each reading became durable and each block sealed."""
+    settings = Settings.model_validate_json(settings_json)
+    durable: list[tuple[str, int, int, int]] = []  # (device, seq, index, ns)
+    sealed: list[tuple[int, int]] = []  # (tree size, ns)
+    connected_ns = 0
+
+    def on_durable(result: BatchResult, done_ns: int) -> None:
+        durable.extend((d, s, i, done_ns) for d, s, i in result.recorded)
+
+    def on_sealed(block: Block, done_ns: int) -> None:
+        sealed.append((block.tree_size, done_ns))
+
+    async def main() -> None:
+        nonlocal connected_ns
+        runtime = build_ingest(settings, on_durable=on_durable, on_sealed=on_sealed)
+        stop_event = asyncio.Event()
+        task = asyncio.create_task(runtime.ingestor.run(stop_event))
+        await runtime.ingestor.connected.wait()
+        connected_ns = time.time_ns()
+        ready.set()
+        await asyncio.to_thread(stop.wait)
+        stop_event.set()
+        await task
+        runtime.close()
+
+    asyncio.run(main())
+    peak_rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = {
+        "durable": durable,
+        "sealed": sealed,
+        "peak_rss_kib": peak_rss_kib,
+        "connected_ns": connected_ns,
+    }
+    out.write_bytes(pickle.dumps(result))
+
+
+def publish_worker(port: int, messages: Path, rate: float, out: Path) -> None:
+    """Publish pre-signed (topic, payload) pairs at ``rate`` msg/s (0: as fast as possible)."""
+    batch: list[tuple[str, bytes]] = pickle.loads(messages.read_bytes())  # noqa: S301 - our own file
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-pub-{uuid.uuid4().hex[:6]}",
+        protocol=paho.MQTTv5,
+    )
+    client.max_inflight_messages_set(PUBLISH_WINDOW)
+    client.max_queued_messages_set(0)
+    acked = 0
+
+    def on_publish(*_: object) -> None:
+        nonlocal acked
+        acked += 1
+
+    client.on_publish = on_publish
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    sent_ns: list[int] = []
+    start = time.perf_counter()
+    tick = 0.01
+    for i, (topic, payload) in enumerate(batch):
+        if rate > 0:
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > tick:
+                time.sleep(delay)
+        while i - acked >= PUBLISH_WINDOW:
+            time.sleep(0.001)
+        sent_ns.append(time.time_ns())
+        client.publish(topic, payload, qos=1)
+    while acked < len(batch):
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - start
+    client.disconnect()
+    client.loop_stop()
+    out.write_text(json.dumps({"sent_ns": sent_ns, "elapsed_s": elapsed}))

@@ -1,0 +1,74 @@
+"""Start a real Mosquitto with the project's configuration (for `vitaltrail bench` and the tests)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_CONF = Path(__file__).parent / "mosquitto.conf"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout_s}s")
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(found).exists():
+        raise RuntimeError(
+            "mosquitto is not installed: `make test` installs it (scripts/system-deps.sh)"
+        )
+    return found
+
+
+@dataclass
+class Mosquitto:
+    """A Mosquitto process: the project's configuration plus a loopback listener and a data dir."""
+
+    workdir: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Mosquitto:
+        self.port = self.port or free_port()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(
+            PROJECT_CONF.read_text()
+            + f"\nlistener {self.port} 127.0.0.1\npersistence_location {self.workdir}/\n"
+            # as root, mosquitto would switch to a user that cannot write this directory
+            + ("user root\n" if os.geteuid() == 0 else "")
+        )
+        with (self.workdir / "mosquitto.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
+            )
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
