@@ -15,6 +15,7 @@ from typing import Any
 
 import cbor2
 
+from devices.cbor_head import bstr
 from devices.errors import CoseError, SignatureError
 from devices.keys import SIGNATURE_SIZE, DeviceKey, DeviceSigner
 
@@ -91,5 +92,9 @@ def _protected_headers(protected: bytes) -> Mapping[Any, Any]:
     return headers
 
 
+_SIG_STRUCTURE_HEAD = b"\x84" + b"\x6aSignature1"  # array(4), text(10)
+
+
 def _sig_structure(protected: bytes, payload: bytes) -> bytes:
-    return cbor2.dumps(["Signature1", protected, b"", payload])
+    """CBOR of ``["Signature1", protected, h'', payload]`` (RFC 9052 section 4.4)."""
+    return _SIG_STRUCTURE_HEAD + bstr(protected) + b"\x40" + bstr(payload)

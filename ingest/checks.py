@@ -8,8 +8,9 @@ detail that names what was wrong (never a patient value: details may reach logs)
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from devices.cose import parse_sign1
@@ -18,6 +19,8 @@ from devices.reading import Reading, decode_reading
 from devices.registry import DeviceRecord
 from devices.vitals import BY_CODE
 from ingest.reasons import Reason
+
+log = logging.getLogger("vitaltrail.ingest")
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class Limits:
 @dataclass(frozen=True)
 class Admitted:
     reading: Reading
-    device: DeviceRecord
+    patient_id: str  # the patient the signing device is bound to
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ def check_message(
         return Rejected(
             Reason.TOPIC_MISMATCH, f"reading of {reading.device_id} on another device's topic"
         )
-    return _check_plausible(reading, now_ms, limits) or Admitted(reading, device)
+    return _check_plausible(reading, now_ms, limits) or Admitted(reading, device.patient_id)
 
 
 def _check_plausible(reading: Reading, now_ms: int, limits: Limits) -> Rejected | None:
@@ -118,3 +121,35 @@ def _check_plausible(reading: Reading, now_ms: int, limits: Limits) -> Rejected 
                 Reason.STALE_TIMESTAMP, f"sample time is {now_ms - sample.time_ms} ms old"
             )
     return None
+
+
+Verdict = Admitted | Rejected
+
+
+def topic_device(topic: str, topic_root: str) -> str | None:
+    """The device id a topic ``<root>/<device>/readings`` names, or None."""
+    prefix, suffix = topic_root + "/", "/readings"
+    if not (topic.startswith(prefix) and topic.endswith(suffix)):
+        return None
+    device = topic[len(prefix) : -len(suffix)]
+    return device if device and "/" not in device else None
+
+
+class BatchChecker:
+    """Runs :func:`check_message` over a batch; never raises for anything a client sends."""
+
+    def __init__(self, lookup: Lookup, topic_root: str, limits: Limits | None = None) -> None:
+        self._lookup = lookup
+        self._topic_root = topic_root
+        self._limits = limits or Limits()
+
+    def check(self, messages: Sequence[tuple[str, bytes]], now_ms: int) -> list[Verdict]:
+        return [self._check_one(topic, payload, now_ms) for topic, payload in messages]
+
+    def _check_one(self, topic: str, payload: bytes, now_ms: int) -> Verdict:
+        try:
+            device = topic_device(topic, self._topic_root)
+            return check_message(device, payload, self._lookup, now_ms, self._limits)
+        except Exception as exc:  # a bug, not the client's fault: keep the message, go on
+            log.exception("unexpected error checking a message")
+            return Rejected(Reason.UNPROCESSABLE, f"internal error: {type(exc).__name__}")

@@ -1,8 +1,9 @@
 """The ingestor: MQTT in, durable batches out, acks after commit, blocks sealed on a timer.
 
-One asyncio task receives and batches; one writer thread (a single-worker executor) owns
-every database and runs :class:`~ingest.pipeline.Pipeline`. A batch is acknowledged to the
-broker only after the writer returns. Blocks are sealed every ``seal_interval_s`` or sooner
+One asyncio task receives and batches; check worker processes verify each batch
+(:class:`~ingest.check_pool.CheckPool`) while one writer thread, which owns every database,
+records the batch before (:class:`~ingest.pipeline.Pipeline`). A batch is acknowledged to
+the broker only after the writer returns, in the order the batches arrived. Blocks are sealed every ``seal_interval_s`` or sooner
 when ``seal_every`` entries wait. On stop, everything received is flushed, acknowledged and
 sealed before the connection closes. If the broker or a store fails, nothing unflushed is
 acknowledged: the broker keeps it, and the ingestor reconnects with backoff.
@@ -16,9 +17,12 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from ingest.check_pool import CheckPool
+from ingest.checks import Verdict
 from ingest.metrics import IngestMetrics
 from ingest.mqtt_source import InboundMessage, MqttError, MqttSource, SourceConfig
 from ingest.pipeline import BatchResult, Pipeline
@@ -57,8 +61,10 @@ class Ingestor:
         *,
         on_durable: Callable[[BatchResult, int], None] | None = None,
         on_sealed: Callable[[Block, int], None] | None = None,
+        check_pool: CheckPool | None = None,
     ) -> None:
         self.config = config
+        self._check_pool = check_pool
         self.pipeline = pipeline
         self.metrics = metrics or IngestMetrics()
         self._on_durable = on_durable
@@ -94,9 +100,12 @@ class Ingestor:
                 await sealer
             await asyncio.shield(self._seal())
             self._writer.shutdown(wait=True)
+            if self._check_pool is not None:
+                self._check_pool.close()
 
     async def _consume(self, source: MqttSource, stop: asyncio.Event) -> None:
         stopping = asyncio.create_task(stop.wait())
+        writing: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
                 receiving = asyncio.create_task(
@@ -108,18 +117,49 @@ class Ingestor:
                     with contextlib.suppress(asyncio.CancelledError, MqttError):
                         await receiving
                     break
-                await asyncio.shield(self._commit(source, receiving.result()))
+                writing = await self._step(source, receiving.result(), writing)
             # Graceful stop: what was received is made durable and acknowledged.
-            await asyncio.shield(self._commit(source, source.take_all()))
+            writing = await self._step(source, source.take_all(), writing)
         finally:
             stopping.cancel()
+            if writing is not None:
+                await asyncio.gather(asyncio.shield(writing), return_exceptions=True)
 
-    async def _commit(self, source: MqttSource, batch: list[InboundMessage]) -> None:
+    async def _step(
+        self, source: MqttSource, batch: list[InboundMessage], previous: asyncio.Task[None] | None
+    ) -> asyncio.Task[None] | None:
+        """Check ``batch`` while the previous batch is written, then start writing this one.
+
+        Writes run one at a time and in arrival order, so acknowledgements keep that order.
+        """
         if not batch:
-            return
+            if previous is not None:
+                await previous
+            return None
         self.metrics.received.inc(len(batch))
+        now_ms = _now_ms()
+        verdicts = await self._check(batch, now_ms)
+        if previous is not None:
+            await previous
+        return asyncio.create_task(self._write(source, batch, now_ms, verdicts))
+
+    async def _check(self, batch: list[InboundMessage], now_ms: int) -> list[Verdict] | None:
+        if self._check_pool is None:
+            return None  # the pipeline checks on the writer thread
         try:
-            result = await self._in_writer(self.pipeline.process, batch, _now_ms())
+            return await self._check_pool.check([(m.topic, m.payload) for m in batch], now_ms)
+        except BrokenProcessPool as exc:
+            raise StorageError("a check worker process died") from exc
+
+    async def _write(
+        self,
+        source: MqttSource,
+        batch: list[InboundMessage],
+        now_ms: int,
+        verdicts: list[Verdict] | None,
+    ) -> None:
+        try:
+            result = await self._in_writer(self.pipeline.process, batch, now_ms, verdicts)
         except Exception as exc:
             raise StorageError(f"could not make a batch of {len(batch)} durable: {exc!r}") from exc
         source.ack(batch)

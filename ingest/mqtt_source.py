@@ -43,7 +43,7 @@ class SourceConfig:
     mqtt5: bool = True
     topic_root: str = "vitaltrail/v1"
     share_group: str | None = "ingest"  # MQTT 5 shared subscription group; None: plain
-    receive_maximum: int = 4000
+    receive_maximum: int = 10000
     session_expiry_s: int = 7 * 24 * 3600  # the broker keeps our backlog this long
     keepalive_s: int = 30
     connect_timeout_s: float = 10.0
@@ -264,7 +264,8 @@ class MqttSource:
         )
         self._unacked += 1
         self._arrived.set()
-        if self._unacked >= self.config.receive_maximum and not self._reading_paused:
+        # Until SUBACK arrives, keep reading: a resumed session's backlog may stand before it.
+        if self._unacked >= self.config.receive_maximum and self._subscribed.done():
             self._pause_reading()
 
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
@@ -295,6 +296,8 @@ class MqttSource:
                 break
 
     def _pause_reading(self) -> None:
+        if self._reading_paused:
+            return
         if self._sock is not None:
             self._loop.remove_reader(self._sock)
         self._reading_paused = True

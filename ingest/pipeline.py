@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ingest.checks import Admitted, Limits, Lookup, Rejected, check_message
+from ingest.checks import Admitted, BatchChecker, Limits, Lookup, Rejected, Verdict
 from ingest.mqtt_source import InboundMessage
 from ingest.quarantine import Quarantine, QuarantineRecord
 from ingest.reasons import Reason
@@ -36,15 +36,6 @@ class BatchResult:
     recorded: list[tuple[str, int, int]] = field(default_factory=list)  # (device, seq, index)
 
 
-def topic_device(topic: str, topic_root: str) -> str | None:
-    """The device id a topic ``<root>/<device>/readings`` names, or None."""
-    prefix, suffix = topic_root + "/", "/readings"
-    if not (topic.startswith(prefix) and topic.endswith(suffix)):
-        return None
-    device = topic[len(prefix) : -len(suffix)]
-    return device if device and "/" not in device else None
-
-
 class Pipeline:
     def __init__(
         self,
@@ -59,20 +50,26 @@ class Pipeline:
         self.ledger = ledger
         self.store = store
         self.quarantine = quarantine
-        self._lookup = lookup
-        self._topic_root = topic_root
-        self._limits = limits or Limits()
+        self.checker = BatchChecker(lookup, topic_root, limits)
 
     @property
     def unsealed(self) -> int:
         return self.ledger.size - self.ledger.sealed_size
 
-    def process(self, batch: Sequence[InboundMessage], now_ms: int) -> BatchResult:
+    def process(
+        self,
+        batch: Sequence[InboundMessage],
+        now_ms: int,
+        verdicts: Sequence[Verdict] | None = None,
+    ) -> BatchResult:
+        """Record a batch. ``verdicts`` come from a :class:`~ingest.check_pool.CheckPool`;
+        without them the checks run here."""
+        if verdicts is None:
+            verdicts = self.checker.check([(m.topic, m.payload) for m in batch], now_ms)
         result = BatchResult()
         admitted: list[tuple[InboundMessage, Admitted]] = []
         refused: list[QuarantineRecord] = []
-        for msg in batch:
-            verdict = self._check(msg, now_ms)
+        for msg, verdict in zip(batch, verdicts, strict=True):
             if isinstance(verdict, Rejected):
                 refused.append(
                     QuarantineRecord(now_ms, msg.topic, verdict.reason, verdict.detail, msg.payload)
@@ -110,7 +107,7 @@ class Pipeline:
                 result.duplicates += 1
             points.extend(
                 SamplePoint(
-                    a.device.patient_id,
+                    a.patient_id,
                     a.reading.device_id,
                     a.reading.seq,
                     position,
@@ -130,14 +127,6 @@ class Pipeline:
                 "quarantined message on %r: %s (%s)", record.topic, record.reason, record.detail
             )
         return result
-
-    def _check(self, msg: InboundMessage, now_ms: int) -> Admitted | Rejected:
-        try:
-            device = topic_device(msg.topic, self._topic_root)
-            return check_message(device, msg.payload, self._lookup, now_ms, self._limits)
-        except Exception as exc:  # a bug, not the client's fault: keep the message, go on
-            log.exception("unexpected error checking a message")
-            return Rejected(Reason.UNPROCESSABLE, f"internal error: {type(exc).__name__}")
 
     def seal(self, now_ms: int) -> Block | None:
         return self.ledger.seal(now_ms)

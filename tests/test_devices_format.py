@@ -178,3 +178,21 @@ def test_keys_round_trip_through_files(tmp_path) -> None:  # type: ignore[no-unt
     assert public_key_from_pem(public_key_to_pem(signer.key)) == signer.key
     with pytest.raises(ValueError, match="32 bytes"):
         DeviceKey(b"short")
+
+
+@pytest.mark.parametrize("size", [0, 1, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32])
+def test_hand_written_cbor_heads_match_cbor2(size: int) -> None:
+    from devices.cbor_head import head, uint
+
+    assert uint(size) == cbor2.dumps(size, canonical=True)
+    if size < 70000:
+        assert head(2, size) + bytes(size) == cbor2.dumps(bytes(size), canonical=True)
+
+
+def test_sig_structure_matches_the_generic_encoding() -> None:
+    from devices.cose import _sig_structure
+
+    for payload in [b"", b"x" * 23, b"y" * 300, b"z" * 70000]:
+        assert _sig_structure(b"\xa1\x01\x27", payload) == cbor2.dumps(
+            ["Signature1", b"\xa1\x01\x27", b"", payload]
+        )

@@ -146,3 +146,23 @@ def test_a_reopened_log_continues_the_same_tree() -> None:
     assert (reopened.size, reopened.root()) == (13, log.root())
     reopened.append([NewEntry("k13", b"f", bytes([13]))])
     assert reopened.root() == root_of([hash_leaf(bytes([i])) for i in range(14)])
+
+
+def test_ledger_entries_encode_deterministically_and_round_trip() -> None:
+    import cbor2
+
+    from ledger.entries import EntryError, EntryKind, LedgerEntry
+
+    for body in [b"", b"a" * 30, b"b" * 5000]:
+        entry = LedgerEntry(EntryKind.READING, 1_763_700_000_123, body)
+        assert entry.encode() == cbor2.dumps([1, 1_763_700_000_123, body], canonical=True)
+        assert LedgerEntry.decode(entry.encode()) == entry
+    for bad in [
+        b"",
+        b"\x80",
+        cbor2.dumps([99, 1, b""]),
+        cbor2.dumps([1, -1, b""]),
+        cbor2.dumps([1, 1, "text"]),
+    ]:
+        with pytest.raises(EntryError):
+            LedgerEntry.decode(bad)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from dashboards.app import DataSources
 from devices.registry import DeviceRegistry
+from ingest.check_pool import CheckPool
 from ingest.checks import RegistryCache
 from ingest.ingestor import IngestConfig, Ingestor
 from ingest.metrics import IngestMetrics
@@ -68,7 +69,12 @@ def build_ingest(
         batch_max=settings.batch_max,
         seal_interval_s=settings.seal_interval_s,
     )
-    ingestor = Ingestor(config, pipeline, metrics, on_durable=on_durable, on_sealed=on_sealed)
+    pool = None
+    if settings.check_workers > 0:
+        pool = CheckPool(settings.check_workers, settings.registry_path, settings.topic_root)
+    ingestor = Ingestor(
+        config, pipeline, metrics, on_durable=on_durable, on_sealed=on_sealed, check_pool=pool
+    )
     return IngestRuntime(ingestor, ledger, registry, store, quarantine, metrics)
 
 

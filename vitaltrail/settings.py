@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     http_port: int = 8000
 
     batch_max: int = 2000
+    check_workers: int = 1  # processes verifying signatures; 0 checks on the writer thread
     seal_interval_s: float = 1.0
     log_level: str = "INFO"
 
