@@ -1,0 +1,131 @@
+"""The web API over a populated data directory: shapes, errors, hostile input, OpenAPI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dashboards.app import create_app
+from devices.keys import DeviceSigner
+from devices.publisher import readings_topic
+from devices.registry import DeviceRegistry
+from ingest.mqtt_source import InboundMessage
+from ledger.note import NoteVerifier
+from ledger.verifier import verify_bundle
+from tests.populated import populate
+from tests.stack import now_ms, signed
+from vitaltrail.runtime import build_ingest, data_sources
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[tuple[TestClient, Path]]:
+    settings = populate(tmp_path / "data", patients=3, readings=5)
+    with TestClient(create_app(data_sources(settings))) as c:
+        yield c, settings.ledger_key_path.with_suffix(".pub")
+
+
+def test_patients_with_latest_vitals(client: tuple[TestClient, Path]) -> None:
+    c, _ = client
+    patients = c.get("/api/v1/patients").json()
+    assert [p["patient_id"] for p in patients] == ["patient-0", "patient-1", "patient-2"]
+    vitals = {v["name"]: v for v in patients[0]["vitals"]}
+    assert vitals["heart_rate"]["value"] == 74  # the last of 70..74
+    assert vitals["body_temperature"]["unit"] == "Cel"
+
+
+def test_latest_and_series_for_one_patient(client: tuple[TestClient, Path]) -> None:
+    c, _ = client
+    latest = c.get("/api/v1/patients/patient-1/vitals").json()
+    assert len(latest["vitals"]) == 3
+    series = c.get("/api/v1/patients/patient-1/vitals/8867-4", params={"bucket_s": 3600}).json()
+    assert sum(p["count"] for p in series["points"]) == 5
+    assert c.get("/api/v1/patients/nobody/vitals").status_code == 404
+
+
+def test_a_reading_by_id_and_its_proof_bundle_verify(client: tuple[TestClient, Path]) -> None:
+    c, key_path = client
+    reading = c.get("/api/v1/readings/0").json()
+    assert reading["sealed"] is True
+    assert reading["patient_id"].startswith("patient-")
+    bundle = c.get(reading["proof_url"])
+    assert bundle.headers["content-type"] == "application/json"
+    report = verify_bundle(bundle.text, NoteVerifier.parse(key_path.read_text()))
+    assert report.ok, report.failed()
+    checkpoint = c.get("/api/v1/checkpoint")
+    assert checkpoint.text.startswith("vitaltrail.local/ledger\n15\n")
+    assert c.get("/api/v1/ledger").json() == {
+        "origin": "vitaltrail.local/ledger",
+        "tree_size": 15,
+        "sealed_size": 15,
+        "blocks": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/v1/readings/999", 404),
+        ("/api/v1/readings/-1", 422),
+        ("/api/v1/readings/99999999999999999999999", 422),
+        ("/api/v1/readings/abc", 422),
+        ("/api/v1/readings/999/proof", 404),
+        ("/api/v1/patients/..%2F..%2Fetc/vitals", 404),
+        ("/api/v1/patients/%00/vitals", 422),
+        ("/api/v1/patients/" + "x" * 200 + "/vitals", 422),
+        ("/api/v1/patients/patient-1/vitals/heart", 422),
+        ("/api/v1/patients/patient-1/vitals/8867-4?bucket_s=0", 422),
+        ("/api/v1/patients/patient-1/vitals/8867-4?bucket_s=0.001&start_ms=0", 422),
+        ("/api/v1/patients/patient-1/vitals/8867-4?start_ms=10&end_ms=5", 422),
+    ],
+)
+def test_bad_requests_get_clear_errors(
+    client: tuple[TestClient, Path], path: str, status: int
+) -> None:
+    c, _ = client
+    response = c.get(path)
+    assert response.status_code == status
+    assert "detail" in response.json()
+
+
+def test_openapi_schema_lists_the_telemedicine_endpoints(client: tuple[TestClient, Path]) -> None:
+    c, _ = client
+    paths = c.get("/openapi.json").json()["paths"]
+    for path in [
+        "/api/v1/patients",
+        "/api/v1/patients/{patient_id}/vitals",
+        "/api/v1/patients/{patient_id}/vitals/{code}",
+        "/api/v1/readings/{index}",
+        "/api/v1/readings/{index}/proof",
+        "/api/v1/checkpoint",
+    ]:
+        assert path in paths
+
+
+def test_the_page_and_health(client: tuple[TestClient, Path]) -> None:
+    c, _ = client
+    assert "vitaltrail" in c.get("/").text
+    assert c.get("/static/app.js").status_code == 200
+    assert c.get("/healthz").json() == {"status": "ok"}
+
+
+def test_a_reading_not_yet_sealed_has_no_proof_yet(tmp_path: Path) -> None:
+    settings = populate(tmp_path / "data", patients=1, readings=1)
+    runtime = build_ingest(settings)
+    registry = DeviceRegistry(settings.registry_path)
+    signer = DeviceSigner.generate()
+    registry.register("late-band", "patient-9", signer.key)
+    registry.close()
+    topic = readings_topic(settings.topic_root, "late-band")
+    runtime.ingestor.pipeline.process(
+        [InboundMessage(topic, signed("late-band", signer, 0), 0, 1, 0, 0)], now_ms()
+    )
+    runtime.close()  # appended, not sealed
+    with TestClient(create_app(data_sources(settings))) as c:
+        assert c.get("/api/v1/readings/0/proof").status_code == 200
+        assert c.get("/api/v1/readings/1").json()["sealed"] is False
+        response = c.get("/api/v1/readings/1/proof")
+        assert response.status_code == 409
+        assert "not sealed" in response.json()["detail"]

@@ -1,0 +1,77 @@
+"""The durable half of ingest, without a broker: dedup, conflicts, quarantine, store points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devices.keys import DeviceSigner
+from devices.registry import DeviceRegistry
+from ingest.checks import RegistryCache
+from ingest.mqtt_source import InboundMessage
+from ingest.pipeline import Pipeline
+from ingest.quarantine import Quarantine
+from ingest.reasons import Reason
+from ingest.sqlite_store import SqliteStore
+from ledger.ledger import Ledger
+from ledger.note import NoteSigner
+from tests.stack import now_ms, signed, vitals
+
+
+def _pipeline(tmp_path: Path) -> tuple[Pipeline, DeviceSigner]:
+    signer = DeviceSigner.generate()
+    registry = DeviceRegistry(tmp_path / "registry.db")
+    registry.register("band-1", "patient-1", signer.key)
+    pipeline = Pipeline(
+        Ledger(tmp_path / "ledger.db", NoteSigner.generate("test.example/log")),
+        SqliteStore(tmp_path / "store.db"),
+        Quarantine(tmp_path / "quarantine.db"),
+        RegistryCache(registry.by_kid),
+        topic_root="r",
+    )
+    return pipeline, signer
+
+
+def _msg(payload: bytes, mid: int = 1) -> InboundMessage:
+    return InboundMessage("r/band-1/readings", payload, mid, 1, 0, 1)
+
+
+def test_redelivery_is_a_duplicate_and_other_bytes_are_a_conflict(tmp_path: Path) -> None:
+    pipeline, signer = _pipeline(tmp_path)
+    first = signed("band-1", signer, 0, vitals(hr=70))
+    result = pipeline.process([_msg(first), _msg(first, 2)], now_ms())
+    assert (result.accepted, result.duplicates) == (1, 1)
+    again = pipeline.process([_msg(first)], now_ms())
+    assert (again.accepted, again.duplicates) == (0, 1)
+    conflict = pipeline.process([_msg(signed("band-1", signer, 0, vitals(hr=71)))], now_ms())
+    assert conflict.rejected == {Reason.SEQUENCE_CONFLICT: 1}
+    assert pipeline.ledger.size == 1
+    assert pipeline.store.count() == 2  # two samples, written once despite three deliveries
+    assert pipeline.quarantine.counts() == {"sequence_conflict": 1}
+
+
+def test_a_rejected_message_does_not_stop_the_good_ones_in_its_batch(tmp_path: Path) -> None:
+    pipeline, signer = _pipeline(tmp_path)
+    batch = [
+        _msg(signed("band-1", signer, 0)),
+        _msg(b"garbage", 2),
+        _msg(signed("band-1", signer, 1), 3),
+    ]
+    result = pipeline.process(batch, now_ms())
+    assert result.accepted == 2
+    assert result.rejected == {Reason.MALFORMED_COSE: 1}
+    assert [r.payload for r in pipeline.quarantine.recent()] == [b"garbage"]
+
+
+def test_sealing_signs_what_was_appended_and_chains_blocks(tmp_path: Path) -> None:
+    pipeline, signer = _pipeline(tmp_path)
+    assert pipeline.seal(now_ms()) is None  # nothing to seal
+    pipeline.process([_msg(signed("band-1", signer, 0))], now_ms())
+    first = pipeline.seal(now_ms())
+    assert first is not None
+    assert (first.height, first.tree_size) == (0, 1)
+    assert pipeline.seal(now_ms()) is None  # nothing new
+    pipeline.process([_msg(signed("band-1", signer, 1))], now_ms())
+    second = pipeline.seal(now_ms())
+    assert second is not None
+    assert second.prev_hash == first.hash()
+    assert second.checkpoint.size == 2
