@@ -22,35 +22,79 @@ VITALTRAIL = [sys.executable, "-m", "vitaltrail.cli"]
 def test_demo_prints_the_dashboard_and_a_verify_command_that_works(tmp_path: Path) -> None:
     port = free_port()
     run = subprocess.run(
-        [*VITALTRAIL, "--data-dir", str(tmp_path / "data"), "--log-level", "WARNING",
-         "demo", "--duration", "7", "--devices", "5", "--http-port", str(port)],
-        capture_output=True, text=True, timeout=90, check=False,
+        [
+            *VITALTRAIL,
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--log-level",
+            "WARNING",
+            "demo",
+            "--duration",
+            "7",
+            "--devices",
+            "5",
+            "--http-port",
+            str(port),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
     )
     assert run.returncode == 0, run.stderr
     assert f"dashboard: http://127.0.0.1:{port}/" in run.stdout
-    assert str((tmp_path / "data").resolve()) in run.stdout, "the demo says where its data and keys are"
-    verify_line = next(line.strip() for line in run.stdout.splitlines() if line.split()[1:2] == ["verify"])
+    assert str((tmp_path / "data").resolve()) in run.stdout, (
+        "the demo says where its data and keys are"
+    )
+    verify_line = next(
+        line.strip() for line in run.stdout.splitlines() if line.split()[1:2] == ["verify"]
+    )
     argv = shlex.split(verify_line)
     assert argv[1] == "verify"
-    verified = subprocess.run([*VITALTRAIL, *argv[1:]], capture_output=True, text=True, timeout=30, check=False)
+    verified = subprocess.run(
+        [*VITALTRAIL, *argv[1:]], capture_output=True, text=True, timeout=30, check=False
+    )
     assert verified.returncode == 0, verified.stdout
     assert "VERIFIED" in verified.stdout
 
 
-def test_simulate_shows_progress_and_a_summary(mosquitto: Mosquitto, tmp_path: Path, topic_root: str) -> None:
+def test_simulate_shows_progress_and_a_summary(
+    mosquitto: Mosquitto, tmp_path: Path, topic_root: str
+) -> None:
     env = os.environ | {"VITALTRAIL_TOPIC_ROOT": topic_root}
     run = subprocess.run(
-        [*VITALTRAIL, "--data-dir", str(tmp_path / "data"), "--log-level", "WARNING", "simulate",
-         "--devices", "4", "--duration", "2.5", "--mqtt-port", str(mosquitto.port), "--register"],
-        capture_output=True, text=True, timeout=60, env=env, check=False,
+        [
+            *VITALTRAIL,
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--log-level",
+            "WARNING",
+            "simulate",
+            "--devices",
+            "4",
+            "--duration",
+            "2.5",
+            "--mqtt-port",
+            str(mosquitto.port),
+            "--register",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
     )
     assert run.returncode == 0, run.stderr
-    assert "readings" in run.stderr and "acked" in run.stderr  # the progress line
+    assert "readings" in run.stderr  # the progress line
+    assert "acked" in run.stderr
     assert "simulated 4 devices on 2 patients" in run.stdout
     assert "0 still queued" in run.stdout
     listed = subprocess.run(
         [*VITALTRAIL, "--data-dir", str(tmp_path / "data"), "devices", "list"],
-        capture_output=True, text=True, timeout=30, check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     )
     assert listed.stdout.count("active") == 4
 
@@ -61,7 +105,9 @@ def test_devices_register_revoke_and_refuse_nonsense(tmp_path: Path) -> None:
     base = [*VITALTRAIL, "--data-dir", str(tmp_path / "data"), "devices"]
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*base, *args], capture_output=True, text=True, timeout=30, check=False)
+        return subprocess.run(
+            [*base, *args], capture_output=True, text=True, timeout=30, check=False
+        )
 
     assert run("register", "band-1", "--patient", "p-1", "--public-key", str(key)).returncode == 0
     assert "revoked band-1" in run("revoke", "band-1").stdout
@@ -72,14 +118,29 @@ def test_devices_register_revoke_and_refuse_nonsense(tmp_path: Path) -> None:
     assert run("revoke", "nobody").returncode == 2
     not_a_key = tmp_path / "x.pem"
     not_a_key.write_text("hello")
-    assert run("register", "band-2", "--patient", "p-1", "--public-key", str(not_a_key)).returncode == 2
+    assert (
+        run("register", "band-2", "--patient", "p-1", "--public-key", str(not_a_key)).returncode
+        == 2
+    )
 
 
-def test_ingest_stops_gracefully_on_sigterm(mosquitto: Mosquitto, tmp_path: Path, topic_root: str) -> None:
+def test_ingest_stops_gracefully_on_sigterm(
+    mosquitto: Mosquitto, tmp_path: Path, topic_root: str
+) -> None:
     env = os.environ | {"VITALTRAIL_TOPIC_ROOT": topic_root, "VITALTRAIL_CLIENT_ID": "sigterm-test"}
     proc = subprocess.Popen(
-        [*VITALTRAIL, "--data-dir", str(tmp_path / "data"), "ingest", "--mqtt-port", str(mosquitto.port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            *VITALTRAIL,
+            "--data-dir",
+            str(tmp_path / "data"),
+            "ingest",
+            "--mqtt-port",
+            str(mosquitto.port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     assert proc.stdout is not None
     assert "ingesting from" in proc.stdout.readline()
