@@ -236,19 +236,28 @@ def backlog_drain(
     }
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def live(
-    port: int,
+    broker: Mosquitto,
     signers: dict[str, DeviceSigner],
     messages: Sequence[Message],
     rate: float,
     work: Path,
 ) -> dict[str, Any]:
+    port = broker.port
+    assert broker.process is not None
     settings = _settings(work, port, "live", signers)
     ingest = IngestProcess(settings, work, "live").start()
+    broker_cpu = _cpu_seconds(broker.process.pid)
     published = _publish(
         port, _write_batch(work / "live.pkl", settings.topic_root, messages), rate, work
     )
     _wait_for(settings, len(messages), 120)
+    broker_cpu = _cpu_seconds(broker.process.pid) - broker_cpu
     result = ingest.finish()
     sent = {(d, s): ns for (d, s, _), ns in zip(messages, published["sent_ns"], strict=True)}
     durable = {(d, s): (i, ns) for d, s, i, ns in result["durable"]}
@@ -278,6 +287,12 @@ def live(
             "p99": percentile(to_sealed, 99),
         },
         "peak_rss_mib": result["peak_rss_kib"] / 1024,
+        "cpu_us_per_message": {
+            "ingestor": 1e6 * result["cpu_s"] / len(messages),
+            "check_worker": 1e6 * result["check_workers_cpu_s"] / len(messages),
+            "publisher": 1e6 * published["cpu_s"] / len(messages),
+            "mosquitto": 1e6 * broker_cpu / len(messages),
+        },
     }
 
 
@@ -319,9 +334,7 @@ def run_bench_ingest(args: argparse.Namespace) -> int:
                 f"({drain['durable_per_s'] / report['raw_drain_per_s']:.0%} of the subscriber ceiling), "
                 f"all sealed after {drain['seconds_to_sealed']:.1f}s, peak RSS {drain['peak_rss_mib']:.0f} MiB"
             )
-            report["live"] = result = live(
-                broker.port, signers, messages[:live_total], args.rate, work
-            )
+            report["live"] = result = live(broker, signers, messages[:live_total], args.rate, work)
             print(
                 f"live at {args.rate:,} msg/s for {args.live_seconds:.0f}s: {result['recorded']:,} recorded, "
                 f"{result['lost']} lost, sustained {result['sustained_per_s']:,.0f} msg/s; publish->durable "
@@ -338,5 +351,7 @@ def run_bench_ingest(args: argparse.Namespace) -> int:
     }
     if args.output:
         args.output.write_text(json.dumps(report, indent=2) + "\n")
+    cpu = {k: round(v) for k, v in report["live"]["cpu_us_per_message"].items()}
+    print(f"live CPU per message (µs): {cpu}")
     print(json.dumps(report["ratios"]))
     return 0

@@ -23,7 +23,7 @@ from ledger.blocks import Block
 from vitaltrail.runtime import build_ingest
 from vitaltrail.settings import Settings
 
-PUBLISH_WINDOW = 20_000  # paho overwrites messages past 65,535 in flight: stay well below
+PUBLISH_WINDOW = 1000  # paho rescans every in-flight message on each PUBACK: keep it small
 
 
 def ingest_worker(settings_json: str, out: Path, ready: MpEvent, stop: MpEvent) -> None:
@@ -53,12 +53,15 @@ def ingest_worker(settings_json: str, out: Path, ready: MpEvent, stop: MpEvent) 
         runtime.close()
 
     asyncio.run(main())
-    peak_rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)  # the check pool, shut down by now
     result = {
         "durable": durable,
         "sealed": sealed,
-        "peak_rss_kib": peak_rss_kib,
+        "peak_rss_kib": own.ru_maxrss,
         "connected_ns": connected_ns,
+        "cpu_s": own.ru_utime + own.ru_stime,
+        "check_workers_cpu_s": workers.ru_utime + workers.ru_stime,
     }
     out.write_bytes(pickle.dumps(result))
 
@@ -100,4 +103,6 @@ def publish_worker(port: int, messages: Path, rate: float, out: Path) -> None:
     elapsed = time.perf_counter() - start
     client.disconnect()
     client.loop_stop()
-    out.write_text(json.dumps({"sent_ns": sent_ns, "elapsed_s": elapsed}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_s = usage.ru_utime + usage.ru_stime
+    out.write_text(json.dumps({"sent_ns": sent_ns, "elapsed_s": elapsed, "cpu_s": cpu_s}))
