@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.reasons import Reason
+from ingest.sqlite import connect
 
 MAX_KEPT_BYTES = 65536  # an oversize message is kept truncated; its full length is recorded
 
@@ -36,14 +36,7 @@ class QuarantineRecord:
 
 class Quarantine:
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if read_only:
-            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-        else:
-            self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+        self._db = connect(path, _SCHEMA, read_only=read_only)
 
     def close(self) -> None:
         self._db.close()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+from ingest.sqlite import connect
 from ingest.store import Bucket, LatestVital, SamplePoint
 
 _SCHEMA = """
@@ -46,14 +46,7 @@ class SqliteStore:
     """Samples plus a small table of each patient's latest value per vital."""
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if read_only:
-            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-        else:
-            self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+        self._db = connect(path, _SCHEMA, read_only=read_only)
 
     def close(self) -> None:
         self._db.close()

@@ -68,6 +68,7 @@ def build_ingest(
         source=source_config(settings),
         batch_max=settings.batch_max,
         seal_interval_s=settings.seal_interval_s,
+        seal_every=settings.seal_every,
     )
     pool = None
     if settings.check_workers > 0:

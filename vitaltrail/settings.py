@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     batch_max: int = 2000
     check_workers: int = 1  # processes verifying signatures; 0 checks on the writer thread
     seal_interval_s: float = 1.0
+    seal_every: int = 2000  # entries waiting that trigger a block before the interval ends
     log_level: str = "INFO"
 
     @property

@@ -15,15 +15,11 @@ import uuid
 from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-
 from ingest.pipeline import BatchResult
 from ledger.blocks import Block
+from vitaltrail.bench.raw_publisher import publish_paced
 from vitaltrail.runtime import build_ingest
 from vitaltrail.settings import Settings
-
-PUBLISH_WINDOW = 1000  # paho rescans every in-flight message on each PUBACK: keep it small
 
 
 def ingest_worker(settings_json: str, out: Path, ready: MpEvent, stop: MpEvent) -> None:
@@ -69,40 +65,7 @@ def ingest_worker(settings_json: str, out: Path, ready: MpEvent, stop: MpEvent) 
 def publish_worker(port: int, messages: Path, rate: float, out: Path) -> None:
     """Publish pre-signed (topic, payload) pairs at ``rate`` msg/s (0: as fast as possible)."""
     batch: list[tuple[str, bytes]] = pickle.loads(messages.read_bytes())  # noqa: S301 - our own file
-    client = paho.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"bench-pub-{uuid.uuid4().hex[:6]}",
-        protocol=paho.MQTTv5,
-    )
-    client.max_inflight_messages_set(PUBLISH_WINDOW)
-    client.max_queued_messages_set(0)
-    acked = 0
-
-    def on_publish(*_: object) -> None:
-        nonlocal acked
-        acked += 1
-
-    client.on_publish = on_publish
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    sent_ns: list[int] = []
-    start = time.perf_counter()
-    tick = 0.01
-    for i, (topic, payload) in enumerate(batch):
-        if rate > 0:
-            due = start + i / rate
-            delay = due - time.perf_counter()
-            if delay > tick:
-                time.sleep(delay)
-        while i - acked >= PUBLISH_WINDOW:
-            time.sleep(0.001)
-        sent_ns.append(time.time_ns())
-        client.publish(topic, payload, qos=1)
-    while acked < len(batch):
-        time.sleep(0.005)
-    elapsed = time.perf_counter() - start
-    client.disconnect()
-    client.loop_stop()
+    sent_ns, elapsed = publish_paced(port, f"bench-pub-{uuid.uuid4().hex[:6]}", batch, rate)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu_s = usage.ru_utime + usage.ru_stime
     out.write_text(json.dumps({"sent_ns": sent_ns, "elapsed_s": elapsed, "cpu_s": cpu_s}))
