@@ -68,6 +68,33 @@ class InboundMessage:
     connection: int  # which connection delivered it: acks for older ones are dropped
 
 
+class _BufferedClient(paho.Client):
+    """paho reads a packet a few bytes at a time (type, each length byte, then the rest), one
+    ``recv`` system call each; this serves those reads from one 64 KiB ``recv`` instead.
+
+    It overrides paho's ``_sock_recv`` (pinned: paho-mqtt 2.x); since bytes may then wait in
+    the buffer while the socket is not readable, :meth:`MqttSource._read` keeps reading until
+    :attr:`buffered` is empty.
+    """
+
+    _buffer = b""
+    _pos = 0
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer) - self._pos
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._pos >= len(self._buffer):
+            data = super()._sock_recv(65536)  # raises BlockingIOError when nothing waits
+            if not data:
+                return data  # the connection closed
+            self._buffer, self._pos = data, 0
+        chunk = self._buffer[self._pos : self._pos + bufsize]
+        self._pos += len(chunk)
+        return chunk
+
+
 class MqttSource:
     """One broker session. ``async with`` connects and subscribes; leaving it disconnects."""
 
@@ -89,9 +116,9 @@ class MqttSource:
         self._misc: asyncio.Task[None] | None = None
         self._client = self._make_client()
 
-    def _make_client(self) -> paho.Client:
+    def _make_client(self) -> _BufferedClient:
         cfg = self.config
-        client = paho.Client(
+        client = _BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=cfg.client_id,
             protocol=paho.MQTTv5 if cfg.mqtt5 else paho.MQTTv311,
@@ -284,16 +311,16 @@ class MqttSource:
         self._loop.remove_writer(sock)
 
     def _read(self) -> None:
-        # paho reads one packet per call; drain what the socket holds before yielding.
-        for _ in range(256):
+        # paho handles one packet per call: go on while the socket or our buffer holds more.
+        for _ in range(512):
             before = len(self._inbox)
             rc = self._client.loop_read()
-            if (
-                rc != MQTTErrorCode.MQTT_ERR_SUCCESS
-                or len(self._inbox) == before
-                or self._reading_paused
-            ):
-                break
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._reading_paused:
+                return
+            if len(self._inbox) == before and not self._client.buffered:
+                return
+        if self._client.buffered:
+            self._loop.call_soon(self._read)  # the rest after other callbacks had their turn
 
     def _pause_reading(self) -> None:
         if self._reading_paused:
