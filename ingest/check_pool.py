@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import signal
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -25,6 +26,8 @@ _checker: BatchChecker | None = None
 
 def _start_worker(registry_path: Path, topic_root: str, limits: Limits) -> None:
     global _checker
+    # Ctrl-C reaches the whole process group; the ingestor decides when its workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     registry = DeviceRegistry(registry_path)
     _checker = BatchChecker(RegistryCache(registry.by_kid), topic_root, limits)
 

@@ -122,8 +122,10 @@ class Ingestor:
             writing = await self._step(source, source.take_all(), writing)
         finally:
             stopping.cancel()
-            if writing is not None:
-                await asyncio.gather(asyncio.shield(writing), return_exceptions=True)
+            if writing is not None:  # let the last write finish; its batch is acked or redelivered
+                (outcome,) = await asyncio.gather(asyncio.shield(writing), return_exceptions=True)
+                if isinstance(outcome, Exception):
+                    log.warning("the last batch was not made durable: %s", outcome)
 
     async def _step(
         self, source: MqttSource, batch: list[InboundMessage], previous: asyncio.Task[None] | None

@@ -9,6 +9,7 @@ and a wristband may produce motion artefacts (a heart-rate spike that is still p
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,20 +52,21 @@ class Ward:
     patients: dict[str, VirtualPatient]
     devices: list[SimDevice]
 
+    @staticmethod
+    def _ticks(i: int, device: SimDevice, duration_s: float) -> Iterator[tuple[float, int]]:
+        period = min(p for _, p in KINDS[device.kind])
+        k = 0
+        while (t := device.phase_s + k * period) < duration_s:
+            yield t, i
+            k += 1
+
     def schedule(
         self, start_ms: int, duration_s: float
     ) -> Iterator[tuple[float, SimDevice, list[Sample]]]:
         """Every reading of the run, in time order: (seconds since start, device, samples)."""
         rng = random.Random(self.seed ^ 0x5EED)
-        ticks: list[tuple[float, int]] = []
-        for i, device in enumerate(self.devices):
-            period = min(p for _, p in KINDS[device.kind])
-            t = device.phase_s
-            while t < duration_s:
-                ticks.append((t, i))
-                t += period
-        ticks.sort()
-        for t, i in ticks:
+        streams = [self._ticks(i, device, duration_s) for i, device in enumerate(self.devices)]
+        for t, i in heapq.merge(*streams):  # lazy: a run may last for years
             device = self.devices[i]
             patient = self.patients[device.patient_id]
             elapsed = round(t - device.phase_s, 6)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from devices.keys import DeviceSigner
 from devices.publisher import readings_topic
+from devices.reading import Sample
 from devices.registry import DeviceRegistry
 from devices.vitals import BODY_TEMPERATURE
 from ingest.mqtt_source import InboundMessage
@@ -26,7 +27,8 @@ def populate(data_dir: Path, patients: int = 3, readings: int = 5) -> Settings:
     batch = []
     for seq in range(readings):
         for device_id, signer in signers.items():
-            samples = (*vitals(t + seq * 1000, hr=70 + seq), _temp(t + seq * 1000))
+            temperature = Sample(BODY_TEMPERATURE.code, BODY_TEMPERATURE.unit, 36.9, t + seq * 1000)
+            samples = (*vitals(t + seq * 1000, hr=70 + seq), temperature)
             batch.append(
                 InboundMessage(
                     readings_topic(settings.topic_root, device_id),
@@ -41,9 +43,3 @@ def populate(data_dir: Path, patients: int = 3, readings: int = 5) -> Settings:
     runtime.ingestor.pipeline.seal(now_ms())
     runtime.close()
     return settings
-
-
-def _temp(t: int):  # type: ignore[no-untyped-def]
-    from devices.reading import Sample
-
-    return Sample(BODY_TEMPERATURE.code, BODY_TEMPERATURE.unit, 36.9, t)

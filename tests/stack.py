@@ -17,8 +17,6 @@ from devices.keys import DeviceSigner
 from devices.reading import Reading, Sample, encode_reading
 from devices.registry import DeviceRegistry
 from devices.vitals import HEART_RATE, SPO2
-from ingest.quarantine import Quarantine
-from ledger.ledger import LedgerReader
 from vitaltrail.runtime import IngestRuntime, build_ingest
 from vitaltrail.settings import Settings
 
@@ -119,19 +117,3 @@ class RawPublisher:
         self.flush()
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def ledger_keys(data_dir: Path) -> list[tuple[int, bytes]]:
-    reader = LedgerReader(data_dir / "ledger.db")
-    try:
-        return list(reader.log.entries(0, reader.log.stored_size()))
-    finally:
-        reader.close()
-
-
-def quarantined(data_dir: Path) -> dict[str, int]:
-    q = Quarantine(data_dir / "quarantine.db", read_only=True)
-    try:
-        return q.counts()
-    finally:
-        q.close()

@@ -9,7 +9,7 @@ import pytest
 
 from devices.cose import sign1
 from devices.keys import DeviceSigner
-from devices.reading import Reading, Sample
+from devices.reading import Reading, Sample, encode_reading
 from devices.registry import DeviceRecord
 from ingest.checks import (
     Admitted,
@@ -21,7 +21,7 @@ from ingest.checks import (
     topic_device,
 )
 from ingest.reasons import Reason
-from tests.stack import now_ms, signed, vitals
+from tests.stack import now_ms, signed
 
 SIGNER = DeviceSigner.generate()
 OTHER = DeviceSigner.generate()
@@ -159,9 +159,6 @@ def test_samples_of_blood_pressure_travel_together() -> None:
     reading = Reading(
         "band-1", 3, (Sample("8480-6", "mm[Hg]", 120, t), Sample("8462-4", "mm[Hg]", 80, t))
     )
-    from devices.reading import encode_reading
-
     verdict = check(sign1(SIGNER, encode_reading(reading)))
     assert isinstance(verdict, Admitted)
     assert len(verdict.reading.samples) == 2
-    assert vitals()  # helper sanity: the default samples exist

@@ -19,7 +19,7 @@ from ledger.ledger import LedgerReader
 from simulator.fleet import Fleet
 from simulator.ward import build_ward
 from vitaltrail.broker import embedded_broker
-from vitaltrail.mosquitto import free_port
+from vitaltrail.mosquitto import free_port, port_is_free
 from vitaltrail.runtime import build_ingest, data_sources
 from vitaltrail.services import http_server, stop_on_signals
 from vitaltrail.settings import Settings
@@ -71,7 +71,13 @@ def command_name() -> str:
 async def run_demo(settings: Settings, devices: int, duration_s: float | None, seed: int) -> int:
     stop = stop_on_signals()
     broker_port = free_port()
-    settings = settings.model_copy(update={"mqtt_port": broker_port, "mqtt5": False})
+    http_port = settings.http_port
+    if http_port == 0 or not port_is_free(settings.http_host, http_port):
+        http_port = free_port(settings.http_host)
+        print(f"port {settings.http_port} is taken; the dashboard uses {http_port} instead")
+    settings = settings.model_copy(
+        update={"mqtt_port": broker_port, "mqtt5": False, "http_port": http_port}
+    )
     runtime = build_ingest(settings)
     ward = build_ward(devices, seed, offline_rate=0.15)
     fleet = Fleet(
