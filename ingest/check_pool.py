@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -24,10 +27,19 @@ from ingest.checks import BatchChecker, Limits, RegistryCache, Verdict
 _checker: BatchChecker | None = None
 
 
-def _start_worker(registry_path: Path, topic_root: str, limits: Limits) -> None:
+def _exit_with_parent(parent_pid: int) -> None:
+    """A worker holds both ends of its task pipe, so it never sees EOF when the ingestor is
+    killed (SIGKILL): it would wait forever. It leaves when its parent is gone instead."""
+    while os.getppid() == parent_pid:
+        time.sleep(1)
+    os._exit(0)
+
+
+def _start_worker(registry_path: Path, topic_root: str, limits: Limits, parent_pid: int) -> None:
     global _checker
     # Ctrl-C reaches the whole process group; the ingestor decides when its workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     registry = DeviceRegistry(registry_path)
     _checker = BatchChecker(RegistryCache(registry.by_kid), topic_root, limits)
 
@@ -46,7 +58,7 @@ class CheckPool:
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
-            initargs=(registry_path, topic_root, limits or Limits()),
+            initargs=(registry_path, topic_root, limits or Limits(), os.getpid()),
         )
 
     async def check(self, messages: Sequence[tuple[str, bytes]], now_ms: int) -> list[Verdict]:
