@@ -129,3 +129,18 @@ def test_a_reading_not_yet_sealed_has_no_proof_yet(tmp_path: Path) -> None:
         response = c.get("/api/v1/readings/1/proof")
         assert response.status_code == 409
         assert "not sealed" in response.json()["detail"]
+
+
+def test_metrics_expose_every_rejection_reason(tmp_path: Path) -> None:
+    from ingest.metrics import IngestMetrics
+    from ingest.reasons import Reason
+
+    settings = populate(tmp_path / "data", patients=1, readings=1)
+    metrics = IngestMetrics()
+    metrics.rejected.labels(reason=Reason.BAD_SIGNATURE.value).inc(3)
+    with TestClient(create_app(data_sources(settings, metrics))) as c:
+        text = c.get("/metrics").text
+    assert 'vitaltrail_messages_rejected_total{reason="bad_signature"} 3.0' in text
+    for reason in Reason:
+        assert f'reason="{reason.value}"' in text
+    assert "vitaltrail_receive_to_durable_seconds_bucket" in text
