@@ -198,7 +198,6 @@ class Ingestor:
         block = await self._in_writer(self.pipeline.seal, _now_ms())
         if block is not None:
             self.metrics.blocks_sealed.inc()
-            log.info("sealed block %d (tree size %d)", block.height, block.tree_size)
             if self._on_sealed is not None:
                 self._on_sealed(block, time.time_ns())
 
