@@ -39,7 +39,7 @@ class IngestConfig:
     batch_max: int = 2000
     batch_wait_s: float = 0.02
     seal_interval_s: float = 1.0
-    seal_every: int = 2000  # under load, about one block per written batch
+    seal_every: int = 1000  # under load, about one block per written batch
     reconnect_min_s: float = 0.2
     reconnect_max_s: float = 15.0
 

@@ -27,9 +27,9 @@ class Settings(BaseSettings):
     http_port: int = 8000
 
     batch_max: int = 2000
-    check_workers: int = 1  # processes verifying signatures; 0 checks on the writer thread
+    check_workers: int = 2  # processes verifying signatures (one per core); 0: on the writer thread
     seal_interval_s: float = 1.0
-    seal_every: int = 2000  # entries waiting that trigger a block before the interval ends
+    seal_every: int = 1000  # entries waiting that trigger a block before the interval ends
     log_level: str = "INFO"
 
     @property
