@@ -99,9 +99,13 @@ class Ingestor:
             with contextlib.suppress(asyncio.CancelledError):
                 await sealer
             await asyncio.shield(self._seal())
-            self._writer.shutdown(wait=True)
-            if self._check_pool is not None:
-                self._check_pool.close()
+            self.close()
+
+    def close(self) -> None:
+        """Stop the writer thread and the check workers (idempotent; :meth:`run` calls it)."""
+        self._writer.shutdown(wait=True)
+        if self._check_pool is not None:
+            self._check_pool.close()
 
     async def _consume(self, source: MqttSource, stop: asyncio.Event) -> None:
         stopping = asyncio.create_task(stop.wait())

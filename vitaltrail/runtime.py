@@ -32,6 +32,7 @@ class IngestRuntime:
     metrics: IngestMetrics
 
     def close(self) -> None:
+        self.ingestor.close()
         for part in (self.ledger, self.store, self.quarantine, self.registry):
             part.close()
 
