@@ -9,7 +9,6 @@ bounded window at a time, and removes messages once the broker acknowledged them
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -148,8 +147,8 @@ class DevicePublisher:
                 await self._send_window(client, lost)
         finally:
             lost.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await lost
+            # gather, not `suppress(CancelledError)`: a cancellation of *this* task must go on.
+            await asyncio.gather(lost, return_exceptions=True)
 
     async def _send_window(self, client: aiomqtt.Client, lost: asyncio.Task[None]) -> None:
         batch = self._outbox.oldest(self._config.window)

@@ -96,8 +96,7 @@ class Ingestor:
                     self.metrics.connected.set(0)
         finally:
             sealer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sealer
+            await asyncio.gather(sealer, return_exceptions=True)
             await asyncio.shield(self._seal())
             self.close()
 
@@ -118,8 +117,7 @@ class Ingestor:
                 await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if not receiving.done():
                     receiving.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, MqttError):
-                        await receiving
+                    await asyncio.gather(receiving, return_exceptions=True)
                     break
                 writing = await self._step(source, receiving.result(), writing)
             # Graceful stop: what was received is made durable and acknowledged.

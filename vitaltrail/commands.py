@@ -91,15 +91,17 @@ async def run_simulate(
     )
     if not task.done():
         task.cancel()
-    stats = await asyncio.gather(task, return_exceptions=True)
+    (outcome,) = await asyncio.gather(task, return_exceptions=True)
     s = fleet.stats
     print(file=sys.stderr)
+    if isinstance(outcome, Exception):
+        print(f"error: the simulation failed: {outcome!r}", file=sys.stderr)
     print(
         f"simulated {len(ward.devices)} devices on {len(ward.patients)} patients for {s.elapsed_s:.0f}s: "
         f"{s.submitted} readings signed, {s.sent} acknowledged by the broker, {s.queued} still queued, "
         f"{s.reconnects} reconnects"
     )
-    return 0 if not isinstance(stats[0], BaseException) and s.queued == 0 else 1
+    return 0 if not isinstance(outcome, BaseException) and s.queued == 0 else 1
 
 
 def run_verify(bundle_path: Path, ledger_key: str) -> int:
