@@ -47,6 +47,14 @@ class PublisherConfig:
     timeout_s: float = 10.0
 
 
+def _reraise_if_cancelled(exc: Exception) -> None:
+    """aiomqtt's ``__aexit__`` can turn a cancellation into an MqttError (its disconnect timed
+    out); a retry loop that caught it would never end. A cancelled task stops here instead."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
+
+
 async def _connection_lost(client: aiomqtt.Client) -> None:
     """Return (or raise) when the connection ends: a device subscribes to nothing, so the
     message iterator only wakes up when aiomqtt sees the disconnect."""
@@ -115,6 +123,7 @@ class DevicePublisher:
                     delay = self._config.reconnect_min_s
                     await self._send_queue(client)
             except aiomqtt.MqttError as exc:
+                _reraise_if_cancelled(exc)
                 if self.connected.is_set():
                     self.reconnects += 1
                 self.connected.clear()

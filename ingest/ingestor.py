@@ -86,6 +86,9 @@ class Ingestor:
                         delay = self.config.reconnect_min_s
                         await self._consume(source, stop)
                 except (MqttError, StorageError) as exc:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise asyncio.CancelledError from exc  # a cancel, not a broker error
                     log.warning("ingest interrupted: %s; retrying in %.1fs", exc, delay)
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(delay):

@@ -109,3 +109,27 @@ async def test_the_queue_and_sequence_survive_a_device_restart(tmp_path: Path) -
     second = DevicePublisher("band-7", signer, Outbox(tmp_path / "o.db", "band-7"), unreachable)
     assert second.backlog == 3
     assert second.submit(vitals()) == 3, "sequence numbers never repeat across restarts"
+
+
+async def test_a_cancelled_publisher_stops_even_if_its_disconnect_fails(tmp_path: Path) -> None:
+    """aiomqtt may turn the cancellation into an MqttError when the DISCONNECT cannot complete;
+    the publisher's retry loop must still end."""
+    import aiomqtt
+
+    from devices.publisher import _reraise_if_cancelled
+
+    async def cancelled_while_handling() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            try:
+                raise aiomqtt.MqttError("Operation timed out")  # what __aexit__ raised
+            except aiomqtt.MqttError as exc:
+                _reraise_if_cancelled(exc)
+            raise AssertionError("the cancellation was swallowed") from None
+
+    task = asyncio.create_task(cancelled_while_handling())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
