@@ -9,6 +9,13 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import generate_latest
 
+from dashboards.bundles import (
+    NoSuchReading,
+    NotSealed,
+    RecordedReading,
+    proof_bundle_for,
+    recorded_reading,
+)
 from dashboards.schemas import (
     LedgerStatus,
     PatientVitals,
@@ -18,13 +25,9 @@ from dashboards.schemas import (
     SeriesPoint,
     VitalValue,
 )
-from devices.cose import parse_sign1
-from devices.reading import decode_reading
 from devices.registry import DeviceRegistry
 from devices.vitals import BY_CODE
 from ingest.store import LatestVital, TimeSeriesStore
-from ledger.bundle import ProofBundle
-from ledger.entries import EntryKind, LedgerEntry
 from ledger.ledger import LedgerReader
 
 router = APIRouter()
@@ -114,21 +117,18 @@ async def vital_series(
     )
 
 
-def _reading_entry(ledger: LedgerReader, index: int) -> LedgerEntry:
-    data = ledger.log.entry(index)
-    if data is None:
-        raise HTTPException(404, f"no ledger entry {index}")
-    entry = LedgerEntry.decode(data)
-    if entry.kind is not EntryKind.READING:
-        raise HTTPException(404, f"ledger entry {index} is not a reading")
-    return entry
+def _recorded(ledger: LedgerReader, index: int) -> RecordedReading:
+    try:
+        return recorded_reading(ledger, index)
+    except NoSuchReading as exc:
+        raise HTTPException(404, str(exc)) from exc
 
 
 @router.get("/api/v1/readings/{index}", tags=["telemedicine"])
 async def reading(index: EntryIndex, ledger: LedgerDep, registry: RegistryDep) -> ReadingOut:
     """A reading by id (its ledger index), decoded from the signed message the device sent."""
-    entry = _reading_entry(ledger, index)
-    decoded = decode_reading(parse_sign1(entry.body).payload)
+    recorded = _recorded(ledger, index)
+    decoded = recorded.reading
     device = registry.get(decoded.device_id)
     latest = ledger.blocks.latest()
     return ReadingOut(
@@ -136,7 +136,7 @@ async def reading(index: EntryIndex, ledger: LedgerDep, registry: RegistryDep) -
         device_id=decoded.device_id,
         patient_id=device.patient_id if device else None,
         seq=decoded.seq,
-        logged_at_ms=entry.logged_at_ms,
+        logged_at_ms=recorded.entry.logged_at_ms,
         samples=[
             SampleOut(code=s.code, unit=s.unit, value=s.value, time_ms=s.time_ms)
             for s in decoded.samples
@@ -156,18 +156,12 @@ async def reading(index: EntryIndex, ledger: LedgerDep, registry: RegistryDep) -
 )
 async def proof_bundle(index: EntryIndex, ledger: LedgerDep, registry: RegistryDep) -> Response:
     """The offline proof bundle of a reading: check it with ``vitaltrail verify``."""
-    entry = _reading_entry(ledger, index)
-    decoded = decode_reading(parse_sign1(entry.body).payload)
-    device = registry.get(decoded.device_id)
-    if device is None:
-        raise HTTPException(404, f"device {decoded.device_id} is not registered")
     try:
-        proof = ledger.tlog_proof(index)
-    except LookupError as exc:
+        bundle = proof_bundle_for(ledger, registry, index)
+    except NoSuchReading as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except NotSealed as exc:
         raise HTTPException(409, str(exc)) from exc
-    data = ledger.log.entry(index)
-    assert data is not None
-    bundle = ProofBundle(data, device.device_id, device.key.public_bytes, proof)
     return Response(bundle.to_json(), media_type="application/json")
 
 

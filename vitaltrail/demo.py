@@ -9,12 +9,9 @@ import sys
 from pathlib import Path
 
 from dashboards.app import create_app
-from devices.cose import parse_sign1
+from dashboards.bundles import proof_bundle_for
 from devices.publisher import BrokerAddress, PublisherConfig
-from devices.reading import decode_reading
 from devices.registry import DeviceRegistry
-from ledger.bundle import ProofBundle
-from ledger.entries import LedgerEntry
 from ledger.ledger import LedgerReader
 from simulator.fleet import Fleet
 from simulator.ward import build_ward
@@ -43,23 +40,15 @@ def write_sample_bundle(settings: Settings) -> Path | None:
     reader = LedgerReader(settings.ledger_path)
     registry = DeviceRegistry(settings.registry_path)
     try:
-        block = reader.blocks.latest()
-        data = reader.log.entry(0)
-        if block is None or data is None:
-            return None
-        reading = decode_reading(parse_sign1(LedgerEntry.decode(data).body).payload)
-        device = registry.get(reading.device_id)
-        if device is None:
-            return None
-        bundle = ProofBundle(
-            data, device.device_id, device.key.public_bytes, reader.tlog_proof(0, block)
-        )
-        path = settings.data_dir / "sample-proof.json"
-        path.write_text(bundle.to_json())
-        return path
+        bundle = proof_bundle_for(reader, registry, 0)
+    except LookupError:
+        return None  # nothing recorded and sealed yet
     finally:
         reader.close()
         registry.close()
+    path = settings.data_dir / "sample-proof.json"
+    path.write_text(bundle.to_json())
+    return path
 
 
 def command_name() -> str:

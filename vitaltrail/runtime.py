@@ -18,7 +18,6 @@ from ingest.sqlite_store import SqliteStore
 from ledger.blocks import Block
 from ledger.keyfile import load_or_create_signer
 from ledger.ledger import Ledger, LedgerReader
-from ledger.note import NoteVerifier
 from vitaltrail.settings import Settings
 
 
@@ -87,7 +86,3 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
         registry=lambda: DeviceRegistry(settings.registry_path),
         metrics=metrics.registry if metrics else None,
     )
-
-
-def ledger_verifier_key(settings: Settings) -> NoteVerifier:
-    return NoteVerifier.parse(settings.ledger_key_path.with_suffix(".pub").read_text())

@@ -37,6 +37,7 @@ from devices.reading import Reading, Sample, encode_reading
 from devices.registry import DeviceRegistry
 from devices.vitals import HEART_RATE
 from ingest.mqtt_source import MqttSource, SourceConfig
+from ledger.ledger import LedgerReader
 from vitaltrail.bench.workers import ingest_worker, publish_worker
 from vitaltrail.mosquitto import Mosquitto, mosquitto_binary
 from vitaltrail.settings import Settings
@@ -179,14 +180,11 @@ class IngestProcess:
 
 
 def _ledger_size(settings: Settings) -> int:
-    import sqlite3
-
-    db = sqlite3.connect(f"file:{settings.ledger_path}?mode=ro", uri=True)
+    reader = LedgerReader(settings.ledger_path)
     try:
-        row = db.execute("SELECT count(*) FROM entries").fetchone()
-        return int(row[0])
+        return reader.log.stored_size()
     finally:
-        db.close()
+        reader.close()
 
 
 def _settings(work: Path, port: int, name: str, signers: dict[str, DeviceSigner]) -> Settings:
