@@ -5,12 +5,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from ledger.storage import open_database
+from ledger.database import connect_sqlite
 
 
 def connect(path: Path, schema: str, *, read_only: bool = False) -> sqlite3.Connection:
     """Open ``path``; a writer creates ``schema``, a reader never writes (and needs the file)."""
-    db = open_database(path, read_only=read_only)
+    db = connect_sqlite(path, read_only=read_only)
     if not read_only:
         db.executescript(schema)
     return db

@@ -16,23 +16,24 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from ledger.checkpoint import Checkpoint
+from ledger.database import Database
 from ledger.note import parse_note
 
 GENESIS_PREV_HASH = bytes(32)
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
-    height      INTEGER PRIMARY KEY,
-    tree_size   INTEGER NOT NULL,
+    height      BIGINT PRIMARY KEY,
+    tree_size   BIGINT NOT NULL,
     prev_hash   BLOB NOT NULL,
     note        TEXT NOT NULL,
-    sealed_at   INTEGER NOT NULL
+    sealed_at   BIGINT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS blocks_by_size ON blocks (tree_size);
+CREATE INDEX IF NOT EXISTS blocks_by_size ON blocks (tree_size)
 """
 
 
@@ -55,44 +56,46 @@ class Block:
         return hashlib.sha256(header.encode() + self.note.encode()).digest()
 
 
+_COLUMNS = "height, tree_size, note, prev_hash, sealed_at"
+
+
 class BlockStore:
     """The blocks table, in the ledger's database."""
 
-    def __init__(self, db: sqlite3.Connection, *, read_only: bool = False) -> None:
+    def __init__(self, db: Database, *, read_only: bool = False) -> None:
         self._db = db
         if not read_only:
-            db.executescript(_SCHEMA)
+            db.script(SCHEMA)
 
     def add(self, block: Block) -> None:
-        with self._db:
+        with self._db.transaction():
             self._db.execute(
                 "INSERT INTO blocks VALUES (?, ?, ?, ?, ?)",
                 (block.height, block.tree_size, block.prev_hash, block.note, block.sealed_at_ms),
             )
 
     def latest(self) -> Block | None:
-        row = self._db.execute(
-            "SELECT height, tree_size, note, prev_hash, sealed_at FROM blocks ORDER BY height DESC LIMIT 1"
-        ).fetchone()
-        return _block(row) if row else None
+        return self._one(f"SELECT {_COLUMNS} FROM blocks ORDER BY height DESC LIMIT 1")
 
     def get(self, height: int) -> Block | None:
-        row = self._db.execute(
-            "SELECT height, tree_size, note, prev_hash, sealed_at FROM blocks WHERE height = ?",
-            (height,),
-        ).fetchone()
-        return _block(row) if row else None
+        return self._one(f"SELECT {_COLUMNS} FROM blocks WHERE height = ?", (height,))
 
     def first_covering(self, index: int) -> Block | None:
         """The earliest block whose tree includes entry ``index``."""
-        row = self._db.execute(
-            "SELECT height, tree_size, note, prev_hash, sealed_at FROM blocks WHERE tree_size > ?"
-            " ORDER BY height LIMIT 1",
-            (index,),
-        ).fetchone()
+        return self._one(
+            f"SELECT {_COLUMNS} FROM blocks WHERE tree_size > ? ORDER BY height LIMIT 1", (index,)
+        )
+
+    def all(self) -> list[Block]:
+        return [
+            _block(row) for row in self._db.query(f"SELECT {_COLUMNS} FROM blocks ORDER BY height")
+        ]
+
+    def _one(self, sql: str, params: tuple[int, ...] = ()) -> Block | None:
+        row = self._db.one(sql, params)
         return _block(row) if row else None
 
 
-def _block(row: tuple[int, int, str, bytes, int]) -> Block:
+def _block(row: tuple[Any, ...]) -> Block:
     height, tree_size, note, prev_hash, sealed_at = row
-    return Block(height, tree_size, note, bytes(prev_hash), sealed_at)
+    return Block(int(height), int(tree_size), note, bytes(prev_hash), int(sealed_at))

@@ -14,6 +14,7 @@ from typing import Self
 import cbor2
 
 from devices.cbor_head import bstr, uint
+from ledger.key_index import EntryKey
 
 
 class EntryKind(enum.IntEnum):
@@ -56,6 +57,6 @@ class LedgerEntry:
         return entry
 
 
-def reading_key(device_id: str, seq: int) -> str:
+def reading_key(device_id: str, seq: int) -> EntryKey:
     """The ledger's uniqueness key for a reading: one entry per (device, sequence number)."""
-    return f"reading/{device_id}/{seq}"
+    return EntryKey(f"reading/{device_id}", seq)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from ledger.blocks import GENESIS_PREV_HASH, Block, BlockStore
 from ledger.checkpoint import Checkpoint
+from ledger.database import Database
 from ledger.note import NoteSigner, sign_note
-from ledger.storage import AppendResult, MerkleLog, NewEntry, open_database
+from ledger.storage import AppendResult, MerkleLog, NewEntry
 from ledger.tlog_proof import TlogProof
 
 log = logging.getLogger("vitaltrail.ledger")
@@ -23,7 +24,7 @@ class Ledger:
     """Appends entries and seals blocks. One instance per log, used from one thread."""
 
     def __init__(self, path: Path, signer: NoteSigner) -> None:
-        self._db = open_database(path)
+        self._db = Database.sqlite(path)
         self._signer = signer
         self.log = MerkleLog(self._db)
         self.blocks = BlockStore(self._db)
@@ -74,7 +75,7 @@ class LedgerReader:
     """Read-only access to entries, blocks and proofs."""
 
     def __init__(self, path: Path) -> None:
-        self._db = open_database(path, read_only=True)
+        self._db = Database.sqlite(path, read_only=True)
         self.log = MerkleLog(self._db, read_only=True)
         self.blocks = BlockStore(self._db, read_only=True)
 

@@ -1,99 +1,88 @@
-"""The Merkle log's storage in SQLite: entries, and every perfect subtree's hash.
+"""The Merkle log's storage: entry pages, interior hashes in tiles, and a key index.
 
-Appending leaf ``i`` stores its hash and the hashes of the perfect subtrees it completes
-(two rows per leaf on average). Any proof against any tree size is then a few indexed
-lookups: O(log n) hashes, never a recomputation of leaves. The right edge of the tree (the
-"frontier") is kept in memory so the current root costs nothing.
+Appending a batch hashes it level by level, then writes its entry pages
+(:mod:`ledger.entry_pages`), the tiles it touched (:mod:`ledger.tiles`), the key-index rows
+of its keys (:mod:`ledger.key_index`) and the new size, in one transaction. Any proof
+against any tree size is then a few tile reads: O(log n) hashes, never a recomputation of
+leaves. The right edge of the tree (the "frontier") is kept in memory so the current root
+costs nothing. The SQL is the portable subset :class:`~ledger.database.Database` runs on
+SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
 
-import enum
-import sqlite3
+import hashlib
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
+from ledger.database import Database
+from ledger.entry_pages import PAGE_ENTRIES, decode_page, encode_page
+from ledger.key_index import AppendResult, AppendStatus, EntryKey, KeyIndex, NewEntry
+
+__all__ = ["AppendResult", "AppendStatus", "MerkleLog", "NewEntry"]
 from ledger.merkle import (
     EMPTY_ROOT,
+    HASH_SIZE,
     consistency_ranges,
     fold_subtrees,
-    hash_children,
-    hash_leaf,
     inclusion_ranges,
     perfect_subtrees,
 )
+from ledger.tiles import SLOTS, TileKey, blank_tile, edge_tiles, locate, read_slot
 
-_LEVEL_SHIFT = 40  # node id = level << 40 | index: room for 2**40 leaves
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    idx         INTEGER PRIMARY KEY,
-    key         TEXT NOT NULL UNIQUE,
-    fingerprint BLOB NOT NULL,
-    data        BLOB NOT NULL
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS log_size (
+    one     INTEGER PRIMARY KEY CHECK (one = 1),
+    size    BIGINT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS entry_pages (
+    idx     BIGINT PRIMARY KEY,
+    entries BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tiles (
+    level   INTEGER NOT NULL,
+    idx     BIGINT NOT NULL,
+    hashes  BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+)
 """
 
-
-def open_database(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
-    """A connection tuned for the ledger: WAL, and a full fsync at every commit."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if read_only:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
-    else:
-        db = sqlite3.connect(path, timeout=30, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-    db.execute("PRAGMA cache_size=-65536")
-    return db
-
-
-def _node_id(level: int, index: int) -> int:
-    return level << _LEVEL_SHIFT | index
-
-
-class AppendStatus(enum.Enum):
-    APPENDED = "appended"
-    DUPLICATE = "duplicate"  # same key, same fingerprint: a redelivery, already recorded
-    CONFLICT = "conflict"  # same key, different fingerprint: refused
-
-
-@dataclass(frozen=True)
-class NewEntry:
-    key: str  # one entry per key, e.g. reading/<device>/<seq>
-    fingerprint: bytes  # what makes two submissions under one key the same
-    data: bytes  # the leaf data, hashed into the tree
-
-
-@dataclass(frozen=True)
-class AppendResult:
-    status: AppendStatus
-    index: int
+_FULL_TILE_CACHE = 4096  # 64 MiB of immutable tiles at most
+_sha256 = hashlib.sha256
 
 
 class MerkleLog:
     """An append-only RFC 9162 log. Writers: one instance, one thread. Readers: read_only."""
 
-    def __init__(self, db: sqlite3.Connection, *, read_only: bool = False) -> None:
+    def __init__(self, db: Database, *, read_only: bool = False) -> None:
         self._db = db
         if not read_only:
-            db.executescript(_SCHEMA)
+            db.script(SCHEMA)
+        self.keys = KeyIndex(db, read_only=read_only)
         self._frontier: list[tuple[int, bytes]] = []  # (level, hash) of the right edge
+        self._edge: dict[TileKey, bytearray] = {}  # the tiles appends write into
+        self._edge_page: list[bytes] = []  # the entries of the last, unfilled page
+        self._full_tiles: OrderedDict[TileKey, bytes] = OrderedDict()
         self.size = 0
         if not read_only:
-            self._load_frontier()
+            self.reload()
 
     def stored_size(self) -> int:
-        row = self._db.execute("SELECT max(idx) FROM entries").fetchone()
-        return 0 if row[0] is None else int(row[0]) + 1
+        row = self._db.one("SELECT size FROM log_size WHERE one = 1")
+        return 0 if row is None else int(row[0])
 
-    def _load_frontier(self) -> None:
+    def reload(self) -> None:
+        """Read the tree's right edge from storage (at start, or after another writer)."""
         self.size = self.stored_size()
         subtrees = perfect_subtrees(0, self.size)
         hashes = self._hashes(subtrees)
         self._frontier = [(level, h) for (level, _), h in zip(subtrees, hashes, strict=True)]
+        keys = edge_tiles(self.size)
+        stored = self._read_tiles(keys)
+        self._edge = {k: bytearray(stored[k]) if k in stored else blank_tile() for k in keys}
+        filled = self.size % PAGE_ENTRIES
+        self._edge_page = self._page(self.size // PAGE_ENTRIES)[:filled] if filled else []
+        self.keys.forget()
 
     def root(self) -> bytes:
         if not self._frontier:
@@ -102,64 +91,102 @@ class MerkleLog:
 
     def append(self, entries: Sequence[NewEntry]) -> list[AppendResult]:
         """Append entries whose keys are new, in one transaction; report the rest."""
-        existing = self._lookup_keys({e.key for e in entries})
-        results: list[AppendResult] = []
-        rows: list[tuple[int, str, bytes, bytes]] = []
-        nodes: list[tuple[int, bytes]] = []
-        frontier = list(self._frontier)
-        size = self.size
-        for entry in entries:
-            known = existing.get(entry.key)
-            if known is not None:
-                index, fingerprint = known
-                same = fingerprint == entry.fingerprint
-                status = AppendStatus.DUPLICATE if same else AppendStatus.CONFLICT
-                results.append(AppendResult(status, index))
-                continue
-            leaf = hash_leaf(entry.data)
-            rows.append((size, entry.key, entry.fingerprint, entry.data))
-            nodes.append((_node_id(0, size), leaf))
-            frontier.append((0, leaf))
-            while len(frontier) >= 2 and frontier[-1][0] == frontier[-2][0]:
-                level, right = frontier.pop()
-                _, left = frontier.pop()
-                parent = hash_children(left, right)
-                nodes.append((_node_id(level + 1, ((size + 1) >> (level + 1)) - 1), parent))
-                frontier.append((level + 1, parent))
-            existing[entry.key] = (size, entry.fingerprint)
-            results.append(AppendResult(AppendStatus.APPENDED, size))
-            size += 1
-        if rows:
-            with self._db:
-                self._db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", rows)
-                self._db.executemany("INSERT INTO nodes VALUES (?, ?)", nodes)
-            self._frontier, self.size = frontier, size
+        staged = self.keys.stage(e.key for e in entries)
+        results, new_data = staged.claim(entries, self.size)
+        size = self.size + len(new_data)
+        if not new_data:
+            return results
+        tiles, frontier = self._hash_into_tiles(new_data)
+        page_entries = self._edge_page + new_data
+        first_page = self.size // PAGE_ENTRIES
+        pages = [
+            (first_page + i, encode_page(page_entries[start : start + PAGE_ENTRIES]))
+            for i, start in enumerate(range(0, len(page_entries), PAGE_ENTRIES))
+        ]
+        upsert = " ON CONFLICT ({key}) DO UPDATE SET {col} = excluded.{col}"
+        with self._db.transaction():
+            self._db.executemany(
+                "INSERT INTO entry_pages VALUES (?, ?)" + upsert.format(key="idx", col="entries"),
+                pages,
+            )
+            self._db.executemany(
+                "INSERT INTO tiles VALUES (?, ?, ?)"
+                + upsert.format(key="level, idx", col="hashes"),
+                [(level, idx, bytes(tile)) for (level, idx), tile in tiles.items()],
+            )
+            self.keys.commit(staged)
+            self._db.execute(
+                "INSERT INTO log_size VALUES (1, ?)" + upsert.format(key="one", col="size"),
+                (size,),
+            )
+        self.keys.committed(staged)
+        self._frontier, self.size = frontier, size
+        edge = set(edge_tiles(size))
+        self._edge = {k: t for k, t in tiles.items() if k in edge}
+        self._edge_page = page_entries[len(page_entries) - size % PAGE_ENTRIES :]
         return results
 
-    def _lookup_keys(self, keys: Iterable[str]) -> dict[str, tuple[int, bytes]]:
-        found: dict[str, tuple[int, bytes]] = {}
-        key_list = list(keys)
-        for start in range(0, len(key_list), 500):
-            chunk = key_list[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for idx, key, fingerprint in self._db.execute(
-                f"SELECT idx, key, fingerprint FROM entries WHERE key IN ({marks})", chunk
-            ):
-                found[key] = (idx, fingerprint)
-        return found
+    def _hash_into_tiles(
+        self, data: Sequence[bytes]
+    ) -> tuple[dict[TileKey, bytearray], list[tuple[int, bytes]]]:
+        """Hash new leaves and every subtree they complete, level by level, into tile copies.
 
-    def index_of(self, key: str) -> int | None:
-        row = self._db.execute("SELECT idx FROM entries WHERE key = ?", (key,)).fetchone()
-        return None if row is None else int(row[0])
+        At level ``h`` the new nodes are ``[old >> h, new >> h)``; when ``old >> h`` is odd the
+        first one's left sibling is the frontier's level-``h`` subtree.
+        """
+        old, new = self.size, self.size + len(data)
+        tiles = {k: bytearray(v) for k, v in self._edge.items()}  # committed only on success
+        known = dict(self._frontier)  # level -> hash of the old right edge
+        level_nodes = [_sha256(b"\x00" + d).digest() for d in data]
+        latest: dict[int, bytes] = {}  # level -> last new node, for the new frontier
+        level = 0
+        while level_nodes:
+            first = old >> level
+            _write_nodes(tiles, level, first, level_nodes)
+            latest[level] = level_nodes[-1]
+            if first & 1:
+                level_nodes = [known[level], *level_nodes]
+            pairs = zip(level_nodes[0::2], level_nodes[1::2], strict=False)
+            level_nodes = [_sha256(b"\x01" + left + right).digest() for left, right in pairs]
+            level += 1
+        frontier = [
+            (lvl, latest[lvl] if (new >> lvl) - 1 >= (old >> lvl) else known[lvl])
+            for lvl, _ in perfect_subtrees(0, new)
+        ]
+        return tiles, frontier
+
+    def index_of(self, key: EntryKey) -> int | None:
+        hit = self.keys.find([key]).get(key)
+        return None if hit is None else hit[0]
 
     def entry(self, index: int) -> bytes | None:
-        row = self._db.execute("SELECT data FROM entries WHERE idx = ?", (index,)).fetchone()
-        return None if row is None else bytes(row[0])
+        if not 0 <= index < self.stored_size():
+            return None
+        page = self._page(index // PAGE_ENTRIES)
+        offset = index % PAGE_ENTRIES
+        return page[offset] if offset < len(page) else None
 
     def entries(self, start: int, end: int) -> Iterable[tuple[int, bytes]]:
-        yield from self._db.execute(
-            "SELECT idx, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
-        )
+        """Entries ``[start, end)`` in order, read a few pages at a time."""
+        end = min(end, self.stored_size())
+        while start < end:
+            first, last = start // PAGE_ENTRIES, (end - 1) // PAGE_ENTRIES
+            rows = self._db.query(
+                "SELECT idx, entries FROM entry_pages WHERE idx >= ? AND idx <= ? ORDER BY idx",
+                (first, min(last, first + 63)),
+            )
+            if not rows:
+                return
+            for page_idx, page in rows:
+                base = int(page_idx) * PAGE_ENTRIES
+                for offset, data in enumerate(decode_page(bytes(page))):
+                    if start <= base + offset < end:
+                        yield base + offset, data
+            start = (int(rows[-1][0]) + 1) * PAGE_ENTRIES
+
+    def _page(self, page_idx: int) -> list[bytes]:
+        row = self._db.one("SELECT entries FROM entry_pages WHERE idx = ?", (page_idx,))
+        return [] if row is None else decode_page(bytes(row[0]))
 
     def range_hash(self, lo: int, hi: int) -> bytes:
         """MTH(D[lo:hi]) from stored subtree hashes."""
@@ -180,22 +207,59 @@ class MerkleLog:
         if size > self.stored_size():
             raise ValueError(f"the log holds fewer than {size} entries")
         per_range = [perfect_subtrees(lo, hi) for lo, hi in ranges]
-        hashes = dict(
-            zip(
-                (n for nodes in per_range for n in nodes),
-                self._hashes([n for nodes in per_range for n in nodes]),
-                strict=True,
-            )
-        )
-        return [fold_subtrees([hashes[n] for n in nodes]) for nodes in per_range]
+        nodes = [n for subtrees in per_range for n in subtrees]
+        hashes = dict(zip(nodes, self._hashes(nodes), strict=True))
+        return [fold_subtrees([hashes[n] for n in subtrees]) for subtrees in per_range]
 
     def _hashes(self, nodes: Sequence[tuple[int, int]]) -> list[bytes]:
-        if not nodes:
-            return []
-        ids = [_node_id(level, index) for level, index in nodes]
-        marks = ",".join("?" * len(ids))
-        found = dict(self._db.execute(f"SELECT id, hash FROM nodes WHERE id IN ({marks})", ids))
-        missing = [node for node, i in zip(nodes, ids, strict=True) if i not in found]
-        if missing:
-            raise LookupError(f"the log has no stored hash for subtrees {missing[:3]}")
-        return [bytes(found[i]) for i in ids]
+        located = [locate(level, index) for level, index in nodes]
+        tiles = self._read_tiles({key for key, _ in located})
+        hashes: list[bytes] = []
+        for node, (key, slot) in zip(nodes, located, strict=True):
+            value = read_slot(tiles[key], slot) if key in tiles else None
+            if value is None:
+                raise LookupError(f"the log has no stored hash for subtree {node}")
+            hashes.append(value)
+        return hashes
+
+    def _read_tiles(self, keys: Iterable[TileKey]) -> dict[TileKey, bytes]:
+        found: dict[TileKey, bytes] = {}
+        wanted: list[TileKey] = []
+        for key in keys:
+            cached = self._full_tiles.get(key)
+            if cached is None:
+                wanted.append(key)
+            else:
+                found[key] = cached
+        for (level, idx), tile in self._db.lookup_pairs(
+            "tiles", ("level", "idx"), "hashes", wanted
+        ).items():
+            key = (int(level), int(idx))
+            found[key] = tile
+            if read_slot(tile, SLOTS - 1) is not None:  # full: it never changes again
+                self._full_tiles[key] = tile
+                if len(self._full_tiles) > _FULL_TILE_CACHE:
+                    self._full_tiles.popitem(last=False)
+        return found
+
+
+def _write_nodes(
+    tiles: dict[TileKey, bytearray], level: int, first: int, hashes: Sequence[bytes]
+) -> None:
+    """Store consecutive nodes ``(level, first ...)``, one slice per tile they fall in."""
+    done = 0
+    while done < len(hashes):
+        key, slot = locate(level, first + done)
+        room = _room_in_row(level, first + done)
+        chunk = hashes[done : done + room]
+        tile = tiles.get(key)
+        if tile is None:
+            tile = tiles[key] = blank_tile()
+        tile[slot * HASH_SIZE : (slot + len(chunk)) * HASH_SIZE] = b"".join(chunk)
+        done += len(chunk)
+
+
+def _room_in_row(level: int, index: int) -> int:
+    """Slots left in the tile row holding node ``(level, index)``."""
+    width = 256 >> (level % 8)
+    return width - (index & (width - 1))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ledger.database import Database
+from ledger.key_index import EntryKey
 from ledger.merkle import (
     EMPTY_ROOT,
     VerificationError,
@@ -70,11 +71,11 @@ def test_consistency_vectors(name: str, vector: dict[str, Any]) -> None:
 
 
 def _log_with(n: int) -> tuple[MerkleLog, list[bytes]]:
-    log = MerkleLog(sqlite3.connect(":memory:"))
+    log = MerkleLog(Database.sqlite_memory())
     data = [f"entry {i}".encode() for i in range(n)]
     for start in range(0, n, 7):  # appends in uneven batches
         chunk = data[start : start + 7]
-        log.append([NewEntry(f"k{start + i}", b"f", d) for i, d in enumerate(chunk)])
+        log.append([NewEntry(EntryKey("k", start + i), b"f", d) for i, d in enumerate(chunk)])
     return log, [hash_leaf(d) for d in data]
 
 
@@ -118,15 +119,17 @@ def test_every_consistency_proof_from_storage_verifies() -> None:
 
 
 def test_append_reports_duplicates_and_conflicts_and_keeps_the_log_unchanged() -> None:
-    log = MerkleLog(sqlite3.connect(":memory:"))
-    first = log.append([NewEntry("a", b"1", b"A"), NewEntry("b", b"2", b"B")])
+    log = MerkleLog(Database.sqlite_memory())
+    first = log.append(
+        [NewEntry(EntryKey("a", 0), b"1", b"A"), NewEntry(EntryKey("b", 0), b"2", b"B")]
+    )
     assert [r.status for r in first] == [AppendStatus.APPENDED] * 2
     root = log.root()
     again = log.append(
         [
-            NewEntry("a", b"1", b"A-redelivered"),
-            NewEntry("b", b"X", b"B2"),
-            NewEntry("a", b"1", b""),
+            NewEntry(EntryKey("a", 0), b"1", b"A-redelivered"),
+            NewEntry(EntryKey("b", 0), b"X", b"B2"),
+            NewEntry(EntryKey("a", 0), b"1", b""),
         ]
     )
     assert [(r.status, r.index) for r in again] == [
@@ -139,13 +142,39 @@ def test_append_reports_duplicates_and_conflicts_and_keeps_the_log_unchanged() -
 
 
 def test_a_reopened_log_continues_the_same_tree() -> None:
-    db = sqlite3.connect(":memory:")
+    db = Database.sqlite_memory()
     log = MerkleLog(db)
-    log.append([NewEntry(f"k{i}", b"f", bytes([i])) for i in range(13)])
+    log.append([NewEntry(EntryKey("k", i), b"f", bytes([i])) for i in range(13)])
     reopened = MerkleLog(db)
     assert (reopened.size, reopened.root()) == (13, log.root())
-    reopened.append([NewEntry("k13", b"f", bytes([13]))])
+    reopened.append([NewEntry(EntryKey("k", 13), b"f", bytes([13]))])
     assert reopened.root() == root_of([hash_leaf(bytes([i])) for i in range(14)])
+
+
+def test_proofs_cross_tile_boundaries_at_every_level() -> None:
+    """Sizes around 256 and 65,536 leaves, where tiles of the next level begin."""
+    n = 65_536 + 300
+    log = MerkleLog(Database.sqlite_memory())
+    data = [i.to_bytes(4, "big") for i in range(n)]
+    leaves = [hash_leaf(d) for d in data]
+    for start in range(0, n, 4093):  # batches that end inside tiles, never on a boundary
+        chunk = range(start, min(n, start + 4093))
+        log.append([NewEntry(EntryKey("k", i), b"f", data[i]) for i in chunk])
+    roots = {size: root_of(leaves[:size]) for size in (255, 256, 257, 511, 65_535, 65_536, n)}
+    assert log.root() == roots[n]
+    for size, root in roots.items():
+        assert log.root_at(size) == root
+        for index in sorted({0, 1, 254, 255, size // 2, size - 1}):
+            if index < size:
+                verify_inclusion(leaves[index], index, size, log.inclusion_proof(index, size), root)
+    for old, new in [(255, 257), (256, 65_536), (257, 65_535), (65_535, n), (1, n)]:
+        verify_consistency(
+            old,
+            new,
+            roots.get(old) or root_of(leaves[:old]),
+            roots[new],
+            log.consistency_proof(old, new),
+        )
 
 
 def test_ledger_entries_encode_deterministically_and_round_trip() -> None:
@@ -166,3 +195,22 @@ def test_ledger_entries_encode_deterministically_and_round_trip() -> None:
     ]:
         with pytest.raises(EntryError):
             LedgerEntry.decode(bad)
+
+
+def test_entries_read_back_across_pages_and_reopens() -> None:
+    db = Database.sqlite_memory()
+    data = [f"entry {i}".encode() * (i % 5) for i in range(700)]
+    log = MerkleLog(db)
+    for start in range(0, 300, 77):
+        chunk = range(start, min(300, start + 77))
+        log.append([NewEntry(EntryKey("k", i), b"f", data[i]) for i in chunk])
+    log = MerkleLog(db)  # reopened mid-page, mid-tile
+    log.append([NewEntry(EntryKey("k", i), b"f", data[i]) for i in range(300, 700)])
+    assert log.root() == root_of([hash_leaf(d) for d in data])
+    assert [log.entry(i) for i in (0, 255, 256, 299, 300, 699)] == [
+        data[i] for i in (0, 255, 256, 299, 300, 699)
+    ]
+    assert log.entry(700) is None
+    assert list(log.entries(250, 520)) == [(i, data[i]) for i in range(250, 520)]
+    assert log.index_of(EntryKey("k", 512)) == 512
+    assert log.index_of(EntryKey("k", 700)) is None

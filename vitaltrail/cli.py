@@ -67,6 +67,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.bench == "ledger":
+        from vitaltrail.bench.ledger import run_bench_ledger
+
+        return run_bench_ledger(args)
     from vitaltrail.bench.ingest import run_bench_ingest
 
     return run_bench_ingest(args)
@@ -144,6 +148,15 @@ def parser() -> argparse.ArgumentParser:
     bi.add_argument("--live-seconds", type=float, default=20)
     bi.add_argument("--devices", type=int, default=100)
     bi.add_argument("--output", type=Path, help="also write the results as JSON here")
+    bl = bsub.add_parser("ledger", help="Merkle log appends and proofs beside pymerkle 7")
+    bl.add_argument("--entries", type=int, default=10_000_000)
+    bl.add_argument("--batch", type=int, default=10_000, help="entries per append")
+    bl.add_argument("--entry-bytes", type=int, default=200, help="about a signed reading")
+    bl.add_argument("--proofs", type=int, default=2000, help="random proofs timed per kind")
+    bl.add_argument("--devices", type=int, default=100, help="key spread of the entries")
+    bl.add_argument("--pymerkle-seconds", type=float, default=120, help="pymerkle's proof budget")
+    bl.add_argument("--dir", type=Path, help="where the two databases go (default: a temp dir)")
+    bl.add_argument("--output", type=Path, help="also write the results as JSON here")
     bench.set_defaults(func=cmd_bench)
     return p
 

@@ -1,0 +1,158 @@
+"""The SQL database a ledger lives in: SQLite on one node, PostgreSQL when ingestors share a log.
+
+:class:`Database` is the one place that knows the two apart. The ledger's modules write
+their SQL once, with ``?`` placeholders and the portable subset both engines share (``INSERT
+... ON CONFLICT``, ``RETURNING``); :class:`Database` adapts placeholders and column types and
+runs every write inside :meth:`Database.transaction`. Connections are in autocommit mode
+otherwise, so a reader never holds a snapshot open between calls.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+Dialect = Literal["sqlite", "postgres"]
+Row = tuple[Any, ...]
+
+
+def connect_sqlite(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    """WAL, and a full fsync at every commit: a committed row survives a power cut."""
+    if read_only:
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False
+        )
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA cache_size=-65536")
+    return conn
+
+
+class DuplicateKeyError(Exception):
+    """A write broke a uniqueness constraint; the transaction was rolled back."""
+
+
+class Database:
+    """One connection, used by one thread at a time (the lock makes that true)."""
+
+    def __init__(self, conn: Any, dialect: Dialect) -> None:
+        self._conn = conn
+        self.dialect: Dialect = dialect
+        self._lock = threading.RLock()
+        self._in_transaction = False
+
+    @classmethod
+    def sqlite(cls, path: Path, *, read_only: bool = False) -> Database:
+        conn = connect_sqlite(path, read_only=read_only)
+        conn.isolation_level = None  # transactions are explicit: see transaction()
+        return cls(conn, "sqlite")
+
+    @classmethod
+    def sqlite_memory(cls) -> Database:
+        conn = sqlite3.connect(":memory:", check_same_thread=False)
+        conn.isolation_level = None
+        return cls(conn, "sqlite")
+
+    @classmethod
+    def postgres(cls, dsn: str) -> Database:
+        import psycopg  # only deployments that share a log need the driver loaded
+
+        return cls(psycopg.connect(dsn, autocommit=True), "postgres")
+
+    def _sql(self, sql: str) -> str:
+        if self.dialect == "postgres":
+            return sql.replace("?", "%s").replace("BLOB", "BYTEA").replace(") WITHOUT ROWID", ")")
+        return sql
+
+    def script(self, sql: str) -> None:
+        """Run ``;``-separated DDL (schemas use BLOB and BIGINT; both engines read them)."""
+        with self.transaction():
+            for statement in filter(str.strip, sql.split(";")):
+                self._conn.execute(self._sql(statement))
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        with self._lock:
+            return [tuple(r) for r in self._conn.execute(self._sql(sql), params).fetchall()]
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def lookup_pairs(
+        self, table: str, columns: tuple[str, str], value: str, keys: Sequence[tuple[Any, Any]]
+    ) -> dict[tuple[Any, Any], bytes]:
+        """``value`` of each row whose two-column primary key is in ``keys`` (absent: left out)."""
+        found: dict[tuple[Any, Any], bytes] = {}
+        a, b = columns
+        for start in range(0, len(keys), 200):
+            chunk = keys[start : start + 200]
+            where = " OR ".join(f"({a} = ? AND {b} = ?)" for _ in chunk)
+            params = [v for key in chunk for v in key]
+            for x, y, blob in self.query(
+                f"SELECT {a}, {b}, {value} FROM {table} WHERE {where}", params
+            ):
+                found[(x, y)] = bytes(blob)
+        return found
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._require_transaction()
+        self._conn.execute(self._sql(sql), params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._require_transaction()
+        if not rows:
+            return
+        try:
+            if self.dialect == "sqlite":
+                self._conn.executemany(sql, rows)
+            else:
+                with self._conn.cursor() as cur:
+                    cur.executemany(self._sql(sql), rows)
+        except Exception as exc:
+            if _is_unique_violation(exc):
+                raise DuplicateKeyError(str(exc)) from exc
+            raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing; the writes inside commit together (nested calls join the outer one)."""
+        with self._lock:
+            if self._in_transaction:
+                yield
+                return
+            self._in_transaction = True
+            try:
+                if self.dialect == "sqlite":
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield
+                    except BaseException:
+                        self._conn.execute("ROLLBACK")
+                        raise
+                    self._conn.execute("COMMIT")
+                else:
+                    with self._conn.transaction():
+                        yield
+            finally:
+                self._in_transaction = False
+
+    def _require_transaction(self) -> None:
+        if not self._in_transaction:
+            raise RuntimeError("ledger writes run inside Database.transaction()")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _is_unique_violation(exc: Exception) -> bool:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return "UNIQUE" in str(exc)
+    return getattr(exc, "sqlstate", None) == "23505"  # PostgreSQL unique_violation
