@@ -9,7 +9,6 @@ exists rewrites its samples harmlessly, which also repairs a crash between the t
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -20,10 +19,10 @@ from ingest.mqtt_source import InboundMessage
 from ingest.quarantine import Quarantine, QuarantineRecord
 from ingest.reasons import Reason
 from ingest.store import SamplePoint, TimeSeriesStore
+from ledger.appends import AppendStatus, NewEntry
 from ledger.blocks import Block
 from ledger.entries import EntryKind, LedgerEntry, reading_key
 from ledger.ledger import Ledger
-from ledger.storage import AppendStatus, NewEntry
 
 log = logging.getLogger("vitaltrail.ingest")
 
@@ -81,7 +80,6 @@ class Pipeline:
             [
                 NewEntry(
                     reading_key(a.reading.device_id, a.reading.seq),
-                    hashlib.sha256(msg.payload).digest(),
                     LedgerEntry(EntryKind.READING, now_ms, msg.payload).encode(),
                 )
                 for msg, a in admitted

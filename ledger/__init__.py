@@ -14,13 +14,13 @@ Errors::
     EntryError           leaf data is not a ledger entry        (ledger.entries)
 """
 
+from ledger.appends import AppendResult, AppendStatus, EntryKey, NewEntry
 from ledger.blocks import Block
 from ledger.bundle import ProofBundle
 from ledger.checkpoint import Checkpoint
 from ledger.entries import EntryKind, LedgerEntry, reading_key
 from ledger.ledger import Ledger, LedgerReader
 from ledger.note import NoteSigner, NoteVerifier
-from ledger.storage import AppendResult, AppendStatus, NewEntry
 from ledger.verifier import Report, verify_bundle
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "AppendStatus",
     "Block",
     "Checkpoint",
+    "EntryKey",
     "EntryKind",
     "Ledger",
     "LedgerEntry",

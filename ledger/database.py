@@ -9,12 +9,15 @@ otherwise, so a reader never holds a snapshot open between calls.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
+
+log = logging.getLogger("vitaltrail.ledger")
 
 Dialect = Literal["sqlite", "postgres"]
 Row = tuple[Any, ...]
@@ -47,12 +50,17 @@ class Database:
         self.dialect: Dialect = dialect
         self._lock = threading.RLock()
         self._in_transaction = False
+        self._checkpointer: WalCheckpointer | None = None
 
     @classmethod
     def sqlite(cls, path: Path, *, read_only: bool = False) -> Database:
         conn = connect_sqlite(path, read_only=read_only)
         conn.isolation_level = None  # transactions are explicit: see transaction()
-        return cls(conn, "sqlite")
+        db = cls(conn, "sqlite")
+        if not read_only:
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # a background thread checkpoints
+            db._checkpointer = WalCheckpointer(path)
+        return db
 
     @classmethod
     def sqlite_memory(cls) -> Database:
@@ -148,8 +156,51 @@ class Database:
             raise RuntimeError("ledger writes run inside Database.transaction()")
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._lock:
             self._conn.close()
+
+
+class WalCheckpointer:
+    """Copies committed WAL pages into the database file from a thread of its own.
+
+    SQLite otherwise checkpoints inside whichever commit crosses 1,000 WAL pages, which puts
+    a second write of the data, and an fsync, on the append path. A passive checkpoint never
+    waits for the writer; should the WAL still pass ``max_wal_bytes`` (a writer that never
+    pauses), a restarting checkpoint makes the writer wait once so the WAL starts over.
+    """
+
+    def __init__(self, path: Path, interval_s: float = 0.5, max_wal_bytes: int = 1 << 30) -> None:
+        self._path = path
+        self._wal = path.with_name(path.name + "-wal")
+        self._interval_s = interval_s
+        self._max_wal_bytes = max_wal_bytes
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"wal-checkpoint-{path.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self._path, timeout=30, check_same_thread=False)
+        try:
+            while not self._stopping.wait(self._interval_s):
+                self._checkpoint(conn)
+            self._checkpoint(conn)
+        finally:
+            conn.close()
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        try:
+            big = self._wal.exists() and self._wal.stat().st_size > self._max_wal_bytes
+            conn.execute(f"PRAGMA wal_checkpoint({'RESTART' if big else 'PASSIVE'})")
+        except sqlite3.Error as exc:  # busy or locked: the next round tries again
+            log.debug("WAL checkpoint of %s skipped: %s", self._path, exc)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
 
 
 def _is_unique_violation(exc: Exception) -> bool:

@@ -14,7 +14,7 @@ from typing import Self
 import cbor2
 
 from devices.cbor_head import bstr, uint
-from ledger.key_index import EntryKey
+from ledger.appends import EntryKey
 
 
 class EntryKind(enum.IntEnum):
@@ -55,6 +55,13 @@ class LedgerEntry:
         if entry.encode() != data:
             raise EntryError("entry is not deterministically encoded")
         return entry
+
+
+def same_submission(recorded: bytes, submitted: bytes) -> bool:
+    """Two leaves hold the same submission when kind and body agree: a device's redelivered
+    message is logged again at another time, but it is the same reading."""
+    a, b = LedgerEntry.decode(recorded), LedgerEntry.decode(submitted)
+    return (a.kind, a.body) == (b.kind, b.body)
 
 
 def reading_key(device_id: str, seq: int) -> EntryKey:

@@ -1,25 +1,25 @@
-"""The ledger's uniqueness index: which entry holds each key, 32 keys to a row.
+"""The ledger's uniqueness index: which entry holds each key, 16 keys to a row.
 
 A key is ``(group, number)``; a reading's is ``("reading/<device>", seq)``. A device counts
-its sequence numbers up, so its keys fill a row's 32 slots in order, and a batch of 10,000
-readings from 100 devices rewrites a few hundred small rows instead of inserting 10,000 index
-entries. A slot holds the entry's index + 1 (0: free) and the first 16 bytes of the
-submission's fingerprint, enough to tell a redelivery from a conflicting message.
+its sequence numbers up, so its keys fill a row's slots in order, and a batch of 10,000
+readings from 100 devices rewrites a few hundred 128-byte rows instead of inserting 10,000
+index entries. A slot is the entry's index with the top bit set (all zero: free). Whether a
+second submission under a taken key is a redelivery or a conflict is decided by comparing
+it with the stored entry (:class:`~ledger.storage.MerkleLog`), on that rare path only.
 """
 
 from __future__ import annotations
 
-import enum
 import struct
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
 
+from ledger.appends import EntryKey, NewEntry
 from ledger.database import Database
 
-ROW_KEYS = 32
-FINGERPRINT_BYTES = 16
-_SLOT = struct.Struct(">Q16s")
+ROW_KEYS = 16
+_SLOT = struct.Struct(">Q")
+_TAKEN = 1 << 63
 ROW_BYTES = ROW_KEYS * _SLOT.size
 
 SCHEMA = """
@@ -31,34 +31,9 @@ CREATE TABLE IF NOT EXISTS entry_keys (
 ) WITHOUT ROWID
 """
 
-_CACHE_ROWS = 20_000  # the writer's working set: each active device's current row
+_CACHE_ROWS = 50_000  # the writer's working set: each active device's current row
 
 RowKey = tuple[str, int]
-
-
-class EntryKey(NamedTuple):
-    group: str
-    number: int
-
-    def __str__(self) -> str:
-        return f"{self.group}/{self.number}"
-
-
-class AppendStatus(enum.Enum):
-    APPENDED = "appended"
-    DUPLICATE = "duplicate"  # same key, same fingerprint: a redelivery, already recorded
-    CONFLICT = "conflict"  # same key, different fingerprint: refused
-
-
-class NewEntry(NamedTuple):  # a tuple: millions are made on the ingest hot path
-    key: EntryKey  # one entry per key, e.g. ("reading/<device>", seq)
-    fingerprint: bytes  # what makes two submissions under one key the same
-    data: bytes  # the leaf data, hashed into the tree
-
-
-class AppendResult(NamedTuple):
-    status: AppendStatus
-    index: int  # type: ignore[assignment]  # the entry's index in the log, not tuple.index
 
 
 class KeyIndex:
@@ -70,17 +45,17 @@ class KeyIndex:
             db.script(SCHEMA)
         self._cache: OrderedDict[RowKey, bytes] = OrderedDict()
 
-    def find(self, keys: Iterable[EntryKey]) -> dict[EntryKey, tuple[int, bytes]]:
-        """The recorded ``(index, fingerprint prefix)`` of each key that has one."""
+    def find(self, keys: Iterable[EntryKey]) -> dict[EntryKey, int]:
+        """The index of the entry recorded under each key that has one."""
         keys = list(keys)
         rows = self._rows({_row_key(k) for k in keys})
-        found: dict[EntryKey, tuple[int, bytes]] = {}
+        found: dict[EntryKey, int] = {}
         for key in keys:
             row = rows.get(_row_key(key))
             if row is not None:
-                hit = _read(row, key.number % ROW_KEYS)
-                if hit is not None:
-                    found[key] = hit
+                (slot,) = _SLOT.unpack_from(row, (key.number % ROW_KEYS) * _SLOT.size)
+                if slot & _TAKEN:
+                    found[key] = slot & ~_TAKEN
         return found
 
     def stage(self, keys: Iterable[EntryKey]) -> StagedKeys:
@@ -93,12 +68,12 @@ class KeyIndex:
         self._db.executemany(
             "INSERT INTO entry_keys VALUES (?, ?, ?) ON CONFLICT (grp, blk)"
             " DO UPDATE SET slots = excluded.slots",
-            [(grp, blk, bytes(row)) for (grp, blk), row in staged.dirty.items()],
+            [(grp, blk, bytes(row)) for (grp, blk), row in staged.rows.items()],
         )
 
     def committed(self, staged: StagedKeys) -> None:
         """The transaction holding :meth:`commit` succeeded: remember the rows."""
-        for rk, row in staged.dirty.items():
+        for rk, row in staged.rows.items():
             self._remember(rk, bytes(row))
 
     def forget(self) -> None:
@@ -132,54 +107,32 @@ class StagedKeys:
     """Index rows being changed by one append; nothing is stored until the commit."""
 
     def __init__(self, rows: dict[RowKey, bytearray]) -> None:
-        self._rows = rows
-        self.dirty: dict[RowKey, bytearray] = {}
+        self.rows = rows
 
-    def claim(
-        self, entries: Sequence[NewEntry], next_index: int
-    ) -> tuple[list[AppendResult], list[bytes]]:
-        """Give each entry whose key is free the next index; report the others.
+    def claim(self, entries: Sequence[NewEntry], first: int) -> tuple[dict[int, int], list[bytes]]:
+        """Give each entry whose key is free the next index, from ``first``.
 
-        Returns one result per entry, and the data of the entries that got an index, in
-        order. A key taken earlier in ``entries`` counts as taken.
+        Returns, by position, the recorded index of each entry whose key was taken (before,
+        or earlier in ``entries``), and the data of the entries that got an index, in order.
         """
-        rows, dirty = self._rows, self.dirty
-        unpack, pack, slot_size = _SLOT.unpack_from, _SLOT.pack_into, _SLOT.size
-        appended, duplicate, conflict = (
-            AppendStatus.APPENDED,
-            AppendStatus.DUPLICATE,
-            AppendStatus.CONFLICT,
-        )
-        results: list[AppendResult] = []
+        rows, pack, unpack, slot_size = self.rows, _SLOT.pack_into, _SLOT.unpack_from, _SLOT.size
+        taken: dict[int, int] = {}
         new_data: list[bytes] = []
-        for (group, number), fingerprint, data in entries:
+        next_index = first
+        for position, ((group, number), data) in enumerate(entries):
             rk = (group, number // ROW_KEYS)
             row = rows.get(rk)
             if row is None:
                 row = rows[rk] = bytearray(ROW_BYTES)
             offset = (number % ROW_KEYS) * slot_size
-            stored, recorded = unpack(row, offset)
-            if stored:
-                status = duplicate if same_fingerprint(recorded, fingerprint) else conflict
-                results.append(AppendResult(status, stored - 1))
+            if row[offset] & 0x80:
+                taken[position] = unpack(row, offset)[0] & ~_TAKEN
                 continue
-            pack(row, offset, next_index + 1, fingerprint)
-            dirty[rk] = row
-            results.append(AppendResult(appended, next_index))
+            pack(row, offset, next_index | _TAKEN)
             new_data.append(data)
             next_index += 1
-        return results, new_data
-
-
-def same_fingerprint(stored: bytes, fingerprint: bytes) -> bool:
-    """Whether a slot's stored prefix is that of ``fingerprint``."""
-    return stored == fingerprint[:FINGERPRINT_BYTES].ljust(FINGERPRINT_BYTES, b"\0")
+        return taken, new_data
 
 
 def _row_key(key: EntryKey) -> RowKey:
     return key.group, key.number // ROW_KEYS
-
-
-def _read(row: bytes | bytearray, slot: int) -> tuple[int, bytes] | None:
-    stored, fingerprint = _SLOT.unpack_from(row, slot * _SLOT.size)
-    return None if stored == 0 else (stored - 1, fingerprint)

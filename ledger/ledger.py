@@ -10,11 +10,13 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from ledger.appends import AppendResults, NewEntry
 from ledger.blocks import GENESIS_PREV_HASH, Block, BlockStore
 from ledger.checkpoint import Checkpoint
 from ledger.database import Database
+from ledger.entries import same_submission
 from ledger.note import NoteSigner, sign_note
-from ledger.storage import AppendResult, MerkleLog, NewEntry
+from ledger.storage import MerkleLog
 from ledger.tlog_proof import TlogProof
 
 log = logging.getLogger("vitaltrail.ledger")
@@ -26,7 +28,7 @@ class Ledger:
     def __init__(self, path: Path, signer: NoteSigner) -> None:
         self._db = Database.sqlite(path)
         self._signer = signer
-        self.log = MerkleLog(self._db)
+        self.log = MerkleLog(self._db, same_submission=same_submission)
         self.blocks = BlockStore(self._db)
         self._latest = self.blocks.latest()
 
@@ -46,7 +48,7 @@ class Ledger:
     def latest_block(self) -> Block | None:
         return self._latest
 
-    def append(self, entries: Sequence[NewEntry]) -> list[AppendResult]:
+    def append(self, entries: Sequence[NewEntry]) -> AppendResults:
         return self.log.append(entries)
 
     def seal(self, now_ms: int) -> Block | None:

@@ -12,14 +12,14 @@ SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
+from ledger.appends import AppendResult, AppendResults, AppendStatus, EntryKey, NewEntry
 from ledger.database import Database
 from ledger.entry_pages import PAGE_ENTRIES, decode_page, encode_page
-from ledger.key_index import AppendResult, AppendStatus, EntryKey, KeyIndex, NewEntry
-
-__all__ = ["AppendResult", "AppendStatus", "MerkleLog", "NewEntry"]
+from ledger.key_index import KeyIndex
 from ledger.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
@@ -54,8 +54,15 @@ _sha256 = hashlib.sha256
 class MerkleLog:
     """An append-only RFC 9162 log. Writers: one instance, one thread. Readers: read_only."""
 
-    def __init__(self, db: Database, *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        read_only: bool = False,
+        same_submission: Callable[[bytes, bytes], bool] = operator.eq,
+    ) -> None:
         self._db = db
+        self._same_submission = same_submission
         if not read_only:
             db.script(SCHEMA)
         self.keys = KeyIndex(db, read_only=read_only)
@@ -89,10 +96,11 @@ class MerkleLog:
             return EMPTY_ROOT
         return fold_subtrees([h for _, h in self._frontier])
 
-    def append(self, entries: Sequence[NewEntry]) -> list[AppendResult]:
+    def append(self, entries: Sequence[NewEntry]) -> AppendResults:
         """Append entries whose keys are new, in one transaction; report the rest."""
         staged = self.keys.stage(e.key for e in entries)
-        results, new_data = staged.claim(entries, self.size)
+        taken, new_data = staged.claim(entries, self.size)
+        results = AppendResults(len(entries), self.size, self._judge(entries, taken))
         size = self.size + len(new_data)
         if not new_data:
             return results
@@ -126,6 +134,22 @@ class MerkleLog:
         self._edge_page = page_entries[len(page_entries) - size % PAGE_ENTRIES :]
         return results
 
+    def _judge(self, entries: Sequence[NewEntry], taken: dict[int, int]) -> dict[int, AppendResult]:
+        """Redelivery or conflict, for each submission whose key was taken (the rare path)."""
+        appended_positions: list[int] = []
+        if any(index >= self.size for index in taken.values()):  # taken within this batch
+            appended_positions = [p for p in range(len(entries)) if p not in taken]
+        judged: dict[int, AppendResult] = {}
+        for position, index in taken.items():
+            if index >= self.size:
+                recorded = entries[appended_positions[index - self.size]].data
+            else:
+                recorded = self.entry(index) or b""
+            same = self._same_submission(recorded, entries[position].data)
+            status = AppendStatus.DUPLICATE if same else AppendStatus.CONFLICT
+            judged[position] = AppendResult(status, index)
+        return judged
+
     def _hash_into_tiles(
         self, data: Sequence[bytes]
     ) -> tuple[dict[TileKey, bytearray], list[tuple[int, bytes]]]:
@@ -156,8 +180,7 @@ class MerkleLog:
         return tiles, frontier
 
     def index_of(self, key: EntryKey) -> int | None:
-        hit = self.keys.find([key]).get(key)
-        return None if hit is None else hit[0]
+        return self.keys.find([key]).get(key)
 
     def entry(self, index: int) -> bytes | None:
         if not 0 <= index < self.stored_size():

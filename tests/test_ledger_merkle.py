@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from ledger.appends import AppendStatus, EntryKey, NewEntry
 from ledger.database import Database
-from ledger.key_index import EntryKey
 from ledger.merkle import (
     EMPTY_ROOT,
     VerificationError,
@@ -19,7 +19,7 @@ from ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from ledger.storage import AppendStatus, MerkleLog, NewEntry
+from ledger.storage import MerkleLog
 
 VECTORS = Path(__file__).parent / "vectors" / "rfc9162"
 
@@ -75,7 +75,7 @@ def _log_with(n: int) -> tuple[MerkleLog, list[bytes]]:
     data = [f"entry {i}".encode() for i in range(n)]
     for start in range(0, n, 7):  # appends in uneven batches
         chunk = data[start : start + 7]
-        log.append([NewEntry(EntryKey("k", start + i), b"f", d) for i, d in enumerate(chunk)])
+        log.append([NewEntry(EntryKey("k", start + i), d) for i, d in enumerate(chunk)])
     return log, [hash_leaf(d) for d in data]
 
 
@@ -118,18 +118,21 @@ def test_every_consistency_proof_from_storage_verifies() -> None:
                     )
 
 
+def _same_body(a: bytes, b: bytes) -> bool:
+    """Like ledger entries: the same submission logged at another time is the same."""
+    return a.split(b"@")[0] == b.split(b"@")[0]
+
+
 def test_append_reports_duplicates_and_conflicts_and_keeps_the_log_unchanged() -> None:
-    log = MerkleLog(Database.sqlite_memory())
-    first = log.append(
-        [NewEntry(EntryKey("a", 0), b"1", b"A"), NewEntry(EntryKey("b", 0), b"2", b"B")]
-    )
+    log = MerkleLog(Database.sqlite_memory(), same_submission=_same_body)
+    first = log.append([NewEntry(EntryKey("a", 0), b"A@1"), NewEntry(EntryKey("b", 0), b"B@1")])
     assert [r.status for r in first] == [AppendStatus.APPENDED] * 2
     root = log.root()
     again = log.append(
         [
-            NewEntry(EntryKey("a", 0), b"1", b"A-redelivered"),
-            NewEntry(EntryKey("b", 0), b"X", b"B2"),
-            NewEntry(EntryKey("a", 0), b"1", b""),
+            NewEntry(EntryKey("a", 0), b"A@2"),  # redelivered later
+            NewEntry(EntryKey("b", 0), b"B2@2"),  # other bytes under a taken key
+            NewEntry(EntryKey("a", 0), b"A@3"),
         ]
     )
     assert [(r.status, r.index) for r in again] == [
@@ -141,13 +144,36 @@ def test_append_reports_duplicates_and_conflicts_and_keeps_the_log_unchanged() -
     assert log.root() == root
 
 
+def test_a_key_taken_earlier_in_the_same_batch_is_judged_against_that_entry() -> None:
+    log = MerkleLog(Database.sqlite_memory(), same_submission=_same_body)
+    log.append([NewEntry(EntryKey("a", 0), b"A@1")])
+    results = log.append(
+        [
+            NewEntry(EntryKey("c", 5), b"C@1"),
+            NewEntry(EntryKey("a", 0), b"A@2"),
+            NewEntry(EntryKey("d", 7), b"D@1"),
+            NewEntry(EntryKey("d", 7), b"D@2"),
+            NewEntry(EntryKey("c", 5), b"X@1"),
+        ]
+    )
+    assert [(r.status, r.index) for r in results] == [
+        (AppendStatus.APPENDED, 1),
+        (AppendStatus.DUPLICATE, 0),
+        (AppendStatus.APPENDED, 2),
+        (AppendStatus.DUPLICATE, 2),
+        (AppendStatus.CONFLICT, 1),
+    ]
+    assert (results.appended, log.size) == (2, 3)
+    assert log.index_of(EntryKey("d", 7)) == 2
+
+
 def test_a_reopened_log_continues_the_same_tree() -> None:
     db = Database.sqlite_memory()
     log = MerkleLog(db)
-    log.append([NewEntry(EntryKey("k", i), b"f", bytes([i])) for i in range(13)])
+    log.append([NewEntry(EntryKey("k", i), bytes([i])) for i in range(13)])
     reopened = MerkleLog(db)
     assert (reopened.size, reopened.root()) == (13, log.root())
-    reopened.append([NewEntry(EntryKey("k", 13), b"f", bytes([13]))])
+    reopened.append([NewEntry(EntryKey("k", 13), bytes([13]))])
     assert reopened.root() == root_of([hash_leaf(bytes([i])) for i in range(14)])
 
 
@@ -159,7 +185,7 @@ def test_proofs_cross_tile_boundaries_at_every_level() -> None:
     leaves = [hash_leaf(d) for d in data]
     for start in range(0, n, 4093):  # batches that end inside tiles, never on a boundary
         chunk = range(start, min(n, start + 4093))
-        log.append([NewEntry(EntryKey("k", i), b"f", data[i]) for i in chunk])
+        log.append([NewEntry(EntryKey("k", i), data[i]) for i in chunk])
     roots = {size: root_of(leaves[:size]) for size in (255, 256, 257, 511, 65_535, 65_536, n)}
     assert log.root() == roots[n]
     for size, root in roots.items():
@@ -203,9 +229,9 @@ def test_entries_read_back_across_pages_and_reopens() -> None:
     log = MerkleLog(db)
     for start in range(0, 300, 77):
         chunk = range(start, min(300, start + 77))
-        log.append([NewEntry(EntryKey("k", i), b"f", data[i]) for i in chunk])
+        log.append([NewEntry(EntryKey("k", i), data[i]) for i in chunk])
     log = MerkleLog(db)  # reopened mid-page, mid-tile
-    log.append([NewEntry(EntryKey("k", i), b"f", data[i]) for i in range(300, 700)])
+    log.append([NewEntry(EntryKey("k", i), data[i]) for i in range(300, 700)])
     assert log.root() == root_of([hash_leaf(d) for d in data])
     assert [log.entry(i) for i in (0, 255, 256, 299, 300, 699)] == [
         data[i] for i in (0, 255, 256, 299, 300, 699)

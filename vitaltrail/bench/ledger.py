@@ -28,10 +28,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ledger.appends import EntryKey, NewEntry
 from ledger.database import Database
-from ledger.key_index import EntryKey
 from ledger.merkle import hash_leaf, verify_consistency, verify_inclusion
-from ledger.storage import MerkleLog, NewEntry
+from ledger.storage import MerkleLog
 from vitaltrail.bench.ingest import machine, percentile
 
 
@@ -79,11 +79,7 @@ def append_vitaltrail(log: MerkleLog, total: int, batch: int, size: int, devices
     elapsed = 0.0
     for start, data in batches(total, batch, size):
         entries = [
-            NewEntry(
-                EntryKey(f"reading/bench-{i % devices:04d}", i // devices),
-                hashlib.sha256(d).digest(),
-                d,
-            )
+            NewEntry(EntryKey(f"reading/bench-{i % devices:04d}", i // devices), d)
             for i, d in enumerate(data, start)
         ]
         elapsed += _timed(partial(log.append, entries))
