@@ -9,6 +9,7 @@ otherwise, so a reader never holds a snapshot open between calls.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -135,21 +136,42 @@ class Database:
             if self._in_transaction:
                 yield
                 return
-            self._in_transaction = True
+            self.begin()
             try:
-                if self.dialect == "sqlite":
-                    self._conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        yield
-                    except BaseException:
-                        self._conn.execute("ROLLBACK")
-                        raise
-                    self._conn.execute("COMMIT")
-                else:
-                    with self._conn.transaction():
-                        yield
-            finally:
-                self._in_transaction = False
+                yield
+            except BaseException:
+                self.rollback()
+                raise
+            self.commit()
+
+    def begin(self) -> None:
+        """Start a transaction that :meth:`commit` or :meth:`rollback` ends, on this thread."""
+        self._lock.acquire()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+        except BaseException:
+            self._lock.release()
+            raise
+        self._in_transaction = True
+
+    def commit(self) -> None:
+        self._end("COMMIT")
+
+    def rollback(self) -> None:
+        self._end("ROLLBACK")
+
+    def _end(self, statement: str) -> None:
+        self._require_transaction()
+        try:
+            self._conn.execute(statement)
+        except BaseException:
+            if statement == "COMMIT":  # a failed commit leaves nothing half-done behind
+                with contextlib.suppress(Exception):
+                    self._conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._in_transaction = False
+            self._lock.release()
 
     def _require_transaction(self) -> None:
         if not self._in_transaction:
@@ -171,7 +193,7 @@ class WalCheckpointer:
     pauses), a restarting checkpoint makes the writer wait once so the WAL starts over.
     """
 
-    def __init__(self, path: Path, interval_s: float = 0.5, max_wal_bytes: int = 1 << 30) -> None:
+    def __init__(self, path: Path, interval_s: float = 0.1, max_wal_bytes: int = 64 << 20) -> None:
         self._path = path
         self._wal = path.with_name(path.name + "-wal")
         self._interval_s = interval_s

@@ -70,6 +70,7 @@ class Ledger:
         return block
 
     def close(self) -> None:
+        self.log.close()
         self._db.close()
 
 

@@ -15,11 +15,12 @@ import hashlib
 import operator
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from ledger.appends import AppendResult, AppendResults, AppendStatus, EntryKey, NewEntry
 from ledger.database import Database
 from ledger.entry_pages import PAGE_ENTRIES, decode_page, encode_page
-from ledger.key_index import KeyIndex
+from ledger.key_index import KeyIndex, StagedKeys
 from ledger.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
@@ -47,6 +48,7 @@ CREATE TABLE IF NOT EXISTS tiles (
 )
 """
 
+_UPSERT = " ON CONFLICT ({key}) DO UPDATE SET {col} = excluded.{col}"
 _FULL_TILE_CACHE = 4096  # 64 MiB of immutable tiles at most
 _sha256 = hashlib.sha256
 
@@ -71,6 +73,7 @@ class MerkleLog:
         self._edge_page: list[bytes] = []  # the entries of the last, unfilled page
         self._full_tiles: OrderedDict[TileKey, bytes] = OrderedDict()
         self.size = 0
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="merkle-log-io")
         if not read_only:
             self.reload()
 
@@ -97,42 +100,77 @@ class MerkleLog:
         return fold_subtrees([h for _, h in self._frontier])
 
     def append(self, entries: Sequence[NewEntry]) -> AppendResults:
-        """Append entries whose keys are new, in one transaction; report the rest."""
+        """Append entries whose keys are new, in one transaction; report the rest.
+
+        The entries and their keys are written on the log's I/O thread while this thread
+        hashes the tree (SQLite and PostgreSQL release the GIL), then the tiles and the new
+        size join the same transaction, which commits before this returns.
+        """
         staged = self.keys.stage(e.key for e in entries)
         taken, new_data = staged.claim(entries, self.size)
         results = AppendResults(len(entries), self.size, self._judge(entries, taken))
-        size = self.size + len(new_data)
         if not new_data:
             return results
-        tiles, frontier = self._hash_into_tiles(new_data)
+        size = self.size + len(new_data)
         page_entries = self._edge_page + new_data
         first_page = self.size // PAGE_ENTRIES
         pages = [
             (first_page + i, encode_page(page_entries[start : start + PAGE_ENTRIES]))
             for i, start in enumerate(range(0, len(page_entries), PAGE_ENTRIES))
         ]
-        upsert = " ON CONFLICT ({key}) DO UPDATE SET {col} = excluded.{col}"
-        with self._db.transaction():
-            self._db.executemany(
-                "INSERT INTO entry_pages VALUES (?, ?)" + upsert.format(key="idx", col="entries"),
-                pages,
-            )
-            self._db.executemany(
-                "INSERT INTO tiles VALUES (?, ?, ?)"
-                + upsert.format(key="level, idx", col="hashes"),
-                [(level, idx, bytes(tile)) for (level, idx), tile in tiles.items()],
-            )
-            self.keys.commit(staged)
-            self._db.execute(
-                "INSERT INTO log_size VALUES (1, ?)" + upsert.format(key="one", col="size"),
-                (size,),
-            )
+        writing = self._io.submit(self._write_entries, pages, staged)
+        try:
+            tiles, frontier = self._hash_into_tiles(new_data)
+        except BaseException:
+            self._io.submit(self._abandon, writing).result()
+            raise
+        self._io.submit(self._write_tree, writing, tiles, size).result()
         self.keys.committed(staged)
         self._frontier, self.size = frontier, size
         edge = set(edge_tiles(size))
         self._edge = {k: t for k, t in tiles.items() if k in edge}
         self._edge_page = page_entries[len(page_entries) - size % PAGE_ENTRIES :]
         return results
+
+    # The three steps of an append's transaction, all on the I/O thread.
+
+    def _write_entries(self, pages: list[tuple[int, bytes]], staged: StagedKeys) -> None:
+        self._db.begin()
+        try:
+            self._db.executemany(
+                "INSERT INTO entry_pages VALUES (?, ?)" + _UPSERT.format(key="idx", col="entries"),
+                pages,
+            )
+            self.keys.commit(staged)
+        except BaseException:
+            self._db.rollback()
+            raise
+
+    def _write_tree(
+        self, writing: Future[None], tiles: dict[TileKey, bytearray], size: int
+    ) -> None:
+        writing.result()  # raises if the entries could not be written (rolled back already)
+        try:
+            self._db.executemany(
+                "INSERT INTO tiles VALUES (?, ?, ?)"
+                + _UPSERT.format(key="level, idx", col="hashes"),
+                [(level, idx, bytes(tile)) for (level, idx), tile in tiles.items()],
+            )
+            self._db.execute(
+                "INSERT INTO log_size VALUES (1, ?)" + _UPSERT.format(key="one", col="size"),
+                (size,),
+            )
+        except BaseException:
+            self._db.rollback()
+            raise
+        self._db.commit()
+
+    def _abandon(self, writing: Future[None]) -> None:
+        if writing.exception() is None:
+            self._db.rollback()
+
+    def close(self) -> None:
+        self._io.shutdown(wait=True)
 
     def _judge(self, entries: Sequence[NewEntry], taken: dict[int, int]) -> dict[int, AppendResult]:
         """Redelivery or conflict, for each submission whose key was taken (the rare path)."""
