@@ -154,10 +154,10 @@ async def reading(index: EntryIndex, ledger: LedgerDep, registry: RegistryDep) -
         409: {"description": "not sealed in a block yet"},
     },
 )
-async def proof_bundle(index: EntryIndex, ledger: LedgerDep, registry: RegistryDep) -> Response:
+async def proof_bundle(index: EntryIndex, ledger: LedgerDep) -> Response:
     """The offline proof bundle of a reading: check it with ``vitaltrail verify``."""
     try:
-        bundle = proof_bundle_for(ledger, registry, index)
+        bundle = proof_bundle_for(ledger, index)
     except NoSuchReading as exc:
         raise HTTPException(404, str(exc)) from exc
     except NotSealed as exc:

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 from devices.cose import parse_sign1
 from devices.reading import Reading, decode_reading
-from devices.registry import DeviceRegistry
-from ledger.bundle import ProofBundle
+from ledger.bundle import ProofBundle, ProvenEntry
+from ledger.device_keys import REGISTERED, REVOKED, key_entry_key
 from ledger.entries import EntryKind, LedgerEntry
 from ledger.ledger import LedgerReader
 
 
 class NoSuchReading(LookupError):
-    """No ledger entry, or one that is not a reading, or its device is not registered."""
+    """No ledger entry, or one that is not a reading, or its key is not registered."""
 
 
 class NotSealed(LookupError):
@@ -41,14 +41,32 @@ def recorded_reading(ledger: LedgerReader, index: int) -> RecordedReading:
     return RecordedReading(index, data, entry, decode_reading(parse_sign1(entry.body).payload))
 
 
-def proof_bundle_for(ledger: LedgerReader, registry: DeviceRegistry, index: int) -> ProofBundle:
-    """The bundle of reading ``index`` against the latest block."""
+def proof_bundle_for(ledger: LedgerReader, index: int) -> ProofBundle:
+    """The bundle of reading ``index`` against the latest block: the reading, its key's
+    registration (and revocation, if the block holds one), each with its inclusion proof."""
     recorded = recorded_reading(ledger, index)
-    device = registry.get(recorded.reading.device_id)
-    if device is None:
-        raise NoSuchReading(f"device {recorded.reading.device_id} is not registered")
-    try:
-        proof = ledger.tlog_proof(index)
-    except LookupError as exc:
-        raise NotSealed(str(exc)) from exc
-    return ProofBundle(recorded.data, device.device_id, device.key.public_bytes, proof)
+    block = ledger.blocks.latest()
+    if block is None or index >= block.tree_size:
+        raise NotSealed(f"entry {index} is not sealed in a block yet")
+    kid = parse_sign1(recorded.entry.body).kid
+    registered = ledger.log.index_of(key_entry_key(kid, REGISTERED))
+    if registered is None or registered >= block.tree_size:
+        raise NoSuchReading(f"the key of entry {index} has no sealed registration")
+    revoked = ledger.log.index_of(key_entry_key(kid, REVOKED))
+
+    def proven(i: int) -> ProvenEntry:
+        return ProvenEntry(ledger.log.entry(i) or b"", ledger.tlog_proof(i, block))
+
+    return ProofBundle(
+        proven(index),
+        proven(registered),
+        proven(revoked) if revoked is not None and revoked < block.tree_size else None,
+    )
+
+
+def first_reading(ledger: LedgerReader, within: int = 10_000) -> int | None:
+    """The index of the log's first reading (the first entries register device keys)."""
+    for index, data in ledger.log.entries(0, within):
+        if LedgerEntry.decode(data).kind is EntryKind.READING:
+            return index
+    return None

@@ -3,6 +3,10 @@
 SQLite, one row per device. A device is registered with its public key and the patient it
 is bound to; it can be revoked, after which its readings are refused. Lookups go by kid,
 because a COSE message names its key, not its device.
+
+Every registration and revocation is also a numbered :class:`KeyEvent`, so the ingestor can
+copy them into the ledger in order (:meth:`DeviceRegistry.events_after`): the registry
+decides, the ledger keeps the record a verifier checks.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 from devices.keys import DeviceKey
 from devices.reading import is_valid_device_id
@@ -23,6 +28,12 @@ CREATE TABLE IF NOT EXISTS devices (
     kid           BLOB NOT NULL UNIQUE,
     registered_at INTEGER NOT NULL,
     revoked_at    INTEGER
+);
+CREATE TABLE IF NOT EXISTS key_events (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind       TEXT NOT NULL CHECK (kind IN ('registered', 'revoked')),
+    device_id  TEXT NOT NULL REFERENCES devices (device_id),
+    at_ms      INTEGER NOT NULL
 );
 """
 
@@ -44,6 +55,14 @@ class DeviceRecord:
         return self.revoked_at_ms is not None
 
 
+@dataclass(frozen=True)
+class KeyEvent:
+    seq: int  # 1, 2, 3 ... in the order they happened
+    kind: Literal["registered", "revoked"]
+    device: DeviceRecord  # as it is now
+    at_ms: int
+
+
 class DeviceRegistry:
     """Devices and their keys, in one SQLite file. One instance per thread."""
 
@@ -52,6 +71,25 @@ class DeviceRegistry:
         self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        self._backfill_events()
+
+    def _backfill_events(self) -> None:
+        """Registries made before key events existed get theirs, in the order they happened."""
+        with self._db:
+            if self._db.execute("SELECT 1 FROM key_events LIMIT 1").fetchone():
+                return
+            happened = [
+                (at, kind, device_id)
+                for device_id, registered_at, revoked_at in self._db.execute(
+                    "SELECT device_id, registered_at, revoked_at FROM devices"
+                )
+                for at, kind in [(registered_at, "registered"), (revoked_at, "revoked")]
+                if at is not None
+            ]
+            self._db.executemany(
+                "INSERT INTO key_events (kind, device_id, at_ms) VALUES (?, ?, ?)",
+                [(kind, device_id, at) for at, kind, device_id in sorted(happened)],
+            )
 
     def close(self) -> None:
         self._db.close()
@@ -74,6 +112,7 @@ class DeviceRegistry:
                     "INSERT INTO devices VALUES (?, ?, ?, ?, ?, NULL)",
                     (device_id, patient_id, key.public_bytes, key.kid, now),
                 )
+                self._event("registered", device_id, now)
         except sqlite3.IntegrityError as exc:
             raise RegistryError("this public key is already registered to another device") from exc
         return DeviceRecord(device_id, patient_id, key, now, None)
@@ -85,12 +124,29 @@ class DeviceRegistry:
                 "UPDATE devices SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL",
                 (now, device_id),
             )
+            if cur.rowcount:
+                self._event("revoked", device_id, now)
         record = self.get(device_id)
         if record is None:
             raise RegistryError(f"unknown device {device_id}")
         if cur.rowcount == 0:
             raise RegistryError(f"device {device_id} is already revoked")
         return record
+
+    def _event(self, kind: str, device_id: str, at_ms: int) -> None:
+        self._db.execute(
+            "INSERT INTO key_events (kind, device_id, at_ms) VALUES (?, ?, ?)",
+            (kind, device_id, at_ms),
+        )
+
+    def events_after(self, seq: int, limit: int = 10_000) -> list[KeyEvent]:
+        """Registrations and revocations numbered above ``seq``, in order."""
+        rows = self._db.execute(
+            "SELECT e.seq, e.kind, e.at_ms, d.* FROM key_events e"
+            " JOIN devices d ON d.device_id = e.device_id WHERE e.seq > ? ORDER BY e.seq LIMIT ?",
+            (seq, limit),
+        ).fetchall()
+        return [KeyEvent(row[0], row[1], _record(row[3:]), row[2]) for row in rows]
 
     def get(self, device_id: str) -> DeviceRecord | None:
         row = self._db.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
@@ -105,6 +161,6 @@ class DeviceRegistry:
         return [_record(row) for row in rows]
 
 
-def _record(row: tuple[str, str, bytes, bytes, int, int | None]) -> DeviceRecord:
+def _record(row: tuple[Any, ...]) -> DeviceRecord:
     device_id, patient_id, public_key, _kid, registered_at, revoked_at = row
     return DeviceRecord(device_id, patient_id, DeviceKey(public_key), registered_at, revoked_at)

@@ -34,6 +34,7 @@ class Limits:
 class Admitted:
     reading: Reading
     patient_id: str  # the patient the signing device is bound to
+    kid: bytes  # the key that signed it
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,9 @@ def check_message(
         return Rejected(
             Reason.TOPIC_MISMATCH, f"reading of {reading.device_id} on another device's topic"
         )
-    return _check_plausible(reading, now_ms, limits) or Admitted(reading, device.patient_id)
+    return _check_plausible(reading, now_ms, limits) or Admitted(
+        reading, device.patient_id, message.kid
+    )
 
 
 def _check_plausible(reading: Reading, now_ms: int, limits: Limits) -> Rejected | None:

@@ -13,7 +13,9 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from devices.registry import KeyEvent
 from ingest.checks import Admitted, BatchChecker, Limits, Lookup, Rejected, Verdict
 from ingest.mqtt_source import InboundMessage
 from ingest.quarantine import Quarantine, QuarantineRecord
@@ -21,6 +23,7 @@ from ingest.reasons import Reason
 from ingest.store import SamplePoint, TimeSeriesStore
 from ledger.appends import AppendStatus, NewEntry
 from ledger.blocks import Block
+from ledger.device_keys import DeviceKeyStatement
 from ledger.entries import EntryKind, LedgerEntry, reading_key
 from ledger.ledger import Ledger
 
@@ -35,6 +38,15 @@ class BatchResult:
     recorded: list[tuple[str, int, int]] = field(default_factory=list)  # (device, seq, index)
 
 
+class KeyEvents(Protocol):
+    """Where device registrations and revocations come from (the device registry)."""
+
+    def events_after(self, seq: int, limit: int = ...) -> list[KeyEvent]: ...
+
+
+REGISTRY_CURSOR = "registry_cursor"  # the last key event copied into the ledger
+
+
 class Pipeline:
     def __init__(
         self,
@@ -42,6 +54,7 @@ class Pipeline:
         store: TimeSeriesStore,
         quarantine: Quarantine,
         lookup: Lookup,
+        key_events: KeyEvents,
         *,
         topic_root: str,
         limits: Limits | None = None,
@@ -50,6 +63,8 @@ class Pipeline:
         self.store = store
         self.quarantine = quarantine
         self.checker = BatchChecker(lookup, topic_root, limits)
+        self._key_events = key_events
+        self._revoked: set[bytes] | None = None  # kids revoked in the log, or about to be
 
     @property
     def unsealed(self) -> int:
@@ -76,17 +91,32 @@ class Pipeline:
             else:
                 admitted.append((msg, verdict))
 
+        events = self._pending_key_events()
+        key_entries = [_statement(event).entry(now_ms) for event in events]
+        admitted = self._refuse_revoked(admitted, refused, now_ms)
         appended = self.ledger.append(
             [
-                NewEntry(
-                    reading_key(a.reading.device_id, a.reading.seq),
-                    LedgerEntry(EntryKind.READING, now_ms, msg.payload).encode(),
-                )
-                for msg, a in admitted
-            ]
+                *key_entries,
+                *(
+                    NewEntry(
+                        reading_key(a.reading.device_id, a.reading.seq),
+                        LedgerEntry(EntryKind.READING, now_ms, msg.payload).encode(),
+                    )
+                    for msg, a in admitted
+                ),
+            ],
+            meta={REGISTRY_CURSOR: events[-1].seq} if events else None,
         )
+        for event, outcome in zip(events, appended[: len(key_entries)], strict=True):
+            if outcome.status is AppendStatus.CONFLICT:  # the registry never reuses a key
+                log.error(
+                    "key %s of %s is logged with another statement",
+                    event.kind,
+                    event.device.device_id,
+                )
         points: list[SamplePoint] = []
-        for (msg, a), outcome in zip(admitted, appended, strict=True):
+        reading_outcomes = appended[len(key_entries) :]
+        for (msg, a), outcome in zip(admitted, reading_outcomes, strict=True):
             if outcome.status is AppendStatus.CONFLICT:
                 refused.append(
                     QuarantineRecord(
@@ -126,5 +156,55 @@ class Pipeline:
             )
         return result
 
+    def _pending_key_events(self) -> list[KeyEvent]:
+        """Registrations and revocations not in the ledger yet; they go in before readings."""
+        cursor = self.ledger.log.meta(REGISTRY_CURSOR) or 0
+        if self._revoked is None:  # every revocation so far: in the log, or logged next
+            self._revoked = set()
+            self._collect_revoked(self._all_events_after(0))
+        events = self._all_events_after(cursor)
+        self._collect_revoked(events)
+        return events
+
+    def _all_events_after(self, seq: int) -> list[KeyEvent]:
+        events: list[KeyEvent] = []
+        while page := self._key_events.events_after(seq):
+            events.extend(page)
+            seq = page[-1].seq
+        return events
+
+    def _collect_revoked(self, events: Sequence[KeyEvent]) -> None:
+        assert self._revoked is not None
+        self._revoked.update(e.device.key.kid for e in events if e.kind == "revoked")
+
+    def _refuse_revoked(
+        self,
+        admitted: list[tuple[InboundMessage, Admitted]],
+        refused: list[QuarantineRecord],
+        now_ms: int,
+    ) -> list[tuple[InboundMessage, Admitted]]:
+        """A key revoked after the checks but before this write: the log would show the
+        reading after its key's revocation, and verifiers would reject it. Refuse it now."""
+        revoked = self._revoked or set()
+        kept: list[tuple[InboundMessage, Admitted]] = []
+        for msg, a in admitted:
+            if a.kid in revoked:
+                detail = f"device {a.reading.device_id} was revoked before the reading was logged"
+                refused.append(
+                    QuarantineRecord(now_ms, msg.topic, Reason.REVOKED_DEVICE, detail, msg.payload)
+                )
+            else:
+                kept.append((msg, a))
+        return kept
+
     def seal(self, now_ms: int) -> Block | None:
         return self.ledger.seal(now_ms)
+
+
+def _statement(event: KeyEvent) -> DeviceKeyStatement:
+    device = event.device
+    if event.kind == "registered":
+        return DeviceKeyStatement(
+            EntryKind.DEVICE_REGISTERED, device.device_id, device.key, device.patient_id
+        )
+    return DeviceKeyStatement(EntryKind.DEVICE_REVOKED, device.device_id, device.key, None)

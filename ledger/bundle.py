@@ -1,14 +1,18 @@
-"""The proof bundle: everything needed to check one reading offline, in one JSON document.
+"""The proof bundle: everything needed to check one reading offline, years later, in one JSON document.
 
 ::
 
-    {"format": "vitaltrail/proof-bundle@v1",
-     "entry": "<base64 leaf data: [kind, logged_at_ms, COSE_Sign1 message]>",
-     "device": {"id": "<device id>", "public_key": "<base64 raw Ed25519 key>"},
-     "proof": "<C2SP tlog-proof text: index, inclusion proof, signed checkpoint>"}
+    {"format": "vitaltrail/proof-bundle@v2",
+     "reading":          {"entry": "<base64 leaf data>", "proof": "<C2SP tlog-proof>"},
+     "key_registration": {"entry": "<base64 leaf data>", "proof": "<C2SP tlog-proof>"},
+     "key_revocation":   null}
 
-See docs/proof-bundle.md. Nothing in it needs trust in the server: the verifier checks the
-device signature, the inclusion proof and the checkpoint signature against pinned keys.
+Each ``entry`` is a leaf exactly as hashed into the tree (``[kind, logged_at_ms, body]``);
+each ``proof`` is a C2SP tlog-proof (index, inclusion proof, and the checkpoint with the
+log's signature and the witnesses' cosignatures), all against one checkpoint. The device's
+key is not a field of its own: it is in the registration entry, whose inclusion the bundle
+proves. ``key_revocation`` is present when the key was revoked within that checkpoint. See
+docs/formats.md. Nothing in it needs trust in the server.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any, Self
 
 from ledger.tlog_proof import ProofFormatError, TlogProof
 
-FORMAT = "vitaltrail/proof-bundle@v1"
+FORMAT = "vitaltrail/proof-bundle@v2"
 MAX_BUNDLE_SIZE = 1 << 20
 
 
@@ -30,11 +34,29 @@ class BundleFormatError(Exception):
 
 
 @dataclass(frozen=True)
-class ProofBundle:
-    entry: bytes
-    device_id: str
-    device_public_key: bytes
+class ProvenEntry:
+    entry: bytes  # the leaf data
     proof: TlogProof
+
+    def to_dict(self) -> dict[str, str]:
+        return {"entry": base64.b64encode(self.entry).decode(), "proof": self.proof.text()}
+
+    @classmethod
+    def from_dict(cls, doc: Any, what: str) -> Self:
+        if not isinstance(doc, dict) or not isinstance(doc.get("proof"), str):
+            raise BundleFormatError(f"bundle {what} must hold an entry and a tlog-proof")
+        try:
+            proof = TlogProof.parse(doc["proof"])
+        except ProofFormatError as exc:
+            raise BundleFormatError(f"bundle {what} proof: {exc}") from exc
+        return cls(_b64(doc.get("entry"), f"{what} entry"), proof)
+
+
+@dataclass(frozen=True)
+class ProofBundle:
+    reading: ProvenEntry
+    key_registration: ProvenEntry
+    key_revocation: ProvenEntry | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
@@ -42,12 +64,9 @@ class ProofBundle:
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
-            "entry": base64.b64encode(self.entry).decode(),
-            "device": {
-                "id": self.device_id,
-                "public_key": base64.b64encode(self.device_public_key).decode(),
-            },
-            "proof": self.proof.text(),
+            "reading": self.reading.to_dict(),
+            "key_registration": self.key_registration.to_dict(),
+            "key_revocation": self.key_revocation.to_dict() if self.key_revocation else None,
         }
 
     @classmethod
@@ -59,22 +78,21 @@ class ProofBundle:
         except (ValueError, UnicodeDecodeError) as exc:
             raise BundleFormatError(f"bundle is not JSON: {exc}") from exc
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise BundleFormatError(f"bundle format must be {FORMAT!r}")
-        device = doc.get("device")
-        if not isinstance(device, dict) or not isinstance(device.get("id"), str):
-            raise BundleFormatError("bundle must name the device and its public key")
-        if not isinstance(doc.get("proof"), str):
-            raise BundleFormatError("bundle must carry a tlog-proof")
-        try:
-            proof = TlogProof.parse(doc["proof"])
-        except ProofFormatError as exc:
-            raise BundleFormatError(f"bundle proof: {exc}") from exc
+            found = doc.get("format") if isinstance(doc, dict) else None
+            raise BundleFormatError(f"bundle format must be {FORMAT!r}, not {found!r}")
+        revocation = doc.get("key_revocation")
         return cls(
-            entry=_b64(doc.get("entry"), "entry"),
-            device_id=device["id"],
-            device_public_key=_b64(device.get("public_key"), "device public_key"),
-            proof=proof,
+            ProvenEntry.from_dict(doc.get("reading"), "reading"),
+            ProvenEntry.from_dict(doc.get("key_registration"), "key_registration"),
+            None if revocation is None else ProvenEntry.from_dict(revocation, "key_revocation"),
         )
+
+    @property
+    def proven(self) -> list[tuple[str, ProvenEntry]]:
+        named = [("reading", self.reading), ("key registration", self.key_registration)]
+        if self.key_revocation is not None:
+            named.append(("key revocation", self.key_revocation))
+        return named
 
 
 def _b64(value: Any, what: str) -> bytes:

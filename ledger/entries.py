@@ -18,8 +18,10 @@ from ledger.appends import EntryKey
 
 
 class EntryKind(enum.IntEnum):
-    READING = 1
-    # Device registrations and revocations, consent and access events come later.
+    READING = 1  # body: the device's COSE_Sign1 message
+    DEVICE_REGISTERED = 2  # body: see ledger.device_keys
+    DEVICE_REVOKED = 3
+    # Consent and access events come later.
 
 
 class EntryError(Exception):

@@ -7,7 +7,7 @@ view for the API and tools, safe to use from other threads and processes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ledger.appends import AppendResults, NewEntry
@@ -48,8 +48,10 @@ class Ledger:
     def latest_block(self) -> Block | None:
         return self._latest
 
-    def append(self, entries: Sequence[NewEntry]) -> AppendResults:
-        return self.log.append(entries)
+    def append(
+        self, entries: Sequence[NewEntry], meta: Mapping[str, int] | None = None
+    ) -> AppendResults:
+        return self.log.append(entries, meta)
 
     def seal(self, now_ms: int) -> Block | None:
         """Sign a checkpoint of everything appended so far, if anything was appended since."""

@@ -12,7 +12,7 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass
-from typing import Self
+from typing import ClassVar, Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -33,8 +33,60 @@ def _check_name(name: str) -> None:
         raise NoteError(f"key name {name!r} must be non-empty, without spaces or '+'")
 
 
-def _key_hash(name: str, public_key: bytes) -> bytes:
-    return hashlib.sha256(name.encode() + b"\n" + bytes([ALG_ED25519]) + public_key).digest()[:4]
+def key_hash(name: str, public_key: bytes, alg: int = ALG_ED25519) -> bytes:
+    """The 4-byte key ID: SHA-256(name || 0x0A || alg || public key)[:4]."""
+    return hashlib.sha256(name.encode() + b"\n" + bytes([alg]) + public_key).digest()[:4]
+
+
+def format_vkey(name: str, public_key: bytes, alg: int = ALG_ED25519) -> str:
+    """A verifier key as text: ``<name>+<hex key ID>+<base64(alg || key)>``."""
+    encoded = base64.b64encode(bytes([alg]) + public_key).decode()
+    return f"{name}+{key_hash(name, public_key, alg).hex()}+{encoded}"
+
+
+def parse_vkey(text: str, alg: int = ALG_ED25519) -> tuple[str, bytes]:
+    """``(name, Ed25519 public key)`` of a verifier key of type ``alg``."""
+    parts = text.strip().split("+", 2)
+    if len(parts) != 3:
+        raise NoteError("a verifier key is <name>+<hash>+<base64 key>")
+    name, hash_hex, encoded = parts
+    _check_name(name)
+    raw = _b64decode(encoded, "verifier key")
+    if len(raw) != 33 or raw[0] != alg:
+        raise NoteError(f"only Ed25519 verifier keys (type 0x{alg:02x}, 32 bytes) are supported")
+    if key_hash(name, raw[1:], alg).hex() != hash_hex.lower():
+        raise NoteError("the verifier key's hash does not match its name and key")
+    return name, raw[1:]
+
+
+def format_skey(name: str, private_key: Ed25519PrivateKey, alg: int = ALG_ED25519) -> str:
+    """A signer key as text: ``PRIVATE+KEY+<name>+<hex key ID>+<base64(alg || seed)>``."""
+    seed = private_key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    public = private_key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    encoded = base64.b64encode(bytes([alg]) + seed).decode()
+    return f"PRIVATE+KEY+{name}+{key_hash(name, public, alg).hex()}+{encoded}"
+
+
+def parse_skey(text: str, alg: int = ALG_ED25519) -> tuple[str, Ed25519PrivateKey]:
+    parts = text.strip().split("+", 4)
+    if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
+        raise NoteError("a signer key is PRIVATE+KEY+<name>+<hash>+<base64 key>")
+    _, _, name, hash_hex, encoded = parts
+    _check_name(name)
+    raw = _b64decode(encoded, "signer key")
+    if len(raw) != 33 or raw[0] != alg:
+        raise NoteError(f"only Ed25519 signer keys (type 0x{alg:02x}, 32-byte seed) are supported")
+    private_key = Ed25519PrivateKey.from_private_bytes(raw[1:])
+    public = private_key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    if key_hash(name, public, alg).hex() != hash_hex.lower():
+        raise NoteError("the signer key's hash does not match its name and key")
+    return name, private_key
 
 
 def _b64decode(text: str, what: str) -> bytes:
@@ -45,34 +97,28 @@ def _b64decode(text: str, what: str) -> bytes:
 
 
 @dataclass(frozen=True)
-class NoteVerifier:
-    """A pinned public key, written ``<name>+<hex key hash>+<base64(0x01 || key)>``."""
+class VerifierKey:
+    """A pinned public key of signature type ``ALG``, written ``<name>+<hex key ID>+<base64(alg || key)>``."""
 
+    ALG: ClassVar[int] = ALG_ED25519
     name: str
     public_key: bytes
 
     @property
     def key_hash(self) -> bytes:
-        return _key_hash(self.name, self.public_key)
+        return key_hash(self.name, self.public_key, self.ALG)
 
     def __str__(self) -> str:
-        encoded = base64.b64encode(bytes([ALG_ED25519]) + self.public_key).decode()
-        return f"{self.name}+{self.key_hash.hex()}+{encoded}"
+        return format_vkey(self.name, self.public_key, self.ALG)
 
     @classmethod
     def parse(cls, text: str) -> Self:
-        parts = text.strip().split("+", 2)
-        if len(parts) != 3:
-            raise NoteError("a verifier key is <name>+<hash>+<base64 key>")
-        name, hash_hex, encoded = parts
-        _check_name(name)
-        raw = _b64decode(encoded, "verifier key")
-        if len(raw) != 33 or raw[0] != ALG_ED25519:
-            raise NoteError("only Ed25519 verifier keys (type 0x01, 32 bytes) are supported")
-        verifier = cls(name, raw[1:])
-        if verifier.key_hash.hex() != hash_hex.lower():
-            raise NoteError("the verifier key's hash does not match its name and key")
-        return verifier
+        return cls(*parse_vkey(text, cls.ALG))
+
+
+@dataclass(frozen=True)
+class NoteVerifier(VerifierKey):
+    """A log's key (signature type 0x01): it signs checkpoints."""
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         try:
@@ -82,17 +128,19 @@ class NoteVerifier:
         return True
 
 
-class NoteSigner:
-    """An Ed25519 note-signing key, stored as ``PRIVATE+KEY+<name>+<hash>+<base64(0x01 || seed)>``."""
+class SigningKey:
+    """A named Ed25519 private key of signature type ``ALG``, stored as
+    ``PRIVATE+KEY+<name>+<hash>+<base64(alg || seed)>``."""
+
+    ALG = ALG_ED25519
 
     def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
         _check_name(name)
         self.name = name
         self._key = private_key
-        public = private_key.public_key().public_bytes(
+        self.public_key = private_key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
-        self.verifier = NoteVerifier(name, public)
 
     @classmethod
     def generate(cls, name: str) -> Self:
@@ -100,26 +148,18 @@ class NoteSigner:
 
     @classmethod
     def parse(cls, text: str) -> Self:
-        parts = text.strip().split("+", 4)
-        if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
-            raise NoteError("a signer key is PRIVATE+KEY+<name>+<hash>+<base64 key>")
-        _, _, name, hash_hex, encoded = parts
-        raw = _b64decode(encoded, "signer key")
-        if len(raw) != 33 or raw[0] != ALG_ED25519:
-            raise NoteError("only Ed25519 signer keys (type 0x01, 32-byte seed) are supported")
-        signer = cls(name, Ed25519PrivateKey.from_private_bytes(raw[1:]))
-        if signer.verifier.key_hash.hex() != hash_hex.lower():
-            raise NoteError("the signer key's hash does not match its name and key")
-        return signer
+        return cls(*parse_skey(text, cls.ALG))
 
     def __str__(self) -> str:
-        seed = self._key.private_bytes(
-            serialization.Encoding.Raw,
-            serialization.PrivateFormat.Raw,
-            serialization.NoEncryption(),
-        )
-        encoded = base64.b64encode(bytes([ALG_ED25519]) + seed).decode()
-        return f"PRIVATE+KEY+{self.name}+{self.verifier.key_hash.hex()}+{encoded}"
+        return format_skey(self.name, self._key, self.ALG)
+
+
+class NoteSigner(SigningKey):
+    """A log's note-signing key (signature type 0x01)."""
+
+    def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
+        super().__init__(name, private_key)
+        self.verifier = NoteVerifier(name, self.public_key)
 
     def signature_line(self, text: str) -> str:
         signature = self._key.sign(text.encode())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import operator
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ledger.appends import AppendResult, AppendResults, AppendStatus, EntryKey, NewEntry
@@ -32,9 +32,9 @@ from ledger.merkle import (
 from ledger.tiles import SLOTS, TileKey, blank_tile, edge_tiles, locate, read_slot
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS log_size (
-    one     INTEGER PRIMARY KEY CHECK (one = 1),
-    size    BIGINT NOT NULL
+CREATE TABLE IF NOT EXISTS log_meta (
+    name    TEXT PRIMARY KEY,
+    value   BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS entry_pages (
     idx     BIGINT PRIMARY KEY,
@@ -78,8 +78,12 @@ class MerkleLog:
             self.reload()
 
     def stored_size(self) -> int:
-        row = self._db.one("SELECT size FROM log_size WHERE one = 1")
-        return 0 if row is None else int(row[0])
+        return self.meta("size") or 0
+
+    def meta(self, name: str) -> int | None:
+        """A number committed with the entries (the size; the writer's own bookmarks)."""
+        row = self._db.one("SELECT value FROM log_meta WHERE name = ?", (name,))
+        return None if row is None else int(row[0])
 
     def reload(self) -> None:
         """Read the tree's right edge from storage (at start, or after another writer)."""
@@ -99,8 +103,12 @@ class MerkleLog:
             return EMPTY_ROOT
         return fold_subtrees([h for _, h in self._frontier])
 
-    def append(self, entries: Sequence[NewEntry]) -> AppendResults:
+    def append(
+        self, entries: Sequence[NewEntry], meta: Mapping[str, int] | None = None
+    ) -> AppendResults:
         """Append entries whose keys are new, in one transaction; report the rest.
+
+        ``meta`` numbers are committed in the same transaction (see :meth:`meta`).
 
         The entries and their keys are written on the log's I/O thread while this thread
         hashes the tree (SQLite and PostgreSQL release the GIL), then the tiles and the new
@@ -109,7 +117,7 @@ class MerkleLog:
         staged = self.keys.stage(e.key for e in entries)
         taken, new_data = staged.claim(entries, self.size)
         results = AppendResults(len(entries), self.size, self._judge(entries, taken))
-        if not new_data:
+        if not new_data and not meta:
             return results
         size = self.size + len(new_data)
         page_entries = self._edge_page + new_data
@@ -124,7 +132,8 @@ class MerkleLog:
         except BaseException:
             self._io.submit(self._abandon, writing).result()
             raise
-        self._io.submit(self._write_tree, writing, tiles, size).result()
+        numbers = {**(meta or {}), "size": size}
+        self._io.submit(self._write_tree, writing, tiles, numbers).result()
         self.keys.committed(staged)
         self._frontier, self.size = frontier, size
         edge = set(edge_tiles(size))
@@ -147,7 +156,7 @@ class MerkleLog:
             raise
 
     def _write_tree(
-        self, writing: Future[None], tiles: dict[TileKey, bytearray], size: int
+        self, writing: Future[None], tiles: dict[TileKey, bytearray], meta: dict[str, int]
     ) -> None:
         writing.result()  # raises if the entries could not be written (rolled back already)
         try:
@@ -156,9 +165,9 @@ class MerkleLog:
                 + _UPSERT.format(key="level, idx", col="hashes"),
                 [(level, idx, bytes(tile)) for (level, idx), tile in tiles.items()],
             )
-            self._db.execute(
-                "INSERT INTO log_size VALUES (1, ?)" + _UPSERT.format(key="one", col="size"),
-                (size,),
+            self._db.executemany(
+                "INSERT INTO log_meta VALUES (?, ?)" + _UPSERT.format(key="name", col="value"),
+                list(meta.items()),
             )
         except BaseException:
             self._db.rollback()

@@ -1,10 +1,15 @@
 """The offline verifier: is this reading exactly what the device sent, and is it in the log?
 
-Three checks, each reported on its own so a user sees which one failed:
+Checks, each reported on its own so a user sees which one failed:
 
-1. **device signature** - the entry holds a COSE_Sign1 reading signed by the bundled device key;
-2. **checkpoint signature** - the checkpoint is signed by the pinned ledger key;
-3. **inclusion proof** - the entry's leaf hash is in the tree the checkpoint names.
+1. **checkpoint signature** - the checkpoint is signed by the pinned ledger key;
+2. **witness cosignatures** - at least ``quorum`` of the pinned witnesses cosigned it (when
+   the policy names witnesses): the log showed everyone this same tree;
+3. **device key** - the reading's key was registered, in this log, before the reading was
+   logged, and not revoked before it;
+4. **device signature** - the entry holds a COSE_Sign1 reading signed by that key;
+5. **inclusion proof** - the reading, the registration (and the revocation) are all in the
+   tree the checkpoint names.
 
 Only pinned keys are trusted; nothing comes from the server at verification time.
 """
@@ -14,15 +19,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from devices.cose import parse_sign1
+from devices.cose import SignedMessage, parse_sign1
 from devices.errors import ReadingError
-from devices.keys import DeviceKey
 from devices.reading import Reading, decode_reading
 from ledger.bundle import BundleFormatError, ProofBundle
 from ledger.checkpoint import Checkpoint, CheckpointError
+from ledger.cosignature import CosignatureVerifier
+from ledger.device_keys import DeviceKeyStatement
 from ledger.entries import EntryError, EntryKind, LedgerEntry
 from ledger.merkle import VerificationError, hash_leaf, verify_inclusion
 from ledger.note import NoteError, NoteVerifier, open_note, parse_note
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a verifier trusts: the log's key, and ``quorum`` of these witnesses."""
+
+    ledger_key: NoteVerifier
+    witnesses: tuple[CosignatureVerifier, ...] = ()
+    quorum: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.quorum <= len(self.witnesses):
+            raise ValueError(f"a quorum of {self.quorum} of {len(self.witnesses)} witnesses")
 
 
 @dataclass(frozen=True)
@@ -47,17 +66,22 @@ class Report:
         return [c for c in self.checks if not c.ok]
 
 
-def verify_bundle(document: str | bytes, ledger_key: NoteVerifier) -> Report:
-    """Check a proof bundle against the pinned ledger key; never raises on bad input."""
+def verify_bundle(document: str | bytes, policy: Policy | NoteVerifier) -> Report:
+    """Check a proof bundle against pinned keys; never raises on bad input."""
+    if isinstance(policy, NoteVerifier):
+        policy = Policy(policy)
     report = Report()
     try:
         bundle = ProofBundle.from_json(document)
     except BundleFormatError as exc:
         report.checks.append(Check("bundle format", False, str(exc)))
         return report
-    report.index = bundle.proof.index
+    report.index = bundle.reading.proof.index
+    _run(report, "checkpoint signature", lambda: _check_checkpoint(bundle, policy, report))
+    if policy.witnesses:
+        _run(report, "witness cosignatures", lambda: _check_cosignatures(bundle, policy))
+    _run(report, "device key", lambda: _check_device_key(bundle))
     _run(report, "device signature", lambda: _check_device_signature(bundle, report))
-    _run(report, "checkpoint signature", lambda: _check_checkpoint(bundle, ledger_key, report))
     _run(report, "inclusion proof", lambda: _check_inclusion(bundle))
     return report
 
@@ -78,38 +102,90 @@ def _run(report: Report, name: str, check: Callable[[], str]) -> None:
         report.checks.append(Check(name, True, detail))
 
 
-def _check_device_signature(bundle: ProofBundle, report: Report) -> str:
-    entry = LedgerEntry.decode(bundle.entry)
-    if entry.kind is not EntryKind.READING:
-        raise EntryError(f"entry is a {entry.kind.name.lower()}, not a reading")
-    message = parse_sign1(entry.body)
-    key = DeviceKey(bundle.device_public_key)
-    message.verify(key)
-    reading = decode_reading(message.payload)
-    if reading.device_id != bundle.device_id:
-        raise ValueError(
-            f"the reading names device {reading.device_id}, the key {bundle.device_id}"
-        )
-    report.reading = reading
-    return f"reading {reading.device_id}#{reading.seq} signed by key {key.kid.hex()[:16]}"
-
-
-def _check_checkpoint(bundle: ProofBundle, ledger_key: NoteVerifier, report: Report) -> str:
-    note, _ = open_note(bundle.proof.checkpoint_note, [ledger_key])
+def _check_checkpoint(bundle: ProofBundle, policy: Policy, report: Report) -> str:
+    note, _ = open_note(bundle.reading.proof.checkpoint_note, [policy.ledger_key])
     checkpoint = Checkpoint.parse(note.text)
-    if checkpoint.origin != ledger_key.name:
+    if checkpoint.origin != policy.ledger_key.name:
         raise CheckpointError(f"checkpoint origin {checkpoint.origin!r} is not the pinned log")
+    for name, proven in bundle.proven[1:]:
+        if parse_note(proven.proof.checkpoint_note).text != note.text:
+            raise CheckpointError(f"the {name} is proven against another checkpoint")
     report.checkpoint = checkpoint
     return f"{checkpoint.origin} at tree size {checkpoint.size}, signed by the pinned key"
 
 
-def _check_inclusion(bundle: ProofBundle) -> str:
-    checkpoint = Checkpoint.parse(parse_note(bundle.proof.checkpoint_note).text)
-    verify_inclusion(
-        hash_leaf(bundle.entry),
-        bundle.proof.index,
-        checkpoint.size,
-        bundle.proof.hashes,
-        checkpoint.root,
+def _check_cosignatures(bundle: ProofBundle, policy: Policy) -> str:
+    note = bundle.reading.proof.checkpoint_note
+    cosigned = [w.name for w in policy.witnesses if w.timestamp(note) is not None]
+    if len(cosigned) < policy.quorum:
+        raise NoteError(
+            f"{len(cosigned)} of the pinned witnesses cosigned ({', '.join(cosigned) or 'none'});"
+            f" the policy needs {policy.quorum}"
+        )
+    return f"cosigned by {len(cosigned)} of {len(policy.witnesses)}: {', '.join(cosigned)}"
+
+
+def _signed_reading(bundle: ProofBundle) -> SignedMessage:
+    entry = LedgerEntry.decode(bundle.reading.entry)
+    if entry.kind is not EntryKind.READING:
+        raise EntryError(f"entry is a {entry.kind.name.lower()}, not a reading")
+    return parse_sign1(entry.body)
+
+
+def _registration(bundle: ProofBundle) -> DeviceKeyStatement:
+    statement = DeviceKeyStatement.from_entry(LedgerEntry.decode(bundle.key_registration.entry))
+    if statement.kind is not EntryKind.DEVICE_REGISTERED:
+        raise EntryError("the key registration entry is a revocation")
+    return statement
+
+
+def _check_device_key(bundle: ProofBundle) -> str:
+    message = _signed_reading(bundle)
+    registration = _registration(bundle)
+    if registration.key.kid != message.kid:
+        raise ValueError("the registered key is not the key the reading names")
+    index = bundle.reading.proof.index
+    registered_at = bundle.key_registration.proof.index
+    if registered_at >= index:
+        raise ValueError(f"the key was registered at entry {registered_at}, after the reading")
+    if bundle.key_revocation is not None:
+        revocation = DeviceKeyStatement.from_entry(LedgerEntry.decode(bundle.key_revocation.entry))
+        if revocation.kind is not EntryKind.DEVICE_REVOKED or revocation.key != registration.key:
+            raise EntryError("the key revocation entry does not revoke this key")
+        revoked_at = bundle.key_revocation.proof.index
+        if revoked_at < index:
+            raise ValueError(f"the key was revoked at entry {revoked_at}, before the reading")
+    return (
+        f"key {message.kid.hex()[:16]} of {registration.device_id} (patient"
+        f" {registration.patient_id}) registered at entry {registered_at}"
     )
-    return f"entry {bundle.proof.index} is in the tree of size {checkpoint.size}"
+
+
+def _check_device_signature(bundle: ProofBundle, report: Report) -> str:
+    message = _signed_reading(bundle)
+    registration = _registration(bundle)
+    message.verify(registration.key)
+    reading = decode_reading(message.payload)
+    if reading.device_id != registration.device_id:
+        raise ValueError(
+            f"the reading names device {reading.device_id}, the key {registration.device_id}"
+        )
+    report.reading = reading
+    return f"reading {reading.device_id}#{reading.seq} signed by key {message.kid.hex()[:16]}"
+
+
+def _check_inclusion(bundle: ProofBundle) -> str:
+    for name, proven in bundle.proven:
+        checkpoint = Checkpoint.parse(parse_note(proven.proof.checkpoint_note).text)
+        try:
+            verify_inclusion(
+                hash_leaf(proven.entry),
+                proven.proof.index,
+                checkpoint.size,
+                proven.proof.hashes,
+                checkpoint.root,
+            )
+        except VerificationError as exc:
+            raise VerificationError(f"{name}: {exc}") from exc
+    checkpoint = Checkpoint.parse(parse_note(bundle.reading.proof.checkpoint_note).text)
+    return f"entry {bundle.reading.proof.index} is in the tree of size {checkpoint.size}"

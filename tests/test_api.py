@@ -47,7 +47,8 @@ def test_latest_and_series_for_one_patient(client: tuple[TestClient, Path]) -> N
 
 def test_a_reading_by_id_and_its_proof_bundle_verify(client: tuple[TestClient, Path]) -> None:
     c, key_path = client
-    reading = c.get("/api/v1/readings/0").json()
+    assert c.get("/api/v1/readings/0").status_code == 404  # entry 0 registers a device key
+    reading = c.get("/api/v1/readings/3").json()
     assert reading["sealed"] is True
     assert reading["patient_id"].startswith("patient-")
     bundle = c.get(reading["proof_url"])
@@ -55,11 +56,11 @@ def test_a_reading_by_id_and_its_proof_bundle_verify(client: tuple[TestClient, P
     report = verify_bundle(bundle.text, NoteVerifier.parse(key_path.read_text()))
     assert report.ok, report.failed()
     checkpoint = c.get("/api/v1/checkpoint")
-    assert checkpoint.text.startswith("vitaltrail.local/ledger\n15\n")
+    assert checkpoint.text.startswith("vitaltrail.local/ledger\n18\n")
     assert c.get("/api/v1/ledger").json() == {
         "origin": "vitaltrail.local/ledger",
-        "tree_size": 15,
-        "sealed_size": 15,
+        "tree_size": 18,  # three key registrations, fifteen readings
+        "sealed_size": 18,
         "blocks": 1,
     }
 
@@ -124,9 +125,9 @@ def test_a_reading_not_yet_sealed_has_no_proof_yet(tmp_path: Path) -> None:
     )
     runtime.close()  # appended, not sealed
     with TestClient(create_app(data_sources(settings))) as c:
-        assert c.get("/api/v1/readings/0/proof").status_code == 200
-        assert c.get("/api/v1/readings/1").json()["sealed"] is False
-        response = c.get("/api/v1/readings/1/proof")
+        assert c.get("/api/v1/readings/1/proof").status_code == 200  # after a registration
+        assert c.get("/api/v1/readings/3").json()["sealed"] is False
+        response = c.get("/api/v1/readings/3/proof")
         assert response.status_code == 409
         assert "not sealed" in response.json()["detail"]
 

@@ -52,3 +52,34 @@ def test_outbox_is_fifo_bounded_and_shared_files_keep_devices_apart(tmp_path: Pa
     assert len(a) == 1
     assert [m.seq for m in a.oldest(10)] == [2]
     assert [m.payload for m in b.oldest(10)] == [b"b0"]
+
+
+def test_registrations_and_revocations_are_numbered_events_in_order(tmp_path: Path) -> None:
+    registry = DeviceRegistry(tmp_path / "r.db")
+    a, b = DeviceSigner.generate(), DeviceSigner.generate()
+    registry.register("band-a", "patient-1", a.key)
+    registry.register("band-b", "patient-2", b.key)
+    registry.revoke("band-a")
+    events = registry.events_after(0)
+    assert [(e.seq, e.kind, e.device.device_id) for e in events] == [
+        (1, "registered", "band-a"),
+        (2, "registered", "band-b"),
+        (3, "revoked", "band-a"),
+    ]
+    assert registry.events_after(2)[0].device.revoked
+    assert registry.events_after(3) == []
+    assert [e.seq for e in registry.events_after(0, limit=2)] == [1, 2]
+
+
+def test_a_registry_from_before_key_events_gets_them_backfilled(tmp_path: Path) -> None:
+    registry = DeviceRegistry(tmp_path / "r.db")
+    registry.register("band-a", "patient-1", DeviceSigner.generate().key)
+    registry.register("band-b", "patient-2", DeviceSigner.generate().key)
+    registry.revoke("band-a")
+    registry._db.execute("DELETE FROM key_events")  # as an older registry would be
+    registry._db.commit()
+    registry.close()
+    reopened = DeviceRegistry(tmp_path / "r.db")
+    kinds = [(e.kind, e.device.device_id) for e in reopened.events_after(0)]
+    assert sorted(kinds[:2]) == [("registered", "band-a"), ("registered", "band-b")]
+    assert kinds[2] == ("revoked", "band-a")

@@ -12,6 +12,8 @@ from ingest.pipeline import Pipeline
 from ingest.quarantine import Quarantine
 from ingest.reasons import Reason
 from ingest.sqlite_store import SqliteStore
+from ledger.device_keys import DeviceKeyStatement
+from ledger.entries import EntryKind, LedgerEntry
 from ledger.ledger import Ledger
 from ledger.note import NoteSigner
 from tests.stack import now_ms, signed, vitals
@@ -26,6 +28,7 @@ def _pipeline(tmp_path: Path) -> tuple[Pipeline, DeviceSigner]:
         SqliteStore(tmp_path / "store.db"),
         Quarantine(tmp_path / "quarantine.db"),
         RegistryCache(registry.by_kid),
+        registry,
         topic_root="r",
     )
     return pipeline, signer
@@ -44,7 +47,7 @@ def test_redelivery_is_a_duplicate_and_other_bytes_are_a_conflict(tmp_path: Path
     assert (again.accepted, again.duplicates) == (0, 1)
     conflict = pipeline.process([_msg(signed("band-1", signer, 0, vitals(hr=71)))], now_ms())
     assert conflict.rejected == {Reason.SEQUENCE_CONFLICT: 1}
-    assert pipeline.ledger.size == 1
+    assert pipeline.ledger.size == 2  # the device's key registration, and the reading
     assert pipeline.store.count() == 2  # two samples, written once despite three deliveries
     assert pipeline.quarantine.counts() == {"sequence_conflict": 1}
 
@@ -68,10 +71,37 @@ def test_sealing_signs_what_was_appended_and_chains_blocks(tmp_path: Path) -> No
     pipeline.process([_msg(signed("band-1", signer, 0))], now_ms())
     first = pipeline.seal(now_ms())
     assert first is not None
-    assert (first.height, first.tree_size) == (0, 1)
+    assert (first.height, first.tree_size) == (0, 2)  # the key registration, the reading
     assert pipeline.seal(now_ms()) is None  # nothing new
     pipeline.process([_msg(signed("band-1", signer, 1))], now_ms())
     second = pipeline.seal(now_ms())
     assert second is not None
     assert second.prev_hash == first.hash()
-    assert second.checkpoint.size == 2
+    assert second.checkpoint.size == 3
+
+
+def test_key_registrations_and_revocations_are_logged_before_readings(tmp_path: Path) -> None:
+    pipeline, signer = _pipeline(tmp_path)
+    pipeline.process([_msg(signed("band-1", signer, 0))], now_ms())
+    kinds = [LedgerEntry.decode(d).kind for _, d in pipeline.ledger.log.entries(0, 2)]
+    assert kinds == [EntryKind.DEVICE_REGISTERED, EntryKind.READING]
+    registration = DeviceKeyStatement.from_entry(
+        LedgerEntry.decode(pipeline.ledger.log.entry(0) or b"")
+    )
+    assert (registration.device_id, registration.patient_id) == ("band-1", "patient-1")
+    assert registration.key == signer.key
+
+
+def test_a_key_revoked_between_check_and_write_is_refused_and_its_revocation_logged(
+    tmp_path: Path,
+) -> None:
+    pipeline, signer = _pipeline(tmp_path)
+    batch = [_msg(signed("band-1", signer, 0))]
+    verdicts = pipeline.checker.check([(m.topic, m.payload) for m in batch], now_ms())
+    registry = DeviceRegistry(tmp_path / "registry.db")
+    registry.revoke("band-1")  # after the checks passed, before the write
+    registry.close()
+    result = pipeline.process(batch, now_ms(), verdicts)
+    assert result.rejected == {Reason.REVOKED_DEVICE: 1}
+    kinds = [LedgerEntry.decode(d).kind for _, d in pipeline.ledger.log.entries(0, 9)]
+    assert kinds == [EntryKind.DEVICE_REGISTERED, EntryKind.DEVICE_REVOKED]

@@ -2,36 +2,36 @@
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
+from dashboards.bundles import first_reading, proof_bundle_for
 from devices.keys import DeviceSigner
-from ledger.bundle import ProofBundle
-from ledger.ledger import LedgerReader
+from ledger.appends import NewEntry
+from ledger.bundle import ProofBundle, ProvenEntry
+from ledger.device_keys import DeviceKeyStatement
+from ledger.entries import EntryKind, LedgerEntry, reading_key
+from ledger.ledger import Ledger, LedgerReader
 from ledger.note import NoteSigner, NoteVerifier, sign_note
 from ledger.verifier import verify_bundle
 from tests.populated import populate
+from tests.stack import now_ms, signed
 from vitaltrail.cli import main
+
+ALL_CHECKS = ["checkpoint signature", "device key", "device signature", "inclusion proof"]
 
 
 @pytest.fixture
 def bundle_and_key(tmp_path: Path) -> tuple[ProofBundle, NoteVerifier, Path]:
     settings = populate(tmp_path / "data")
     reader = LedgerReader(settings.ledger_path)
-    from devices.registry import DeviceRegistry
-
-    registry = DeviceRegistry(settings.registry_path)
-    device = registry.get("patient-1-band")
-    assert device is not None
-    index = next(i for i in range(15) if b"patient-1-band" in (reader.log.entry(i) or b""))
-    data = reader.log.entry(index)
-    assert data is not None
-    bundle = ProofBundle(data, device.device_id, device.key.public_bytes, reader.tlog_proof(index))
+    index = first_reading(reader)
+    assert index == 3  # three devices' keys are registered first
+    bundle = proof_bundle_for(reader, index)
     reader.close()
-    registry.close()
     key_path = settings.ledger_key_path.with_suffix(".pub")
     return bundle, NoteVerifier.parse(key_path.read_text()), key_path
 
@@ -44,46 +44,46 @@ def _failed(bundle: ProofBundle | str, key: NoteVerifier) -> list[str]:
 def test_a_genuine_bundle_verifies(bundle_and_key: tuple[ProofBundle, NoteVerifier, Path]) -> None:
     bundle, key, _ = bundle_and_key
     report = verify_bundle(bundle.to_json(), key)
-    assert report.ok
-    assert [c.name for c in report.checks] == [
-        "device signature",
-        "checkpoint signature",
-        "inclusion proof",
-    ]
+    assert report.ok, report.failed()
+    assert [c.name for c in report.checks] == ALL_CHECKS
     assert report.reading is not None
-    assert report.reading.device_id == "patient-1-band"
+    assert report.reading.device_id == "patient-0-band"
+    assert bundle.key_revocation is None
 
 
 def test_a_changed_reading_fails_the_device_signature_and_the_inclusion_proof(
     bundle_and_key: tuple[ProofBundle, NoteVerifier, Path],
 ) -> None:
     bundle, key, _ = bundle_and_key
-    entry = bytearray(bundle.entry)
+    entry = bytearray(bundle.reading.entry)
     entry[-70] ^= 0x01  # inside the signed payload
-    tampered = ProofBundle(bytes(entry), bundle.device_id, bundle.device_public_key, bundle.proof)
+    tampered = dataclasses.replace(bundle, reading=ProvenEntry(bytes(entry), bundle.reading.proof))
     assert _failed(tampered, key) == ["device signature", "inclusion proof"]
 
 
-def test_another_device_key_fails_the_device_signature(
-    bundle_and_key: tuple[ProofBundle, NoteVerifier, Path],
+def test_another_devices_registration_fails_the_device_key(
+    bundle_and_key: tuple[ProofBundle, NoteVerifier, Path], tmp_path: Path
 ) -> None:
     bundle, key, _ = bundle_and_key
-    forged = ProofBundle(
-        bundle.entry, bundle.device_id, DeviceSigner.generate().key.public_bytes, bundle.proof
-    )
-    assert _failed(forged, key) == ["device signature"]
+    reader = LedgerReader(tmp_path / "data" / "ledger.db")
+    other = proof_bundle_for(reader, 4)  # patient-1-band's first reading
+    reader.close()
+    forged = dataclasses.replace(bundle, key_registration=other.key_registration)
+    assert _failed(forged, key) == ["device key", "device signature"]
 
 
 def test_a_checkpoint_signed_by_another_key_fails(
     bundle_and_key: tuple[ProofBundle, NoteVerifier, Path],
 ) -> None:
     bundle, key, _ = bundle_and_key
-    text = bundle.proof.checkpoint_note[: bundle.proof.checkpoint_note.index("\n\n") + 1]
-    impostor = NoteSigner.generate(key.name)
-    forged_proof = type(bundle.proof)(
-        bundle.proof.index, bundle.proof.hashes, sign_note(text, impostor)
+    note = bundle.reading.proof.checkpoint_note
+    impostor = sign_note(note[: note.index("\n\n") + 1], NoteSigner.generate(key.name))
+    forged = ProofBundle(
+        *(
+            ProvenEntry(p.entry, dataclasses.replace(p.proof, checkpoint_note=impostor))
+            for _, p in bundle.proven
+        )
     )
-    forged = ProofBundle(bundle.entry, bundle.device_id, bundle.device_public_key, forged_proof)
     assert _failed(forged, key) == ["checkpoint signature"]
 
 
@@ -91,14 +91,62 @@ def test_a_wrong_index_or_proof_hash_fails_the_inclusion_proof(
     bundle_and_key: tuple[ProofBundle, NoteVerifier, Path],
 ) -> None:
     bundle, key, _ = bundle_and_key
-    proof = bundle.proof
+    proof = bundle.reading.proof
     for forged_proof in [
-        type(proof)(proof.index ^ 1, proof.hashes, proof.checkpoint_note),
-        type(proof)(proof.index, (bytes(32), *proof.hashes[1:]), proof.checkpoint_note),
-        type(proof)(proof.index, proof.hashes[:-1], proof.checkpoint_note),
+        dataclasses.replace(proof, index=proof.index + 1),
+        dataclasses.replace(proof, hashes=(bytes(32), *proof.hashes[1:])),
+        dataclasses.replace(proof, hashes=proof.hashes[:-1]),
     ]:
-        forged = ProofBundle(bundle.entry, bundle.device_id, bundle.device_public_key, forged_proof)
+        forged = dataclasses.replace(
+            bundle, reading=ProvenEntry(bundle.reading.entry, forged_proof)
+        )
         assert _failed(forged, key) == ["inclusion proof"]
+
+
+def _ledger_in_order(tmp_path: Path, order: list[str]) -> tuple[LedgerReader, NoteVerifier]:
+    """A log whose entries come in ``order``: what the pipeline never writes, a forger might."""
+    signer = NoteSigner.generate("test.example/log")
+    device = DeviceSigner.generate()
+    made = {
+        "registration": DeviceKeyStatement(
+            EntryKind.DEVICE_REGISTERED, "band-1", device.key, "patient-1"
+        ).entry(now_ms()),
+        "revocation": DeviceKeyStatement(
+            EntryKind.DEVICE_REVOKED, "band-1", device.key, None
+        ).entry(now_ms()),
+        "reading": NewEntry(
+            reading_key("band-1", 0),
+            LedgerEntry(EntryKind.READING, now_ms(), signed("band-1", device, 0)).encode(),
+        ),
+    }
+    ledger = Ledger(tmp_path / "forged.db", signer)
+    ledger.append([made[name] for name in order])
+    ledger.seal(now_ms())
+    ledger.close()
+    return LedgerReader(tmp_path / "forged.db"), signer.verifier
+
+
+def test_a_reading_logged_before_its_keys_registration_is_rejected(tmp_path: Path) -> None:
+    reader, key = _ledger_in_order(tmp_path, ["reading", "registration"])
+    report = verify_bundle(proof_bundle_for(reader, 0).to_json(), key)
+    assert [c.name for c in report.failed()] == ["device key"]
+    assert "registered at entry 1, after the reading" in report.failed()[0].detail
+
+
+def test_a_reading_logged_after_its_keys_revocation_is_rejected(tmp_path: Path) -> None:
+    reader, key = _ledger_in_order(tmp_path, ["registration", "revocation", "reading"])
+    bundle = proof_bundle_for(reader, 2)
+    assert bundle.key_revocation is not None
+    report = verify_bundle(bundle.to_json(), key)
+    assert [c.name for c in report.failed()] == ["device key"]
+    assert "revoked at entry 1, before the reading" in report.failed()[0].detail
+
+
+def test_a_revocation_after_the_reading_leaves_it_valid(tmp_path: Path) -> None:
+    reader, key = _ledger_in_order(tmp_path, ["registration", "reading", "revocation"])
+    bundle = proof_bundle_for(reader, 1)
+    assert bundle.key_revocation is not None
+    assert verify_bundle(bundle.to_json(), key).ok
 
 
 @pytest.mark.parametrize(
@@ -123,15 +171,13 @@ def test_the_cli_says_which_check_failed(
     assert "VERIFIED" in capsys.readouterr().out
 
     doc = json.loads(bundle.to_json())
-    doc["device"]["public_key"] = base64.b64encode(
-        DeviceSigner.generate().key.public_bytes
-    ).decode()
+    doc["key_registration"] = doc["reading"]  # the reading posing as its own key's record
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(doc))
     assert main(["verify", str(bad), "--ledger-key", key_path.read_text().strip()]) == 1
     out = capsys.readouterr().out
-    assert "FAIL  device signature" in out
-    assert "NOT VERIFIED: device signature failed" in out
+    assert "FAIL  device key" in out
+    assert "NOT VERIFIED: device key, device signature failed" in out
 
     assert main(["verify", str(good), "--ledger-key", "not-a-key"]) == 2
     assert main(["verify", str(tmp_path / "missing.json"), "--ledger-key", str(key_path)]) == 2

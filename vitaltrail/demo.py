@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from dashboards.app import create_app
-from dashboards.bundles import proof_bundle_for
+from dashboards.bundles import first_reading, proof_bundle_for
 from devices.publisher import BrokerAddress, PublisherConfig
 from devices.registry import DeviceRegistry
 from ledger.ledger import LedgerReader
@@ -38,14 +38,15 @@ def register_ward(fleet: Fleet, registry_path: Path) -> None:
 def write_sample_bundle(settings: Settings) -> Path | None:
     """Save the proof bundle of the first sealed reading, for the printed verify command."""
     reader = LedgerReader(settings.ledger_path)
-    registry = DeviceRegistry(settings.registry_path)
     try:
-        bundle = proof_bundle_for(reader, registry, 0)
+        index = first_reading(reader)
+        if index is None:
+            return None
+        bundle = proof_bundle_for(reader, index)
     except LookupError:
         return None  # nothing recorded and sealed yet
     finally:
         reader.close()
-        registry.close()
     path = settings.data_dir / "sample-proof.json"
     path.write_text(bundle.to_json())
     return path

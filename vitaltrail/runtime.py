@@ -62,7 +62,12 @@ def build_ingest(
     registry = DeviceRegistry(settings.registry_path)
     metrics = metrics or IngestMetrics()
     pipeline = Pipeline(
-        ledger, store, quarantine, RegistryCache(registry.by_kid), topic_root=settings.topic_root
+        ledger,
+        store,
+        quarantine,
+        RegistryCache(registry.by_kid),
+        registry,
+        topic_root=settings.topic_root,
     )
     config = IngestConfig(
         source=source_config(settings),

@@ -70,7 +70,7 @@ def test_the_ward_page_lists_patients_and_follows_new_readings(
     expect(first.nth(0)).to_have_text("patient-0")
     expect(first.nth(1)).to_have_text("74")  # heart rate
     expect(first.nth(4)).to_have_text("36.9")  # temperature
-    expect(page.locator("#ledger")).to_contain_text("15 entries")
+    expect(page.locator("#ledger")).to_contain_text("18 entries")
     page.screenshot(path=str(tmp_path / "ward.png"), full_page=True)
 
     # A new, alarming reading arrives (from a second device of the same patient):

@@ -69,6 +69,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
 ) -> None:
     devices, per_device = 5, 800
     total = devices * per_device
+    size = devices + total  # the devices' key registrations come first
     signers = register_devices(data_dir, devices)
     ingestor = _ingestor(data_dir, mosquitto.port, topic_root)
     _wait(lambda: (data_dir / "ledger.db").exists(), 15)
@@ -81,31 +82,32 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
             publisher.flush()
             time.sleep(0.05)
         if seq == per_device // 3:
-            _wait(lambda: _ledger_size(data_dir) > 0, 15)
+            _wait(lambda: _ledger_size(data_dir) > devices, 15)
             ingestor.send_signal(signal.SIGKILL)
             ingestor.wait()
             size_at_kill = _ledger_size(data_dir)
             ingestor = _ingestor(data_dir, mosquitto.port, topic_root)
     publisher.close()
     try:
-        _wait(lambda: _ledger_size(data_dir) >= total, 60)
+        _wait(lambda: _ledger_size(data_dir) >= size, 60)
         time.sleep(0.5)  # anything extra would show up now
     finally:
         ingestor.send_signal(signal.SIGTERM)
         assert ingestor.wait(timeout=30) == 0, "the ingestor did not shut down cleanly"
 
-    assert 0 < size_at_kill < total, "the kill did not happen mid-stream"
+    assert devices < size_at_kill < size, "the kill did not happen mid-stream"
     reader = LedgerReader(data_dir / "ledger.db")
+    assert reader.log.stored_size() == size
     recorded = [
         (r.device_id, r.seq)
-        for _, data in reader.log.entries(0, reader.log.stored_size())
+        for _, data in reader.log.entries(devices, size)
         for r in [decode_reading(parse_sign1(LedgerEntry.decode(data).body).payload)]
     ]
     assert len(recorded) == total
     assert set(recorded) == {(d, s) for d in signers for s in range(per_device)}
     block = reader.blocks.latest()
     assert block is not None
-    assert block.tree_size == total, "the graceful stop sealed everything"
+    assert block.tree_size == size, "the graceful stop sealed everything"
     reader.close()
     store = SqliteStore(data_dir / "store.db", read_only=True)
     assert store.count() == total * 2

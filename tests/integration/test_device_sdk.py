@@ -56,10 +56,10 @@ async def _outage_and_replay(
         await recovery()
         await asyncio.wait_for(publisher.drained(), 20)
         ledger = ingest.runtime.ledger
-        await wait_until(lambda: ledger.size == 35, what="all 35 readings recorded")
-        seqs = [
+        await wait_until(lambda: ledger.size == 1 + 35, what="all 35 readings recorded")
+        seqs = [  # after the device's key registration
             decode_reading(parse_sign1(LedgerEntry.decode(data).body).payload).seq
-            for _, data in ledger.log.entries(0, 35)
+            for _, data in ledger.log.entries(1, 36)
         ]
         assert seqs == list(range(35)), "replayed in order, nothing lost, nothing twice"
         assert publisher.reconnects >= 1

@@ -8,6 +8,7 @@ from pathlib import Path
 import cbor2
 import pytest
 
+from dashboards.bundles import proof_bundle_for
 from devices.cose import parse_sign1
 from devices.keys import DeviceSigner
 from devices.outbox import Outbox
@@ -17,8 +18,7 @@ from devices.registry import DeviceRegistry
 from ingest.quarantine import Quarantine
 from ingest.reasons import Reason
 from ingest.sqlite_store import SqliteStore
-from ledger.bundle import ProofBundle
-from ledger.entries import LedgerEntry
+from ledger.entries import EntryKind, LedgerEntry
 from ledger.ledger import LedgerReader
 from ledger.note import NoteVerifier
 from ledger.verifier import verify_bundle
@@ -60,26 +60,23 @@ async def test_n_devices_m_readings_are_recorded_once_sealed_and_provable(
             p.submit(vitals())
     await asyncio.wait_for(asyncio.gather(*(p.drained() for p in publishers)), 30)
     total = n_devices * m_readings
-    await wait_until(lambda: ledger.sealed_size == total, what="every reading sealed")
+    size = n_devices + total  # each device's key registration, then its readings
+    await wait_until(lambda: ledger.sealed_size == size, what="every reading sealed")
     for task in senders:
         task.cancel()
     await ingest.close()
 
     reader = LedgerReader(data_dir / "ledger.db")
-    registry = DeviceRegistry(data_dir / "registry.db")
     key = NoteVerifier.parse((data_dir / "keys" / "ledger.pub").read_text())
     seen = set()
-    for index, data in reader.log.entries(0, reader.log.stored_size()):
+    kinds = [LedgerEntry.decode(data).kind for _, data in reader.log.entries(0, size)]
+    assert kinds == [EntryKind.DEVICE_REGISTERED] * n_devices + [EntryKind.READING] * total
+    for index, data in reader.log.entries(n_devices, size):
         reading = decode_reading(parse_sign1(LedgerEntry.decode(data).body).payload)
         seen.add((reading.device_id, reading.seq))
-        device = registry.get(reading.device_id)
-        assert device is not None
-        bundle = ProofBundle(
-            data, device.device_id, device.key.public_bytes, reader.tlog_proof(index)
-        )
-        report = verify_bundle(bundle.to_json(), key)
+        report = verify_bundle(proof_bundle_for(reader, index).to_json(), key)
         assert report.ok, report.failed()
-    assert reader.log.stored_size() == total
+    assert reader.log.stored_size() == size
     assert seen == {(d, s) for d in signers for s in range(m_readings)}
     store = SqliteStore(data_dir / "store.db", read_only=True)
     assert store.count() == total * 2  # two samples per reading, each stored once
@@ -87,7 +84,6 @@ async def test_n_devices_m_readings_are_recorded_once_sealed_and_provable(
     assert ingest.runtime.metrics.sample("vitaltrail_readings_accepted_total") == total
     store.close()
     reader.close()
-    registry.close()
 
 
 async def test_every_bad_input_class_is_quarantined_and_counted_while_good_readings_flow(
@@ -136,7 +132,8 @@ async def test_every_bad_input_class_is_quarantined_and_counted_while_good_readi
     publisher.publish(topic, valid)
     publisher.flush()
     ledger = ingest.runtime.ledger
-    await wait_until(lambda: ledger.size == 1, what="the first good reading")
+    keys = 4  # three registrations and a revocation are logged before any reading
+    await wait_until(lambda: ledger.size == keys + 1, what="the first good reading")
     for i, (_, bad_topic, payload) in enumerate(bad):
         publisher.publish(bad_topic, payload)
         publisher.publish(topic, signed(good_id, good, 100 + i))  # good ones keep flowing between
@@ -149,7 +146,7 @@ async def test_every_bad_input_class_is_quarantined_and_counted_while_good_readi
     await wait_until(
         lambda: (
             sum(metrics.rejected_count(r) for r in Reason) == len(bad)
-            and ledger.size == 1 + len(bad)
+            and ledger.size == keys + 1 + len(bad)
             and metrics.sample("vitaltrail_readings_duplicate_total") == 1
         ),
         what="every message handled",
