@@ -154,10 +154,13 @@ async def reading(index: EntryIndex, ledger: LedgerDep, registry: RegistryDep) -
         409: {"description": "not sealed in a block yet"},
     },
 )
-async def proof_bundle(index: EntryIndex, ledger: LedgerDep) -> Response:
-    """The offline proof bundle of a reading: check it with ``vitaltrail verify``."""
+async def proof_bundle(index: EntryIndex, ledger: LedgerDep, request: Request) -> Response:
+    """The offline proof bundle of a reading: check it with ``vitaltrail verify``.
+
+    It proves the reading against the latest block that carries the configured number of
+    witness cosignatures (409 until one does)."""
     try:
-        bundle = proof_bundle_for(ledger, index)
+        bundle = proof_bundle_for(ledger, index, request.app.state.proof_cosignatures)
     except NoSuchReading as exc:
         raise HTTPException(404, str(exc)) from exc
     except NotSealed as exc:

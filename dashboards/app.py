@@ -26,6 +26,7 @@ class DataSources:
     store: Callable[[], TimeSeriesStore]
     registry: Callable[[], DeviceRegistry]
     metrics: CollectorRegistry | None = None
+    proof_cosignatures: int = 0  # witness cosignatures a served proof bundle carries, at least
 
 
 def create_app(sources: DataSources) -> FastAPI:
@@ -35,6 +36,7 @@ def create_app(sources: DataSources) -> FastAPI:
         app.state.store = sources.store()
         app.state.registry = sources.registry()
         app.state.metrics = sources.metrics
+        app.state.proof_cosignatures = sources.proof_cosignatures
         try:
             yield
         finally:

@@ -41,13 +41,15 @@ def recorded_reading(ledger: LedgerReader, index: int) -> RecordedReading:
     return RecordedReading(index, data, entry, decode_reading(parse_sign1(entry.body).payload))
 
 
-def proof_bundle_for(ledger: LedgerReader, index: int) -> ProofBundle:
-    """The bundle of reading ``index`` against the latest block: the reading, its key's
-    registration (and revocation, if the block holds one), each with its inclusion proof."""
+def proof_bundle_for(ledger: LedgerReader, index: int, cosignatures: int = 0) -> ProofBundle:
+    """The bundle of reading ``index`` against the latest block with ``cosignatures``
+    witness cosignatures: the reading, its key's registration (and revocation, if the block
+    holds one), each with its inclusion proof."""
     recorded = recorded_reading(ledger, index)
-    block = ledger.blocks.latest()
+    block = ledger.blocks.latest_cosigned(cosignatures)
     if block is None or index >= block.tree_size:
-        raise NotSealed(f"entry {index} is not sealed in a block yet")
+        witnessed = f" with {cosignatures} cosignatures" if cosignatures else ""
+        raise NotSealed(f"entry {index} is not sealed in a block{witnessed} yet")
     kid = parse_sign1(recorded.entry.body).kid
     registered = ledger.log.index_of(key_entry_key(kid, REGISTERED))
     if registered is None or registered >= block.tree_size:

@@ -55,6 +55,15 @@ def _reraise_if_cancelled(exc: Exception) -> None:
         raise asyncio.CancelledError from exc
 
 
+def _stop_if_cancelled() -> None:
+    """Python 3.11's ``asyncio.wait_for`` (inside aiomqtt's publish) returns the result instead
+    of raising when a cancellation arrives just as the PUBACK does: the cancel is swallowed,
+    though still pending on the task. A loop that checks here at each turn stops anyway."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def _connection_lost(client: aiomqtt.Client) -> None:
     """Return (or raise) when the connection ends: a device subscribes to nothing, so the
     message iterator only wakes up when aiomqtt sees the disconnect."""
@@ -117,6 +126,7 @@ class DevicePublisher:
     async def _run(self) -> None:
         delay = self._config.reconnect_min_s
         while True:
+            _stop_if_cancelled()
             try:
                 async with self._client() as client:
                     self.connected.set()
@@ -153,6 +163,7 @@ class DevicePublisher:
         lost = asyncio.create_task(_connection_lost(client))
         try:
             while True:
+                _stop_if_cancelled()
                 await self._send_window(client, lost)
         finally:
             lost.cancel()

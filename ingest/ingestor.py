@@ -27,6 +27,7 @@ from ingest.metrics import IngestMetrics
 from ingest.mqtt_source import InboundMessage, MqttError, MqttSource, SourceConfig
 from ingest.pipeline import BatchResult, Pipeline
 from ledger.blocks import Block
+from ledger.witnessing import Checkpointed, LedgerAccess, WitnessClient
 
 log = logging.getLogger("vitaltrail.ingest")
 
@@ -62,6 +63,7 @@ class Ingestor:
         on_durable: Callable[[BatchResult, int], None] | None = None,
         on_sealed: Callable[[Block, int], None] | None = None,
         check_pool: CheckPool | None = None,
+        witnesses: WitnessClient | None = None,
     ) -> None:
         self.config = config
         self._check_pool = check_pool
@@ -71,6 +73,8 @@ class Ingestor:
         self._on_sealed = on_sealed
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitaltrail-writer")
         self._seal_now = asyncio.Event()
+        self._witnesses = witnesses
+        self._witnessing: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -101,6 +105,7 @@ class Ingestor:
             sealer.cancel()
             await asyncio.gather(sealer, return_exceptions=True)
             await asyncio.shield(self._seal())
+            await self._finish_witnessing()
             self.close()
 
     def close(self) -> None:
@@ -205,6 +210,50 @@ class Ingestor:
             self.metrics.blocks_sealed.inc()
             if self._on_sealed is not None:
                 self._on_sealed(block, time.time_ns())
+            self._request_cosignatures(block)
+
+    def _request_cosignatures(self, block: Block) -> None:
+        """Send the new checkpoint to the witnesses, unless a round is still out: the next
+        block's checkpoint then goes, with a proof from what each witness saw last."""
+        if self._witnesses is None or (self._witnessing and not self._witnessing.done()):
+            return
+        self._witnessing = asyncio.create_task(self._witness(block))
+        self._witnessing.add_done_callback(_log_failure)
+
+    async def _witness(self, block: Block) -> None:
+        assert self._witnesses is not None
+        ledger = self.pipeline.ledger
+        access = LedgerAccess(
+            witnessed_size=lambda name: self._in_writer(ledger.blocks.witnessed_size, name),
+            consistency_proof=lambda old, new: self._in_writer(ledger.consistency_proof, old, new),
+            store_cosignature=lambda height, name, line: self._in_writer(
+                ledger.blocks.add_cosignature, height, name, line
+            ),
+        )
+        checkpoint = Checkpointed(block.height, block.tree_size, block.note)
+        cosigned = await self._witnesses.cosign(checkpoint, access)
+        for endpoint in self._witnesses.endpoints:
+            name = endpoint.key.name
+            counter = (
+                self.metrics.cosignatures if name in cosigned else self.metrics.witness_failures
+            )
+            counter.labels(witness=name).inc()
+
+    async def _finish_witnessing(self) -> None:
+        """Give the last round a few seconds to land, then stop (the checkpoints stay sealed)."""
+        if self._witnessing is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10):
+                    await asyncio.gather(asyncio.shield(self._witnessing), return_exceptions=True)
+            self._witnessing.cancel()
+            await asyncio.gather(self._witnessing, return_exceptions=True)
+        if self._witnesses is not None:
+            await self._witnesses.close()
 
     async def _in_writer(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("witnessing failed: %r", task.exception())

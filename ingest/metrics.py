@@ -41,6 +41,18 @@ class IngestMetrics:
             registry=r,
         )
         self.blocks_sealed = Counter("vitaltrail_blocks_sealed", "Ledger blocks sealed", registry=r)
+        self.cosignatures = Counter(
+            "vitaltrail_witness_cosignatures",
+            "Checkpoint cosignatures received, by witness",
+            ["witness"],
+            registry=r,
+        )
+        self.witness_failures = Counter(
+            "vitaltrail_witness_failures",
+            "Checkpoints a witness did not cosign (down, refused, bad answer), by witness",
+            ["witness"],
+            registry=r,
+        )
         self.ledger_size = Gauge("vitaltrail_ledger_entries", "Entries in the ledger", registry=r)
         self.unacked = Gauge(
             "vitaltrail_messages_unacked", "Received messages not yet acknowledged", registry=r

@@ -33,7 +33,13 @@ CREATE TABLE IF NOT EXISTS blocks (
     note        TEXT NOT NULL,
     sealed_at   BIGINT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS blocks_by_size ON blocks (tree_size)
+CREATE INDEX IF NOT EXISTS blocks_by_size ON blocks (tree_size);
+CREATE TABLE IF NOT EXISTS cosignatures (
+    height      BIGINT NOT NULL,
+    witness     TEXT NOT NULL,
+    line        TEXT NOT NULL,
+    PRIMARY KEY (height, witness)
+)
 """
 
 
@@ -84,6 +90,41 @@ class BlockStore:
         """The earliest block whose tree includes entry ``index``."""
         return self._one(
             f"SELECT {_COLUMNS} FROM blocks WHERE tree_size > ? ORDER BY height LIMIT 1", (index,)
+        )
+
+    def add_cosignature(self, height: int, witness: str, line: str) -> None:
+        """Keep a witness's cosignature line of block ``height`` (verified by the caller)."""
+        with self._db.transaction():
+            self._db.execute(
+                "INSERT INTO cosignatures VALUES (?, ?, ?) ON CONFLICT (height, witness)"
+                " DO UPDATE SET line = excluded.line",
+                (height, witness, line),
+            )
+
+    def cosigned_note(self, block: Block) -> str:
+        """The block's checkpoint with every cosignature gathered for it."""
+        rows = self._db.query(
+            "SELECT line FROM cosignatures WHERE height = ? ORDER BY witness", (block.height,)
+        )
+        return block.note + "".join(str(line) for (line,) in rows)
+
+    def witnessed_size(self, witness: str) -> int:
+        """The largest tree ``witness`` has cosigned for this log (0: none)."""
+        row = self._db.one(
+            "SELECT max(b.tree_size) FROM cosignatures c JOIN blocks b ON b.height = c.height"
+            " WHERE c.witness = ?",
+            (witness,),
+        )
+        return 0 if row is None or row[0] is None else int(row[0])
+
+    def latest_cosigned(self, at_least: int) -> Block | None:
+        """The latest block with ``at_least`` cosignatures (0: the latest block)."""
+        if at_least <= 0:
+            return self.latest()
+        return self._one(
+            f"SELECT {_COLUMNS} FROM blocks WHERE height IN (SELECT height FROM cosignatures"
+            " GROUP BY height HAVING count(*) >= ?) ORDER BY height DESC LIMIT 1",
+            (at_least,),
         )
 
     def all(self) -> list[Block]:

@@ -71,6 +71,9 @@ class Ledger:
         log.debug("sealed block %d (tree size %d)", block.height, block.tree_size)
         return block
 
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        return self.log.consistency_proof(old_size, new_size)
+
     def close(self) -> None:
         self.log.close()
         self._db.close()
@@ -93,4 +96,4 @@ class LedgerReader:
         if block is None or index >= block.tree_size:
             raise LookupError(f"entry {index} is not sealed in a block yet")
         hashes = self.log.inclusion_proof(index, block.tree_size)
-        return TlogProof(index, tuple(hashes), block.note)
+        return TlogProof(index, tuple(hashes), self.blocks.cosigned_note(block))

@@ -20,6 +20,9 @@ def _settings(args: argparse.Namespace) -> Settings:
             "mqtt_port": getattr(args, "mqtt_port", None),
             "http_host": getattr(args, "http_host", None),
             "http_port": getattr(args, "http_port", None),
+            "witness_name": getattr(args, "name", None),
+            "witness_host": getattr(args, "host", None),
+            "witness_port": getattr(args, "port", None),
         }.items()
         if value is not None
     }
@@ -57,7 +60,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from vitaltrail.commands import run_verify
 
-    return run_verify(args.bundle, args.ledger_key)
+    return run_verify(args.bundle, args.ledger_key, args.witness_key, args.quorum)
+
+
+def cmd_witness(args: argparse.Namespace) -> int:
+    from ledger.note import NoteError, NoteVerifier
+    from vitaltrail.commands import key_text
+    from vitaltrail.witness_server import run_witness
+
+    try:
+        logs = [NoteVerifier.parse(key_text(k)) for k in args.log_key]
+    except (NoteError, OSError) as exc:
+        print(f"error: a log key is not usable: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(run_witness(_settings(args), logs))
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -127,7 +143,28 @@ def parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("bundle", type=Path)
     verify.add_argument("--ledger-key", required=True, help="verifier key, or a file holding it")
+    verify.add_argument(
+        "--witness-key",
+        action="append",
+        default=[],
+        help="a pinned witness key (or a file holding it); repeat for each witness",
+    )
+    verify.add_argument(
+        "--quorum", type=int, help="cosignatures required (default: all --witness-key given)"
+    )
     verify.set_defaults(func=cmd_verify)
+
+    witness = sub.add_parser("witness", help="cosign checkpoints of logs (C2SP tlog-witness)")
+    witness.add_argument(
+        "--log-key",
+        action="append",
+        required=True,
+        help="verifier key (or a file holding it) of a log to witness; repeat for each log",
+    )
+    witness.add_argument("--name", help="this witness's key name (default: from settings)")
+    witness.add_argument("--host")
+    witness.add_argument("--port", type=int)
+    witness.set_defaults(func=cmd_witness)
 
     devices = sub.add_parser("devices", help="the device registry")
     dsub = devices.add_subparsers(dest="action", required=True)

@@ -11,8 +11,9 @@ from dashboards.app import create_app
 from devices.keys import public_key_from_pem
 from devices.publisher import BrokerAddress, PublisherConfig
 from devices.registry import DeviceRegistry, RegistryError
+from ledger.cosignature import CosignatureVerifier
 from ledger.note import NoteError, NoteVerifier
-from ledger.verifier import verify_bundle
+from ledger.verifier import Policy, verify_bundle
 from simulator.fleet import Fleet, FleetStats
 from simulator.ward import build_ward
 from vitaltrail.demo import register_ward
@@ -104,19 +105,31 @@ async def run_simulate(
     return 0 if not isinstance(outcome, BaseException) and s.queued == 0 else 1
 
 
-def run_verify(bundle_path: Path, ledger_key: str) -> int:
+def key_text(value: str) -> str:
+    """A key given inline, or the name of a file holding it."""
+    return Path(value).read_text() if Path(value).is_file() else value
+
+
+def run_verify(
+    bundle_path: Path, ledger_key: str, witness_keys: list[str], quorum: int | None
+) -> int:
     try:
-        key_text = Path(ledger_key).read_text() if Path(ledger_key).is_file() else ledger_key
-        verifier = NoteVerifier.parse(key_text)
+        verifier = NoteVerifier.parse(key_text(ledger_key))
     except (NoteError, OSError) as exc:
         print(f"error: the ledger key is not usable: {exc}", file=sys.stderr)
+        return 2
+    try:
+        witnesses = tuple(CosignatureVerifier.parse(key_text(k)) for k in witness_keys)
+        policy = Policy(verifier, witnesses, len(witnesses) if quorum is None else quorum)
+    except (NoteError, OSError, ValueError) as exc:
+        print(f"error: the witness policy is not usable: {exc}", file=sys.stderr)
         return 2
     try:
         document = bundle_path.read_bytes()
     except OSError as exc:
         print(f"error: cannot read {bundle_path}: {exc}", file=sys.stderr)
         return 2
-    report = verify_bundle(document, verifier)
+    report = verify_bundle(document, policy)
     for check in report.checks:
         print(f"{'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
     if report.ok and report.reading is not None:

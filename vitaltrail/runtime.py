@@ -16,8 +16,10 @@ from ingest.pipeline import BatchResult, Pipeline
 from ingest.quarantine import Quarantine
 from ingest.sqlite_store import SqliteStore
 from ledger.blocks import Block
+from ledger.cosignature import CosignatureVerifier
 from ledger.keyfile import load_or_create_signer
 from ledger.ledger import Ledger, LedgerReader
+from ledger.witnessing import WitnessClient, WitnessEndpoint
 from vitaltrail.settings import Settings
 
 
@@ -78,8 +80,19 @@ def build_ingest(
     pool = None
     if settings.check_workers > 0:
         pool = CheckPool(settings.check_workers, settings.registry_path, settings.topic_root)
+    witnesses = None
+    if settings.witnesses:
+        witnesses = WitnessClient(
+            [WitnessEndpoint(w.url, CosignatureVerifier.parse(w.key)) for w in settings.witnesses]
+        )
     ingestor = Ingestor(
-        config, pipeline, metrics, on_durable=on_durable, on_sealed=on_sealed, check_pool=pool
+        config,
+        pipeline,
+        metrics,
+        on_durable=on_durable,
+        on_sealed=on_sealed,
+        check_pool=pool,
+        witnesses=witnesses,
     )
     return IngestRuntime(ingestor, ledger, registry, store, quarantine, metrics)
 
@@ -90,4 +103,5 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
         store=lambda: SqliteStore(settings.store_path, read_only=True),
         registry=lambda: DeviceRegistry(settings.registry_path),
         metrics=metrics.registry if metrics else None,
+        proof_cosignatures=settings.witness_quorum,
     )

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import BaseModel
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WitnessSetting(BaseModel):
+    """A witness the ledger asks for cosignatures: where it listens, and its pinned key."""
+
+    url: str  # submission prefix, e.g. http://127.0.0.1:7380
+    key: str  # its verifier key, <name>+<hash>+<base64(0x04 || key)>
 
 
 class Settings(BaseSettings):
@@ -32,6 +40,15 @@ class Settings(BaseSettings):
     seal_every: int = 1000  # entries waiting that trigger a block before the interval ends
     log_level: str = "INFO"
 
+    # The ledger's witnesses (JSON in VITALTRAIL_WITNESSES) and how many cosignatures a proof
+    # bundle the API serves must carry (0: bundles use the latest block, cosigned or not).
+    witnesses: list[WitnessSetting] = []
+    witness_quorum: int = 0
+    # `vitaltrail witness`: this process as a witness for other logs.
+    witness_name: str = "vitaltrail.local/witness"
+    witness_host: str = "127.0.0.1"
+    witness_port: int = 7380
+
     @property
     def ledger_path(self) -> Path:
         return self.data_dir / "ledger.db"
@@ -51,6 +68,10 @@ class Settings(BaseSettings):
     @property
     def ledger_key_path(self) -> Path:
         return self.data_dir / "keys" / "ledger.key"
+
+    @property
+    def witness_dir(self) -> Path:
+        return self.data_dir / "witness"
 
     @property
     def simulator_dir(self) -> Path:

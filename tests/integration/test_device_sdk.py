@@ -133,3 +133,34 @@ async def test_a_cancelled_publisher_stops_even_if_its_disconnect_fails(tmp_path
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_publisher_stops_even_when_a_publish_swallows_its_cancellation(
+    mosquitto: Mosquitto, tmp_path: Path, topic_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.11's wait_for (in aiomqtt's publish) returns normally when the PUBACK and the
+    cancel arrive in one turn; the task is still cancelling, and the publisher must stop."""
+    swallowed = asyncio.Event()
+
+    async def send_window_like_wait_for(*_: object) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            swallowed.set()  # and return as if the publish had completed
+
+    monkeypatch.setattr(DevicePublisher, "_send_window", send_window_like_wait_for)
+    signer = DeviceSigner.generate()
+    publisher = DevicePublisher(
+        "band-8",
+        signer,
+        Outbox(tmp_path / "o.db", "band-8"),
+        BrokerAddress(port=mosquitto.port),
+        PublisherConfig(topic_root=topic_root),
+    )
+    task = asyncio.create_task(publisher.run())
+    await asyncio.wait_for(publisher.connected.wait(), 10)
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.wait({task}, timeout=5)  # not wait_for: it would wait on a task that never ends
+    assert swallowed.is_set()
+    assert task.cancelled(), "the publisher kept running after its cancellation"
