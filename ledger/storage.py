@@ -292,6 +292,11 @@ class MerkleLog:
             hashes.append(value)
         return hashes
 
+    def stored_tile(self, key: TileKey) -> bytes | None:
+        """Tile ``key`` exactly as stored (for the auditor), bypassing every cache."""
+        row = self._db.one("SELECT hashes FROM tiles WHERE level = ? AND idx = ?", key)
+        return None if row is None else bytes(row[0])
+
     def _read_tiles(self, keys: Iterable[TileKey]) -> dict[TileKey, bytes]:
         found: dict[TileKey, bytes] = {}
         wanted: list[TileKey] = []

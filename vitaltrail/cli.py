@@ -63,6 +63,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return run_verify(args.bundle, args.ledger_key, args.witness_key, args.quorum)
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from vitaltrail.commands import run_audit
+
+    return run_audit(_settings(args), args.ledger_key)
+
+
 def cmd_witness(args: argparse.Namespace) -> int:
     from ledger.note import NoteError, NoteVerifier
     from vitaltrail.commands import key_text
@@ -153,6 +159,14 @@ def parser() -> argparse.ArgumentParser:
         "--quorum", type=int, help="cosignatures required (default: all --witness-key given)"
     )
     verify.set_defaults(func=cmd_verify)
+
+    audit = sub.add_parser(
+        "audit", help="rebuild the ledger from its entries and check every signature and link"
+    )
+    audit.add_argument(
+        "--ledger-key", help="the ledger's verifier key, or a file (default: the data dir's)"
+    )
+    audit.set_defaults(func=cmd_audit)
 
     witness = sub.add_parser("witness", help="cosign checkpoints of logs (C2SP tlog-witness)")
     witness.add_argument(

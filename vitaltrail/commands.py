@@ -11,7 +11,9 @@ from dashboards.app import create_app
 from devices.keys import public_key_from_pem
 from devices.publisher import BrokerAddress, PublisherConfig
 from devices.registry import DeviceRegistry, RegistryError
+from ledger.audit import audit
 from ledger.cosignature import CosignatureVerifier
+from ledger.ledger import LedgerReader
 from ledger.note import NoteError, NoteVerifier
 from ledger.verifier import Policy, verify_bundle
 from simulator.fleet import Fleet, FleetStats
@@ -138,6 +140,38 @@ def run_verify(
         )
         return 0
     print("NOT VERIFIED: " + ", ".join(c.name for c in report.failed()) + " failed")
+    return 1
+
+
+def run_audit(settings: Settings, ledger_key: str | None) -> int:
+    """Rebuild the log from its entries and check every signature, tile and chain link."""
+    key_source = ledger_key or str(settings.ledger_key_path.with_suffix(".pub"))
+    try:
+        verifier = NoteVerifier.parse(key_text(key_source))
+    except (NoteError, OSError) as exc:
+        print(f"error: the ledger key is not usable: {exc}", file=sys.stderr)
+        return 2
+    if not settings.ledger_path.exists():
+        print(f"error: no ledger in {settings.data_dir.resolve()}", file=sys.stderr)
+        return 2
+    if ledger_key is None:
+        print(f"pinned ledger key: {key_source} (pass --ledger-key to pin your own copy)")
+    reader = LedgerReader(settings.ledger_path)
+    try:
+        report = audit(reader, verifier)
+    finally:
+        reader.close()
+    print(
+        f"audited {report.entries:,} entries, {report.blocks:,} blocks and {report.tiles:,} tiles"
+        f" of {verifier.name}"
+    )
+    if report.ok:
+        print("OK: every entry, tile, block signature and chain link checks out")
+        return 0
+    first, *rest = report.findings
+    print(f"FIRST INCONSISTENCY: {first.where} ({first.check}): {first.detail}")
+    for finding in rest:
+        print(f"  also: {finding.where} ({finding.check}): {finding.detail}")
     return 1
 
 
