@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Annotated
 
@@ -17,6 +18,8 @@ from dashboards.bundles import (
     recorded_reading,
 )
 from dashboards.schemas import (
+    BlockOut,
+    ConsistencyProofOut,
     LedgerStatus,
     PatientVitals,
     ReadingOut,
@@ -170,11 +173,43 @@ async def proof_bundle(index: EntryIndex, ledger: LedgerDep, request: Request) -
 
 @router.get("/api/v1/checkpoint", tags=["telemedicine"], response_class=PlainTextResponse)
 async def checkpoint(ledger: LedgerDep) -> str:
-    """The latest signed checkpoint (a C2SP signed note)."""
+    """The latest signed checkpoint (a C2SP signed note, with any witness cosignatures)."""
     block = ledger.blocks.latest()
     if block is None:
         raise HTTPException(404, "no block has been sealed yet")
-    return block.note
+    return ledger.blocks.cosigned_note(block)
+
+
+@router.get("/api/v1/blocks/{height}", tags=["audit"])
+async def block(height: Annotated[int, Path(ge=0, le=2**62)], ledger: LedgerDep) -> BlockOut:
+    """A sealed block: its checkpoint and its link to the block before."""
+    found = ledger.blocks.get(height)
+    if found is None:
+        raise HTTPException(404, f"no block {height}")
+    return BlockOut(
+        height=found.height,
+        tree_size=found.tree_size,
+        sealed_at_ms=found.sealed_at_ms,
+        prev_hash=base64.b64encode(found.prev_hash).decode(),
+        checkpoint=ledger.blocks.cosigned_note(found),
+    )
+
+
+@router.get("/api/v1/consistency", tags=["audit"])
+async def consistency(
+    old: Annotated[int, Query(ge=1, le=2**62)],
+    new: Annotated[int, Query(ge=1, le=2**62)],
+    ledger: LedgerDep,
+) -> ConsistencyProofOut:
+    """Proof that the tree of size ``new`` extends the tree of size ``old`` (RFC 9162 2.1.4)."""
+    if old > new:
+        raise HTTPException(422, "old must not be larger than new")
+    if new > ledger.log.stored_size():
+        raise HTTPException(404, f"the log holds fewer than {new} entries")
+    proof = ledger.log.consistency_proof(old, new)
+    return ConsistencyProofOut(
+        old_size=old, new_size=new, proof=[base64.b64encode(h).decode() for h in proof]
+    )
 
 
 @router.get("/api/v1/ledger", tags=["telemedicine"])

@@ -57,3 +57,19 @@ class LedgerStatus(BaseModel):
     tree_size: int
     sealed_size: int
     blocks: int
+
+
+class BlockOut(BaseModel):
+    height: int
+    tree_size: int
+    sealed_at_ms: int
+    prev_hash: str = Field(description="base64 hash of the previous block (zeros for block 0)")
+    checkpoint: str = Field(
+        description="C2SP signed note: the ledger's signature, then cosignatures"
+    )
+
+
+class ConsistencyProofOut(BaseModel):
+    old_size: int
+    new_size: int
+    proof: list[str] = Field(description="RFC 9162 consistency proof, base64 hashes in order")

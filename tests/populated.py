@@ -15,7 +15,8 @@ from vitaltrail.runtime import build_ingest
 from vitaltrail.settings import Settings
 
 
-def populate(data_dir: Path, patients: int = 3, readings: int = 5) -> Settings:
+def populate(data_dir: Path, patients: int = 3, readings: int = 5, blocks: int = 1) -> Settings:
+    """``readings`` per patient, sealed in ``blocks`` blocks."""
     settings = Settings(data_dir=data_dir, check_workers=0)
     runtime = build_ingest(settings)
     registry = DeviceRegistry(settings.registry_path)
@@ -24,8 +25,9 @@ def populate(data_dir: Path, patients: int = 3, readings: int = 5) -> Settings:
         registry.register(device_id, device_id.removesuffix("-band"), signer.key)
     registry.close()
     t = now_ms() - readings * 1000
-    batch = []
+    batches: list[list[InboundMessage]] = [[] for _ in range(blocks)]
     for seq in range(readings):
+        batch = batches[seq * blocks // readings]
         for device_id, signer in signers.items():
             temperature = Sample(BODY_TEMPERATURE.code, BODY_TEMPERATURE.unit, 36.9, t + seq * 1000)
             samples = (*vitals(t + seq * 1000, hr=70 + seq), temperature)
@@ -39,7 +41,8 @@ def populate(data_dir: Path, patients: int = 3, readings: int = 5) -> Settings:
                     0,
                 )
             )
-    runtime.ingestor.pipeline.process(batch, now_ms())
-    runtime.ingestor.pipeline.seal(now_ms())
+    for batch in batches:
+        runtime.ingestor.pipeline.process(batch, now_ms())
+        runtime.ingestor.pipeline.seal(now_ms())
     runtime.close()
     return settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,10 @@ from devices.keys import DeviceSigner
 from devices.publisher import readings_topic
 from devices.registry import DeviceRegistry
 from ingest.mqtt_source import InboundMessage
-from ledger.note import NoteVerifier
+from ledger.blocks import Block
+from ledger.checkpoint import Checkpoint
+from ledger.merkle import verify_consistency
+from ledger.note import NoteVerifier, open_note
 from ledger.verifier import verify_bundle
 from tests.populated import populate
 from tests.stack import now_ms, signed
@@ -145,3 +149,30 @@ def test_metrics_expose_every_rejection_reason(tmp_path: Path) -> None:
     for reason in Reason:
         assert f'reason="{reason.value}"' in text
     assert "vitaltrail_receive_to_durable_seconds_bucket" in text
+
+
+def test_blocks_and_consistency_proofs_between_their_checkpoints(tmp_path: Path) -> None:
+    settings = populate(tmp_path / "data", readings=6, blocks=2)
+    key = NoteVerifier.parse(settings.ledger_key_path.with_suffix(".pub").read_text())
+    with TestClient(create_app(data_sources(settings))) as c:
+        first, second = (c.get(f"/api/v1/blocks/{h}").json() for h in (0, 1))
+        assert c.get("/api/v1/blocks/2").status_code == 404
+        old, new = (
+            Checkpoint.parse(open_note(b["checkpoint"], [key])[0].text) for b in (first, second)
+        )
+        assert (old.size, new.size) == (12, 21)  # 3 registrations + 9 readings, then 9 more
+        assert (
+            base64.b64decode(second["prev_hash"])
+            == Block(
+                first["height"],
+                first["tree_size"],
+                first["checkpoint"],
+                base64.b64decode(first["prev_hash"]),
+                first["sealed_at_ms"],
+            ).hash()
+        )
+        proof = c.get("/api/v1/consistency", params={"old": 12, "new": 21}).json()["proof"]
+        verify_consistency(12, 21, old.root, new.root, [base64.b64decode(h) for h in proof])
+        assert c.get("/api/v1/consistency", params={"old": 21, "new": 12}).status_code == 422
+        assert c.get("/api/v1/consistency", params={"old": 1, "new": 99}).status_code == 404
+        assert c.get("/api/v1/consistency", params={"old": 0, "new": 5}).status_code == 422
