@@ -43,6 +43,7 @@ class IngestConfig:
     seal_every: int = 1000  # under load, about one block per written batch
     reconnect_min_s: float = 0.2
     reconnect_max_s: float = 15.0
+    sequence_poll_s: float = 0.02  # shared log: how often the sequencer looks for submissions
 
 
 class StorageError(Exception):
@@ -80,6 +81,9 @@ class Ingestor:
     async def run(self, stop: asyncio.Event) -> None:
         """Ingest until ``stop`` is set; then flush, seal and return."""
         sealer = asyncio.create_task(self._seal_loop(stop))
+        sequencer = None
+        if self.pipeline.ledger.shared:
+            sequencer = asyncio.create_task(self._sequence_loop(stop))
         delay = self.config.reconnect_min_s
         try:
             while not stop.is_set():
@@ -103,7 +107,11 @@ class Ingestor:
                     self.metrics.connected.set(0)
         finally:
             sealer.cancel()
-            await asyncio.gather(sealer, return_exceptions=True)
+            if sequencer is not None:
+                sequencer.cancel()
+            await asyncio.gather(
+                sealer, *([sequencer] if sequencer else []), return_exceptions=True
+            )
             await asyncio.shield(self._seal())
             await self._finish_witnessing()
             self.close()
@@ -203,6 +211,18 @@ class Ingestor:
                 await self._seal()
             except Exception:
                 log.exception("sealing failed; retrying at the next interval")
+
+    async def _sequence_loop(self, stop: asyncio.Event) -> None:
+        """On a shared log: append what other ingestors submitted, if this one is the sequencer."""
+        while not stop.is_set():
+            try:
+                appended = await self._in_writer(self.pipeline.ledger.sequence_pending)
+            except Exception as exc:
+                log.warning("sequencing failed (%r); retrying in 1s", exc)
+                await asyncio.sleep(1)
+                continue
+            if appended == 0:
+                await asyncio.sleep(self.config.sequence_poll_s)
 
     async def _seal(self) -> None:
         block = await self._in_writer(self.pipeline.seal, _now_ms())

@@ -21,6 +21,7 @@ from typing import Any, Literal
 log = logging.getLogger("vitaltrail.ledger")
 
 Dialect = Literal["sqlite", "postgres"]
+_SCHEMA_LOCK = 0x7669_7461_6C73_6368  # serializes schema creation by several ingestors
 Row = tuple[Any, ...]
 
 
@@ -46,8 +47,9 @@ class DuplicateKeyError(Exception):
 class Database:
     """One connection, used by one thread at a time (the lock makes that true)."""
 
-    def __init__(self, conn: Any, dialect: Dialect) -> None:
-        self._conn = conn
+    def __init__(self, conn: Any, dialect: Dialect, dsn: str | None = None) -> None:
+        self._connection = conn
+        self._dsn = dsn  # PostgreSQL: to connect again after the server dropped us
         self.dialect: Dialect = dialect
         self._lock = threading.RLock()
         self._in_transaction = False
@@ -64,6 +66,13 @@ class Database:
         return db
 
     @classmethod
+    def open(cls, location: Path | str, *, read_only: bool = False) -> Database:
+        """A PostgreSQL DSN (``postgresql://...``) or a SQLite file."""
+        if isinstance(location, str) and location.startswith(("postgresql://", "postgres://")):
+            return cls.postgres(location)
+        return cls.sqlite(Path(location), read_only=read_only)
+
+    @classmethod
     def sqlite_memory(cls) -> Database:
         conn = sqlite3.connect(":memory:", check_same_thread=False)
         conn.isolation_level = None
@@ -73,7 +82,23 @@ class Database:
     def postgres(cls, dsn: str) -> Database:
         import psycopg  # only deployments that share a log need the driver loaded
 
-        return cls(psycopg.connect(dsn, autocommit=True), "postgres")
+        return cls(psycopg.connect(dsn, autocommit=True, connect_timeout=10), "postgres", dsn)
+
+    @property
+    def _conn(self) -> Any:
+        """The connection; a PostgreSQL one lost between transactions is opened again (a
+        transaction it was in has failed already, and its writes were never acknowledged)."""
+        if self._dsn is not None and self._connection.closed and not self._in_transaction:
+            import psycopg
+
+            log.warning("the PostgreSQL connection was lost; connecting again")
+            self._connection = psycopg.connect(self._dsn, autocommit=True, connect_timeout=10)
+        return self._connection
+
+    @property
+    def alive(self) -> bool:
+        """False once the server dropped this connection (what an advisory lock holder checks)."""
+        return not (self._dsn is not None and self._connection.closed)
 
     def _sql(self, sql: str) -> str:
         if self.dialect == "postgres":
@@ -83,6 +108,8 @@ class Database:
     def script(self, sql: str) -> None:
         """Run ``;``-separated DDL (schemas use BLOB and BIGINT; both engines read them)."""
         with self.transaction():
+            if self.dialect == "postgres":  # concurrent CREATE ... IF NOT EXISTS can collide
+                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for statement in filter(str.strip, sql.split(";")):
                 self._conn.execute(self._sql(statement))
 
@@ -181,7 +208,7 @@ class Database:
         if self._checkpointer is not None:
             self._checkpointer.stop()
         with self._lock:
-            self._conn.close()
+            self._connection.close()
 
 
 class WalCheckpointer:

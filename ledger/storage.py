@@ -16,6 +16,7 @@ import operator
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from ledger.appends import AppendResult, AppendResults, AppendStatus, EntryKey, NewEntry
 from ledger.database import Database
@@ -48,6 +49,7 @@ CREATE TABLE IF NOT EXISTS tiles (
 )
 """
 
+Writes = list[tuple[str, list[tuple[Any, ...]]]]  # (SQL, rows) to run in an append's transaction
 _UPSERT = " ON CONFLICT ({key}) DO UPDATE SET {col} = excluded.{col}"
 _FULL_TILE_CACHE = 4096  # 64 MiB of immutable tiles at most
 _sha256 = hashlib.sha256
@@ -104,11 +106,15 @@ class MerkleLog:
         return fold_subtrees([h for _, h in self._frontier])
 
     def append(
-        self, entries: Sequence[NewEntry], meta: Mapping[str, int] | None = None
+        self,
+        entries: Sequence[NewEntry],
+        meta: Mapping[str, int] | None = None,
+        also: Callable[[AppendResults], Writes] | None = None,
     ) -> AppendResults:
         """Append entries whose keys are new, in one transaction; report the rest.
 
-        ``meta`` numbers are committed in the same transaction (see :meth:`meta`).
+        ``meta`` numbers are committed in the same transaction (see :meth:`meta`), and so
+        are the writes ``also`` makes of the results (the shared log's bookkeeping).
 
         The entries and their keys are written on the log's I/O thread while this thread
         hashes the tree (SQLite and PostgreSQL release the GIL), then the tiles and the new
@@ -117,7 +123,8 @@ class MerkleLog:
         staged = self.keys.stage(e.key for e in entries)
         taken, new_data = staged.claim(entries, self.size)
         results = AppendResults(len(entries), self.size, self._judge(entries, taken))
-        if not new_data and not meta:
+        writes = also(results) if also else []
+        if not new_data and not meta and not writes:
             return results
         size = self.size + len(new_data)
         page_entries = self._edge_page + new_data
@@ -133,7 +140,7 @@ class MerkleLog:
             self._io.submit(self._abandon, writing).result()
             raise
         numbers = {**(meta or {}), "size": size}
-        self._io.submit(self._write_tree, writing, tiles, numbers).result()
+        self._io.submit(self._write_tree, writing, tiles, numbers, writes).result()
         self.keys.committed(staged)
         self._frontier, self.size = frontier, size
         edge = set(edge_tiles(size))
@@ -156,7 +163,11 @@ class MerkleLog:
             raise
 
     def _write_tree(
-        self, writing: Future[None], tiles: dict[TileKey, bytearray], meta: dict[str, int]
+        self,
+        writing: Future[None],
+        tiles: dict[TileKey, bytearray],
+        meta: dict[str, int],
+        writes: Writes,
     ) -> None:
         writing.result()  # raises if the entries could not be written (rolled back already)
         try:
@@ -169,6 +180,8 @@ class MerkleLog:
                 "INSERT INTO log_meta VALUES (?, ?)" + _UPSERT.format(key="name", col="value"),
                 list(meta.items()),
             )
+            for sql, rows in writes:
+                self._db.executemany(sql, rows)
         except BaseException:
             self._db.rollback()
             raise

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -78,6 +81,47 @@ async def start_ingest(settings: Settings) -> RunningIngest:
     task = asyncio.create_task(runtime.ingestor.run(stop))
     await asyncio.wait_for(runtime.ingestor.connected.wait(), 10)
     return RunningIngest(runtime, stop, task)
+
+
+def ingest_process(
+    data_dir: Path, port: int, topic_root: str, client_id: str, **env: str
+) -> subprocess.Popen[bytes]:
+    """`vitaltrail ingest` as its own process, logging next to the data directory
+    (``<client_id>.log``; :func:`subscribed` reads it)."""
+    environment = os.environ | {
+        "VITALTRAIL_TOPIC_ROOT": topic_root,
+        "VITALTRAIL_CLIENT_ID": client_id,
+        "VITALTRAIL_BATCH_MAX": "200",
+        **{f"VITALTRAIL_{k.upper()}": v for k, v in env.items()},
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "vitaltrail.cli",
+        "--data-dir",
+        str(data_dir),
+        "--log-level",
+        "INFO",
+        "ingest",
+        "--mqtt-port",
+        str(port),
+    ]
+    with (data_dir.parent / f"{client_id}.log").open("ab") as log:
+        return subprocess.Popen(cmd, env=environment, stdout=log, stderr=subprocess.STDOUT)
+
+
+def subscribed(data_dir: Path, client_id: str) -> bool:
+    log = data_dir.parent / f"{client_id}.log"
+    return log.exists() and "subscribed to" in log.read_text(errors="replace")
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str = "condition") -> None:
+    """Poll ``predicate`` from synchronous tests."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.05)
 
 
 async def wait_until(

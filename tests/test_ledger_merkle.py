@@ -70,8 +70,8 @@ def test_consistency_vectors(name: str, vector: dict[str, Any]) -> None:
         verify_consistency(*args)
 
 
-def _log_with(n: int) -> tuple[MerkleLog, list[bytes]]:
-    log = MerkleLog(Database.sqlite_memory())
+def _log_with(db: Database, n: int) -> tuple[MerkleLog, list[bytes]]:
+    log = MerkleLog(db)
     data = [f"entry {i}".encode() for i in range(n)]
     for start in range(0, n, 7):  # appends in uneven batches
         chunk = data[start : start + 7]
@@ -79,16 +79,16 @@ def _log_with(n: int) -> tuple[MerkleLog, list[bytes]]:
     return log, [hash_leaf(d) for d in data]
 
 
-def test_roots_from_storage_match_the_definition_at_every_size() -> None:
-    log, leaves = _log_with(70)
+def test_roots_from_storage_match_the_definition_at_every_size(ledger_db: Database) -> None:
+    log, leaves = _log_with(ledger_db, 70)
     assert log.root() == root_of(leaves)
     assert log.root_at(0) == EMPTY_ROOT
     for size in range(1, 71):
         assert log.root_at(size) == root_of(leaves[:size])
 
 
-def test_every_inclusion_proof_from_storage_verifies() -> None:
-    log, leaves = _log_with(37)
+def test_every_inclusion_proof_from_storage_verifies(ledger_db: Database) -> None:
+    log, leaves = _log_with(ledger_db, 37)
     for size in range(1, 38):
         root = root_of(leaves[:size])
         for index in range(size):
@@ -100,8 +100,8 @@ def test_every_inclusion_proof_from_storage_verifies() -> None:
                     verify_inclusion(leaves[index], index, size, tampered, root)
 
 
-def test_every_consistency_proof_from_storage_verifies() -> None:
-    log, leaves = _log_with(33)
+def test_every_consistency_proof_from_storage_verifies(ledger_db: Database) -> None:
+    log, leaves = _log_with(ledger_db, 33)
     assert log.consistency_proof(0, 5) == []
     for new in range(1, 34):
         for old in range(1, new + 1):
@@ -123,8 +123,10 @@ def _same_body(a: bytes, b: bytes) -> bool:
     return a.split(b"@")[0] == b.split(b"@")[0]
 
 
-def test_append_reports_duplicates_and_conflicts_and_keeps_the_log_unchanged() -> None:
-    log = MerkleLog(Database.sqlite_memory(), same_submission=_same_body)
+def test_append_reports_duplicates_and_conflicts_and_keeps_the_log_unchanged(
+    ledger_db: Database,
+) -> None:
+    log = MerkleLog(ledger_db, same_submission=_same_body)
     first = log.append([NewEntry(EntryKey("a", 0), b"A@1"), NewEntry(EntryKey("b", 0), b"B@1")])
     assert [r.status for r in first] == [AppendStatus.APPENDED] * 2
     root = log.root()
@@ -144,8 +146,10 @@ def test_append_reports_duplicates_and_conflicts_and_keeps_the_log_unchanged() -
     assert log.root() == root
 
 
-def test_a_key_taken_earlier_in_the_same_batch_is_judged_against_that_entry() -> None:
-    log = MerkleLog(Database.sqlite_memory(), same_submission=_same_body)
+def test_a_key_taken_earlier_in_the_same_batch_is_judged_against_that_entry(
+    ledger_db: Database,
+) -> None:
+    log = MerkleLog(ledger_db, same_submission=_same_body)
     log.append([NewEntry(EntryKey("a", 0), b"A@1")])
     results = log.append(
         [
@@ -167,8 +171,8 @@ def test_a_key_taken_earlier_in_the_same_batch_is_judged_against_that_entry() ->
     assert log.index_of(EntryKey("d", 7)) == 2
 
 
-def test_a_reopened_log_continues_the_same_tree() -> None:
-    db = Database.sqlite_memory()
+def test_a_reopened_log_continues_the_same_tree(ledger_db: Database) -> None:
+    db = ledger_db
     log = MerkleLog(db)
     log.append([NewEntry(EntryKey("k", i), bytes([i])) for i in range(13)])
     reopened = MerkleLog(db)
@@ -177,10 +181,10 @@ def test_a_reopened_log_continues_the_same_tree() -> None:
     assert reopened.root() == root_of([hash_leaf(bytes([i])) for i in range(14)])
 
 
-def test_proofs_cross_tile_boundaries_at_every_level() -> None:
+def test_proofs_cross_tile_boundaries_at_every_level(ledger_db: Database) -> None:
     """Sizes around 256 and 65,536 leaves, where tiles of the next level begin."""
     n = 65_536 + 300
-    log = MerkleLog(Database.sqlite_memory())
+    log = MerkleLog(ledger_db)
     data = [i.to_bytes(4, "big") for i in range(n)]
     leaves = [hash_leaf(d) for d in data]
     for start in range(0, n, 4093):  # batches that end inside tiles, never on a boundary
@@ -223,8 +227,8 @@ def test_ledger_entries_encode_deterministically_and_round_trip() -> None:
             LedgerEntry.decode(bad)
 
 
-def test_entries_read_back_across_pages_and_reopens() -> None:
-    db = Database.sqlite_memory()
+def test_entries_read_back_across_pages_and_reopens(ledger_db: Database) -> None:
+    db = ledger_db
     data = [f"entry {i}".encode() * (i % 5) for i in range(700)]
     log = MerkleLog(db)
     for start in range(0, 300, 77):

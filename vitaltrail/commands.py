@@ -49,7 +49,7 @@ async def run_ingest(settings: Settings, *, serve_api: bool) -> int:
 
 
 async def run_serve(settings: Settings) -> int:
-    if not settings.ledger_path.exists():
+    if settings.ledger_url is None and not settings.ledger_path.exists():
         print(
             f"no ledger in {settings.data_dir.resolve()}: run `vitaltrail ingest` first",
             file=sys.stderr,
@@ -151,12 +151,12 @@ def run_audit(settings: Settings, ledger_key: str | None) -> int:
     except (NoteError, OSError) as exc:
         print(f"error: the ledger key is not usable: {exc}", file=sys.stderr)
         return 2
-    if not settings.ledger_path.exists():
+    if settings.ledger_url is None and not settings.ledger_path.exists():
         print(f"error: no ledger in {settings.data_dir.resolve()}", file=sys.stderr)
         return 2
     if ledger_key is None:
         print(f"pinned ledger key: {key_source} (pass --ledger-key to pin your own copy)")
-    reader = LedgerReader(settings.ledger_path)
+    reader = LedgerReader(settings.ledger_location)
     try:
         report = audit(reader, verifier)
     finally:

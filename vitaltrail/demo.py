@@ -37,7 +37,7 @@ def register_ward(fleet: Fleet, registry_path: Path) -> None:
 
 def write_sample_bundle(settings: Settings) -> Path | None:
     """Save the proof bundle of the first sealed reading, for the printed verify command."""
-    reader = LedgerReader(settings.ledger_path)
+    reader = LedgerReader(settings.ledger_location)
     try:
         index = first_reading(reader)
         if index is None:

@@ -58,7 +58,7 @@ def build_ingest(
 ) -> IngestRuntime:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     signer = load_or_create_signer(settings.ledger_key_path, settings.origin)
-    ledger = Ledger(settings.ledger_path, signer)
+    ledger = Ledger(settings.ledger_location, signer)
     store = SqliteStore(settings.store_path)
     quarantine = Quarantine(settings.quarantine_path)
     registry = DeviceRegistry(settings.registry_path)
@@ -99,7 +99,7 @@ def build_ingest(
 
 def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> DataSources:
     return DataSources(
-        ledger=lambda: LedgerReader(settings.ledger_path),
+        ledger=lambda: LedgerReader(settings.ledger_location),
         store=lambda: SqliteStore(settings.store_path, read_only=True),
         registry=lambda: DeviceRegistry(settings.registry_path),
         metrics=metrics.registry if metrics else None,

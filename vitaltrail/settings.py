@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VITALTRAIL_", frozen=True)
 
     data_dir: Path = Path("data")
+    # The ledger in PostgreSQL (postgresql://...), for several ingestors sharing one log;
+    # unset: SQLite in the data directory.
+    ledger_url: str | None = None
     origin: str = "vitaltrail.local/ledger"  # the log's identity: checkpoint origin and key name
 
     mqtt_host: str = "127.0.0.1"
@@ -52,6 +55,10 @@ class Settings(BaseSettings):
     @property
     def ledger_path(self) -> Path:
         return self.data_dir / "ledger.db"
+
+    @property
+    def ledger_location(self) -> Path | str:
+        return self.ledger_url or self.ledger_path
 
     @property
     def store_path(self) -> Path:

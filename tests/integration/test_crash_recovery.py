@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,32 +16,13 @@ from ingest.sqlite_store import SqliteStore
 from ledger.entries import LedgerEntry
 from ledger.ledger import LedgerReader
 from tests.servers import Mosquitto
-from tests.stack import RawPublisher, register_devices, signed
+from tests.stack import RawPublisher, ingest_process, register_devices, signed, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def _ingestor(data_dir: Path, port: int, topic_root: str) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "VITALTRAIL_TOPIC_ROOT": topic_root,
-        "VITALTRAIL_CLIENT_ID": "ingest-crash-test",
-        "VITALTRAIL_SHARE_GROUP": "crash",
-        "VITALTRAIL_BATCH_MAX": "200",
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "vitaltrail.cli",
-        "--data-dir",
-        str(data_dir),
-        "--log-level",
-        "WARNING",
-        "ingest",
-        "--mqtt-port",
-        str(port),
-    ]
-    with (data_dir.parent / "ingest.log").open("ab") as log:
-        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return ingest_process(data_dir, port, topic_root, "ingest-crash-test", share_group="crash")
 
 
 def _ledger_size(data_dir: Path) -> int:
@@ -56,14 +35,6 @@ def _ledger_size(data_dir: Path) -> int:
         reader.close()
 
 
-def _wait(predicate: object, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
-
-
 def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
     mosquitto: Mosquitto, data_dir: Path, topic_root: str
 ) -> None:
@@ -72,7 +43,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
     size = devices + total  # the devices' key registrations come first
     signers = register_devices(data_dir, devices)
     ingestor = _ingestor(data_dir, mosquitto.port, topic_root)
-    _wait(lambda: (data_dir / "ledger.db").exists(), 15)
+    wait_for(lambda: (data_dir / "ledger.db").exists(), 15)
     time.sleep(0.5)  # subscribed
     publisher = RawPublisher(mosquitto.port)
     for seq in range(per_device):
@@ -82,14 +53,14 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
             publisher.flush()
             time.sleep(0.05)
         if seq == per_device // 3:
-            _wait(lambda: _ledger_size(data_dir) > devices, 15)
+            wait_for(lambda: _ledger_size(data_dir) > devices, 15)
             ingestor.send_signal(signal.SIGKILL)
             ingestor.wait()
             size_at_kill = _ledger_size(data_dir)
             ingestor = _ingestor(data_dir, mosquitto.port, topic_root)
     publisher.close()
     try:
-        _wait(lambda: _ledger_size(data_dir) >= size, 60)
+        wait_for(lambda: _ledger_size(data_dir) >= size, 60)
         time.sleep(0.5)  # anything extra would show up now
     finally:
         ingestor.send_signal(signal.SIGTERM)

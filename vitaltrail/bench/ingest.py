@@ -180,7 +180,7 @@ class IngestProcess:
 
 
 def _ledger_size(settings: Settings) -> int:
-    reader = LedgerReader(settings.ledger_path)
+    reader = LedgerReader(settings.ledger_location)
     try:
         return reader.log.stored_size()
     finally:
