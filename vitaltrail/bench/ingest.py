@@ -205,6 +205,7 @@ def _settings(work: Path, port: int, name: str, signers: dict[str, DeviceSigner]
 
 
 def _wait_for(settings: Settings, total: int, timeout_s: float) -> None:
+    """Until ``total`` entries (the devices' key registrations, then the readings) are logged."""
     deadline = time.monotonic() + timeout_s
     while _ledger_size(settings) < total and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -218,7 +219,7 @@ def backlog_drain(
     IngestProcess(settings, work, "drain-setup").start().finish()  # creates the persistent session
     _publish(port, _write_batch(work / "drain.pkl", settings.topic_root, messages), 0, work)
     ingest = IngestProcess(settings, work, "drain").start()
-    _wait_for(settings, len(messages), 600)
+    _wait_for(settings, len(signers) + len(messages), 600)
     result = ingest.finish()
     durable = result["durable"]
     last_durable = max(ns for *_, ns in durable)
@@ -254,7 +255,7 @@ def live(
     published = _publish(
         port, _write_batch(work / "live.pkl", settings.topic_root, messages), rate, work
     )
-    _wait_for(settings, len(messages), 120)
+    _wait_for(settings, len(signers) + len(messages), 120)
     broker_cpu = _cpu_seconds(broker.process.pid) - broker_cpu
     result = ingest.finish()
     sent = {(d, s): ns for (d, s, _), ns in zip(messages, published["sent_ns"], strict=True)}
