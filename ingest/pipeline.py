@@ -23,7 +23,7 @@ from ingest.reasons import Reason
 from ingest.store import SamplePoint, TimeSeriesStore
 from ledger.appends import AppendStatus, NewEntry
 from ledger.blocks import Block
-from ledger.device_keys import DeviceKeyStatement
+from ledger.device_keys import REVOKED, DeviceKeyStatement, key_entry_key
 from ledger.entries import EntryKind, LedgerEntry, reading_key
 from ledger.ledger import Ledger
 
@@ -64,7 +64,6 @@ class Pipeline:
         self.quarantine = quarantine
         self.checker = BatchChecker(lookup, topic_root, limits)
         self._key_events = key_events
-        self._revoked: set[bytes] | None = None  # kids revoked in the log, or about to be
 
     @property
     def unsealed(self) -> int:
@@ -93,7 +92,6 @@ class Pipeline:
 
         events = self._pending_key_events()
         key_entries = [_statement(event).entry(now_ms) for event in events]
-        admitted = self._refuse_revoked(admitted, refused, now_ms)
         appended = self.ledger.append(
             [
                 *key_entries,
@@ -101,6 +99,8 @@ class Pipeline:
                     NewEntry(
                         reading_key(a.reading.device_id, a.reading.seq),
                         LedgerEntry(EntryKind.READING, now_ms, msg.payload).encode(),
+                        # never logged after its key's revocation, whoever appends that first
+                        key_entry_key(a.kid, REVOKED),
                     )
                     for msg, a in admitted
                 ),
@@ -117,6 +117,12 @@ class Pipeline:
         points: list[SamplePoint] = []
         reading_outcomes = appended[len(key_entries) :]
         for (msg, a), outcome in zip(admitted, reading_outcomes, strict=True):
+            if outcome.status is AppendStatus.REFUSED:
+                detail = f"the key of {a.reading.device_id} is revoked (entry {outcome.index})"
+                refused.append(
+                    QuarantineRecord(now_ms, msg.topic, Reason.REVOKED_DEVICE, detail, msg.payload)
+                )
+                continue
             if outcome.status is AppendStatus.CONFLICT:
                 refused.append(
                     QuarantineRecord(
@@ -158,44 +164,12 @@ class Pipeline:
 
     def _pending_key_events(self) -> list[KeyEvent]:
         """Registrations and revocations not in the ledger yet; they go in before readings."""
-        cursor = self.ledger.log.meta(REGISTRY_CURSOR) or 0
-        if self._revoked is None:  # every revocation so far: in the log, or logged next
-            self._revoked = set()
-            self._collect_revoked(self._all_events_after(0))
-        events = self._all_events_after(cursor)
-        self._collect_revoked(events)
-        return events
-
-    def _all_events_after(self, seq: int) -> list[KeyEvent]:
+        seq = self.ledger.log.meta(REGISTRY_CURSOR) or 0
         events: list[KeyEvent] = []
         while page := self._key_events.events_after(seq):
             events.extend(page)
             seq = page[-1].seq
         return events
-
-    def _collect_revoked(self, events: Sequence[KeyEvent]) -> None:
-        assert self._revoked is not None
-        self._revoked.update(e.device.key.kid for e in events if e.kind == "revoked")
-
-    def _refuse_revoked(
-        self,
-        admitted: list[tuple[InboundMessage, Admitted]],
-        refused: list[QuarantineRecord],
-        now_ms: int,
-    ) -> list[tuple[InboundMessage, Admitted]]:
-        """A key revoked after the checks but before this write: the log would show the
-        reading after its key's revocation, and verifiers would reject it. Refuse it now."""
-        revoked = self._revoked or set()
-        kept: list[tuple[InboundMessage, Admitted]] = []
-        for msg, a in admitted:
-            if a.kid in revoked:
-                detail = f"device {a.reading.device_id} was revoked before the reading was logged"
-                refused.append(
-                    QuarantineRecord(now_ms, msg.topic, Reason.REVOKED_DEVICE, detail, msg.payload)
-                )
-            else:
-                kept.append((msg, a))
-        return kept
 
     def seal(self, now_ms: int) -> Block | None:
         return self.ledger.seal(now_ms)

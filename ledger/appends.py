@@ -1,6 +1,8 @@
 """What an append takes and what it reports, entry by entry.
 
-An entry has a key: one entry per key, ever. Submitting a key again is a redelivery
+An entry has a key: one entry per key, ever. It may also name a key that must *not* be taken
+when it is appended (a reading: its key's revocation), checked by whoever sequences the log,
+atomically with the append - so no interleaving of writers can log it after that entry. Submitting a key again is a redelivery
 (DUPLICATE, harmless) when the log's ``same_submission`` says the new data and the stored
 data are the same submission - for ledger entries, the same kind and body whatever the time
 of logging - and a CONFLICT, refused, when they are not.
@@ -25,12 +27,14 @@ class EntryKey(NamedTuple):
 class NewEntry(NamedTuple):  # a tuple: millions are made on the ingest hot path
     key: EntryKey  # e.g. ("reading/<device>", seq)
     data: bytes  # the leaf data, hashed into the tree
+    unless: EntryKey | None = None  # refuse the entry if this key is taken when it is appended
 
 
 class AppendStatus(enum.Enum):
     APPENDED = "appended"
     DUPLICATE = "duplicate"  # same key, same submission: a redelivery, already recorded
     CONFLICT = "conflict"  # same key, another submission: refused
+    REFUSED = "refused"  # its ``unless`` key was taken first; the index is that entry's
 
 
 class AppendResult(NamedTuple):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from ledger.appends import EntryKey, NewEntry
 from ledger.database import Database
@@ -58,9 +59,10 @@ class KeyIndex:
                     found[key] = slot & ~_TAKEN
         return found
 
-    def stage(self, keys: Iterable[EntryKey]) -> StagedKeys:
-        """A private, writable copy of the rows ``keys`` fall in, for one append."""
-        wanted = {(group, number // ROW_KEYS) for group, number in keys}
+    def stage(self, entries: Sequence[NewEntry]) -> StagedKeys:
+        """A private, writable copy of the rows the entries' keys (and ``unless`` keys) fall in."""
+        wanted = {(e.key.group, e.key.number // ROW_KEYS) for e in entries}
+        wanted |= {(e.unless.group, e.unless.number // ROW_KEYS) for e in entries if e.unless}
         return StagedKeys({rk: bytearray(row) for rk, row in self._rows(wanted).items()})
 
     def commit(self, staged: StagedKeys) -> None:
@@ -109,17 +111,20 @@ class StagedKeys:
     def __init__(self, rows: dict[RowKey, bytearray]) -> None:
         self.rows = rows
 
-    def claim(self, entries: Sequence[NewEntry], first: int) -> tuple[dict[int, int], list[bytes]]:
-        """Give each entry whose key is free the next index, from ``first``.
-
-        Returns, by position, the recorded index of each entry whose key was taken (before,
-        or earlier in ``entries``), and the data of the entries that got an index, in order.
-        """
+    def claim(self, entries: Sequence[NewEntry], first: int) -> Claims:
+        """Give each entry whose key is free (and whose ``unless`` key is not taken) the next
+        index, from ``first``. Keys taken earlier in ``entries`` count as taken."""
         rows, pack, unpack, slot_size = self.rows, _SLOT.pack_into, _SLOT.unpack_from, _SLOT.size
         taken: dict[int, int] = {}
+        refused: dict[int, int] = {}
         new_data: list[bytes] = []
         next_index = first
-        for position, ((group, number), data) in enumerate(entries):
+        for position, ((group, number), data, unless) in enumerate(entries):
+            if unless is not None:
+                blocker = self._taken(unless)
+                if blocker is not None:
+                    refused[position] = blocker
+                    continue
             rk = (group, number // ROW_KEYS)
             row = rows.get(rk)
             if row is None:
@@ -131,7 +136,20 @@ class StagedKeys:
             pack(row, offset, next_index | _TAKEN)
             new_data.append(data)
             next_index += 1
-        return taken, new_data
+        return Claims(taken, refused, new_data)
+
+    def _taken(self, key: EntryKey) -> int | None:
+        row = self.rows.get((key.group, key.number // ROW_KEYS))
+        if row is None:
+            return None
+        (slot,) = _SLOT.unpack_from(row, (key.number % ROW_KEYS) * _SLOT.size)
+        return slot & ~_TAKEN if slot & _TAKEN else None
+
+
+class Claims(NamedTuple):
+    taken: dict[int, int]  # position -> index of the entry already holding its key
+    refused: dict[int, int]  # position -> index of the entry holding its ``unless`` key
+    new_data: list[bytes]  # the data of the entries that got an index, in order
 
 
 def _row_key(key: EntryKey) -> RowKey:

@@ -33,7 +33,9 @@ CREATE TABLE IF NOT EXISTS pending (
     position    INTEGER NOT NULL,
     grp         TEXT NOT NULL,
     num         BIGINT NOT NULL,
-    data        BLOB NOT NULL
+    data        BLOB NOT NULL,
+    unless_grp  TEXT,
+    unless_num  BIGINT
 );
 CREATE TABLE IF NOT EXISTS pending_results (
     batch       TEXT NOT NULL,
@@ -84,10 +86,18 @@ class Sequencer:
     ]:
         """The oldest pending entries, and the writes that settle them once appended."""
         rows = self._db.query(
-            "SELECT id, batch, position, grp, num, data FROM pending ORDER BY id LIMIT ?",
+            "SELECT id, batch, position, grp, num, data, unless_grp, unless_num FROM pending"
+            " ORDER BY id LIMIT ?",
             (PENDING_BATCH,),
         )
-        entries = [NewEntry(EntryKey(str(g), int(n)), bytes(d)) for _, _, _, g, n, d in rows]
+        entries = [
+            NewEntry(
+                EntryKey(str(g), int(n)),
+                bytes(d),
+                None if ug is None else EntryKey(str(ug), int(un)),
+            )
+            for _, _, _, g, n, d, ug, un in rows
+        ]
 
         def settle(results: AppendResults) -> Writes:
             if not rows:
@@ -112,8 +122,12 @@ class Sequencer:
         batch = uuid.uuid4().hex
         with self._db.transaction():
             self._db.executemany(
-                "INSERT INTO pending (batch, position, grp, num, data) VALUES (?, ?, ?, ?, ?)",
-                [(batch, i, e.key.group, e.key.number, e.data) for i, e in enumerate(entries)],
+                "INSERT INTO pending (batch, position, grp, num, data, unless_grp, unless_num)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (batch, i, e.key.group, e.key.number, e.data, *(e.unless or (None, None)))
+                    for i, e in enumerate(entries)
+                ],
             )
         deadline = time.monotonic() + self._timeout_s
         while True:

@@ -120,9 +120,13 @@ class MerkleLog:
         hashes the tree (SQLite and PostgreSQL release the GIL), then the tiles and the new
         size join the same transaction, which commits before this returns.
         """
-        staged = self.keys.stage(e.key for e in entries)
-        taken, new_data = staged.claim(entries, self.size)
-        results = AppendResults(len(entries), self.size, self._judge(entries, taken))
+        staged = self.keys.stage(entries)
+        taken, refused, new_data = staged.claim(entries, self.size)
+        others = self._judge(entries, taken, refused)
+        others.update(
+            (p, AppendResult(AppendStatus.REFUSED, index)) for p, index in refused.items()
+        )
+        results = AppendResults(len(entries), self.size, others)
         writes = also(results) if also else []
         if not new_data and not meta and not writes:
             return results
@@ -194,11 +198,15 @@ class MerkleLog:
     def close(self) -> None:
         self._io.shutdown(wait=True)
 
-    def _judge(self, entries: Sequence[NewEntry], taken: dict[int, int]) -> dict[int, AppendResult]:
+    def _judge(
+        self, entries: Sequence[NewEntry], taken: dict[int, int], refused: dict[int, int]
+    ) -> dict[int, AppendResult]:
         """Redelivery or conflict, for each submission whose key was taken (the rare path)."""
         appended_positions: list[int] = []
         if any(index >= self.size for index in taken.values()):  # taken within this batch
-            appended_positions = [p for p in range(len(entries)) if p not in taken]
+            appended_positions = [
+                p for p in range(len(entries)) if p not in taken and p not in refused
+            ]
         judged: dict[int, AppendResult] = {}
         for position, index in taken.items():
             if index >= self.size:

@@ -244,3 +244,29 @@ def test_entries_read_back_across_pages_and_reopens(ledger_db: Database) -> None
     assert list(log.entries(250, 520)) == [(i, data[i]) for i in range(250, 520)]
     assert log.index_of(EntryKey("k", 512)) == 512
     assert log.index_of(EntryKey("k", 700)) is None
+
+
+def test_an_entry_is_refused_once_its_unless_key_is_taken(ledger_db: Database) -> None:
+    log = MerkleLog(ledger_db)
+    revoked = EntryKey("revoked", 7)
+    results = log.append(
+        [
+            NewEntry(EntryKey("r", 0), b"before", revoked),
+            NewEntry(revoked, b"the revocation"),
+            NewEntry(EntryKey("r", 1), b"after, same batch", revoked),
+        ]
+    )
+    assert [(r.status, r.index) for r in results] == [
+        (AppendStatus.APPENDED, 0),
+        (AppendStatus.APPENDED, 1),
+        (AppendStatus.REFUSED, 1),  # the index of the entry that blocks it
+    ]
+    later = log.append(
+        [NewEntry(EntryKey("r", 2), b"after", revoked), NewEntry(EntryKey("r", 3), b"x")]
+    )
+    assert [(r.status, r.index) for r in later] == [
+        (AppendStatus.REFUSED, 1),
+        (AppendStatus.APPENDED, 2),
+    ]
+    assert log.size == 3
+    assert log.index_of(EntryKey("r", 1)) is None  # a refused entry takes no key

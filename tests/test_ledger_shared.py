@@ -4,9 +4,9 @@ feeder takes over when the sequencer goes away."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Sequence
 
-from ledger.appends import AppendStatus, EntryKey, NewEntry
+from ledger.appends import AppendResult, AppendStatus, EntryKey, NewEntry
 from ledger.entries import EntryKind, LedgerEntry
 from ledger.ledger import Ledger, LedgerReader
 from ledger.merkle import hash_leaf, root_of
@@ -25,11 +25,16 @@ def _entries(group: str, numbers: range, at: int = 1) -> list[NewEntry]:
     ]
 
 
-def _in_thread(fn: Callable[..., object], *args: object) -> tuple[threading.Thread, list[object]]:
-    out: list[object] = []
-    thread = threading.Thread(target=lambda: out.append(fn(*args)))
+def _feed(leader: Ledger, feeder: Ledger, entries: list[NewEntry]) -> Sequence[AppendResult]:
+    """The feeder appends (blocking, in a thread) while the leader sequences, as its loop would."""
+    out: list[Sequence[AppendResult]] = []
+    thread = threading.Thread(target=lambda: out.append(feeder.append(entries)))
     thread.start()
-    return thread, out
+    while thread.is_alive():
+        leader.sequence_pending()
+        thread.join(0.01)
+    (results,) = out
+    return results
 
 
 def test_a_feeders_entries_are_appended_by_the_sequencer_in_order(postgres: Postgres) -> None:
@@ -39,14 +44,8 @@ def test_a_feeders_entries_are_appended_by_the_sequencer_in_order(postgres: Post
         assert leader.append(_entries("a", range(3)))[0].status is AppendStatus.APPENDED
         assert leader.shared
         assert leader.size == 3
-        thread, out = _in_thread(
-            feeder.append, [*_entries("b", range(4)), *_entries("a", range(1), at=9)]
-        )
-        while thread.is_alive():
-            leader.sequence_pending()
-            thread.join(0.01)
-        (results,) = out
-        assert [(r.status, r.index) for r in results] == [  # type: ignore[attr-defined]
+        results = _feed(leader, feeder, [*_entries("b", range(4)), *_entries("a", range(1), at=9)])
+        assert [(r.status, r.index) for r in results] == [
             *((AppendStatus.APPENDED, i) for i in range(3, 7)),
             (AppendStatus.DUPLICATE, 0),  # a's 0 again, logged at another time: the same reading
         ]
@@ -95,3 +94,20 @@ def test_a_feeder_takes_over_when_the_sequencer_is_gone(postgres: Postgres) -> N
     leaves = [hash_leaf(d) for _, d in reader.log.entries(0, 7)]
     assert second_block.checkpoint.root == root_of(leaves)
     reader.close()
+
+
+def test_the_sequencer_refuses_a_feeders_entry_whose_unless_key_it_took(postgres: Postgres) -> None:
+    dsn = postgres.create_database()
+    leader, feeder = Ledger(dsn, SIGNER), Ledger(dsn, SIGNER)
+    try:
+        revocation = EntryKey("revoked", 1)
+        leader.append([NewEntry(revocation, LedgerEntry(EntryKind.READING, 1, b"rev").encode())])
+        late = NewEntry(
+            EntryKey("r", 0), LedgerEntry(EntryKind.READING, 2, b"r0").encode(), revocation
+        )
+        results = _feed(leader, feeder, [late])
+        assert [(r.status, r.index) for r in results] == [(AppendStatus.REFUSED, 0)]
+        assert leader.size == 1
+    finally:
+        feeder.close()
+        leader.close()
