@@ -12,11 +12,12 @@ from dashboards.bundles import first_reading, proof_bundle_for
 from devices.keys import DeviceSigner
 from ledger.appends import NewEntry
 from ledger.bundle import ProofBundle, ProvenEntry
+from ledger.cosignature import Cosigner
 from ledger.device_keys import DeviceKeyStatement
 from ledger.entries import EntryKind, LedgerEntry, reading_key
 from ledger.ledger import Ledger, LedgerReader
 from ledger.note import NoteSigner, NoteVerifier, sign_note
-from ledger.verifier import verify_bundle
+from ledger.verifier import Policy, verify_bundle
 from tests.populated import populate
 from tests.stack import now_ms, signed
 from vitaltrail.cli import main
@@ -181,3 +182,37 @@ def test_the_cli_says_which_check_failed(
 
     assert main(["verify", str(good), "--ledger-key", "not-a-key"]) == 2
     assert main(["verify", str(tmp_path / "missing.json"), "--ledger-key", str(key_path)]) == 2
+
+
+def _cosigned(bundle: ProofBundle, lines: str) -> ProofBundle:
+    def with_lines(p: ProvenEntry) -> ProvenEntry:
+        note = p.proof.checkpoint_note + lines
+        return ProvenEntry(p.entry, dataclasses.replace(p.proof, checkpoint_note=note))
+
+    return ProofBundle(*(with_lines(p) for _, p in bundle.proven))
+
+
+def test_the_policy_demands_k_of_n_witness_cosignatures(
+    bundle_and_key: tuple[ProofBundle, NoteVerifier, Path],
+) -> None:
+    bundle, key, _ = bundle_and_key
+    w1, w2, w3 = (Cosigner.generate(f"witness.test/w{i}") for i in (1, 2, 3))
+    note = bundle.reading.proof.checkpoint_note
+    text = note[: note.index("\n\n") + 1]
+    cosigned = _cosigned(bundle, w1.cosign(text) + w2.cosign(text)).to_json()
+    witnesses = (w1.verifier, w2.verifier, w3.verifier)
+    report = verify_bundle(cosigned, Policy(key, witnesses, 2))
+    assert report.ok, report.failed()
+    assert "cosigned by 2 of 3: witness.test/w1, witness.test/w2" in report.checks[1].detail
+    assert [c.name for c in verify_bundle(cosigned, Policy(key, witnesses, 3)).failed()] == [
+        "witness cosignatures"
+    ]
+    assert [
+        c.name for c in verify_bundle(bundle.to_json(), Policy(key, witnesses, 1)).failed()
+    ] == ["witness cosignatures"]
+    forged = _cosigned(bundle, w3.cosign("another.example/log\n1\n" + "A" * 43 + "=\n")).to_json()
+    report = verify_bundle(forged, Policy(key, witnesses, 1))
+    assert [c.name for c in report.failed()] == ["witness cosignatures"]
+    assert "does not verify" in report.failed()[0].detail
+    with pytest.raises(ValueError, match="quorum"):
+        Policy(key, witnesses, 4)

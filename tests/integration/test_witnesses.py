@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -12,11 +13,14 @@ from pathlib import Path
 import pytest
 
 from dashboards.bundles import first_reading, proof_bundle_for
+from devices.cose import parse_sign1
 from devices.keys import DeviceSigner
 from devices.publisher import readings_topic
-from ledger.appends import NewEntry
+from devices.reading import decode_reading
+from ledger.appends import EntryKey, NewEntry
+from ledger.blocks import Block
 from ledger.cosignature import CosignatureVerifier
-from ledger.device_keys import DeviceKeyStatement
+from ledger.device_keys import REGISTERED, DeviceKeyStatement, key_entry_key
 from ledger.entries import EntryKind, LedgerEntry, reading_key
 from ledger.keyfile import load_or_create_signer
 from ledger.ledger import Ledger, LedgerReader
@@ -127,54 +131,80 @@ async def test_checkpoints_are_cosigned_and_a_forked_ledger_is_refused(
     assert witnessed is not None
     reader.close()
 
-    # The operator forks the log: the same key, another history of the same length.
-    forked = Ledger(
-        tmp_path / "forked.db",
-        load_or_create_signer(data_dir / "keys" / "ledger.key", settings.origin),
-    )
+    honest_reader = LedgerReader(data_dir / "ledger.db")
+    honest = [data for _, data in honest_reader.log.entries(0, witnessed.tree_size)]
+    honest_reader.close()
+    log_signer = load_or_create_signer(data_dir / "keys" / "ledger.key", settings.origin)
     device = DeviceSigner.generate()
-    forked.append(
-        [
-            DeviceKeyStatement(EntryKind.DEVICE_REGISTERED, "evil-1", device.key, "p-1").entry(
-                now_ms()
-            ),
-            *(
-                NewEntry(
-                    reading_key("evil-1", seq),
-                    LedgerEntry(
-                        EntryKind.READING, now_ms(), signed("evil-1", device, seq)
-                    ).encode(),
-                )
-                for seq in range(witnessed.tree_size - 1)
-            ),
-        ]
-    )
-    block = forked.seal(now_ms())
-    assert block is not None
-    assert block.tree_size == witnessed.tree_size
+    size = witnessed.tree_size
 
-    def forked_access() -> LedgerAccess:
-        async def witnessed_size(name: str) -> int:
-            return witnessed.tree_size  # it claims the witness's size: a same-size fork
+    # Fork 1: the same key, another history of the same length.
+    same_size = [
+        DeviceKeyStatement(EntryKind.DEVICE_REGISTERED, "evil-1", device.key, "p-1").entry(
+            now_ms()
+        ),
+        *(
+            NewEntry(
+                reading_key("evil-1", seq),
+                LedgerEntry(EntryKind.READING, now_ms(), signed("evil-1", device, seq)).encode(),
+            )
+            for seq in range(size - 1)
+        ),
+    ]
+    # Fork 2: the honest history with one reading rewritten, then grown.
+    rewritten = [_keyed(data) for data in honest]
+    rewritten[size - 1] = NewEntry(EntryKey("rewritten", 0), b"what the operator wishes it said")
+    rewritten += [NewEntry(EntryKey("more", i), b"more") for i in range(5)]
 
-        async def consistency_proof(old: int, new: int) -> list[bytes]:
-            return forked.consistency_proof(old, new)
+    for name, entries in [("same-size", same_size), ("rewritten", rewritten)]:
+        path = tmp_path / f"{name}.db"
+        forked = Ledger(path, log_signer)
+        forked.append(entries)
+        block = forked.seal(now_ms())
+        assert block is not None
+        cosigned = await _present(forked, block, url, witness_key, claimed_size=size)
+        forked.close()
+        assert cosigned == [], f"the witness cosigned the {name} fork"
+        reader = LedgerReader(path)
+        bundle = proof_bundle_for(reader, first_reading(reader) or 0)
+        report = verify_bundle(bundle.to_json(), policy)
+        assert [c.name for c in report.failed()] == ["witness cosignatures"], name
+        reader.close()
+    state = sqlite3.connect(tmp_path / "witness-data" / "witness" / "state.db")
+    refused = state.execute("SELECT status, reason FROM refused ORDER BY id").fetchall()
+    state.close()
+    assert [status for status, _ in refused] == [409, 422]  # a fork; an inconsistent history
+    assert refused[1][1].startswith("not consistent")
 
-        async def store(height: int, name: str, line: str) -> None:
-            forked.blocks.add_cosignature(height, name, line)
 
-        return LedgerAccess(witnessed_size, consistency_proof, store)
+def _keyed(data: bytes) -> NewEntry:
+    """A copied leaf under the key the ledger gave it."""
+    entry = LedgerEntry.decode(data)
+    if entry.kind is EntryKind.READING:
+        reading = decode_reading(parse_sign1(entry.body).payload)
+        return NewEntry(reading_key(reading.device_id, reading.seq), data)
+    return NewEntry(key_entry_key(DeviceKeyStatement.from_entry(entry).key.kid, REGISTERED), data)
 
-    client = WitnessClient([WitnessEndpoint(url, witness_key)])
-    cosigned = await client.cosign(
-        Checkpointed(block.height, block.tree_size, block.note), forked_access()
-    )
-    await client.close()
-    assert cosigned == []
-    assert client.failures == {witness_key.name: 1}
-    forked.close()
-    reader = LedgerReader(tmp_path / "forked.db")
-    bundle = proof_bundle_for(reader, 1)  # against its latest block: no cosignature
-    report = verify_bundle(bundle.to_json(), policy)
-    assert [c.name for c in report.failed()] == ["witness cosignatures"]
-    reader.close()
+
+async def _present(
+    forked: Ledger, block: Block, url: str, key: CosignatureVerifier, claimed_size: int
+) -> list[str]:
+    """Submit a forked ledger's checkpoint as the operator would, from the size the witness saw."""
+
+    async def witnessed_size(name: str) -> int:
+        return claimed_size
+
+    async def consistency_proof(old: int, new: int) -> list[bytes]:
+        return forked.consistency_proof(old, new)
+
+    async def store(height: int, name: str, line: str) -> None:
+        forked.blocks.add_cosignature(height, name, line)
+
+    client = WitnessClient([WitnessEndpoint(url, key)])
+    try:
+        return await client.cosign(
+            Checkpointed(block.height, block.tree_size, block.note),
+            LedgerAccess(witnessed_size, consistency_proof, store),
+        )
+    finally:
+        await client.close()
