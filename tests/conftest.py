@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from ingest.influx_store import InfluxStore
+from ingest.sqlite_store import SqliteStore
+from ingest.store import TimeSeriesStore
 from ledger.database import Database
 from tests.postgres import Postgres
 from tests.servers import Mosquitto
+from vitaltrail.influxdb import Influxd
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +41,38 @@ def ledger_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databa
         db = Database.postgres(server.create_database())
     yield db
     db.close()
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influxd]:
+    server = Influxd(tmp_path_factory.mktemp("influxd")).start()
+    yield server
+    server.stop()
+
+
+StoreFactory = Callable[..., TimeSeriesStore]
+
+
+@pytest.fixture(params=["sqlite", "influxdb"])
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """Opens the test's store, once on SQLite and once on a real influxd: one suite, two
+    backends. ``store_factory(read_only=True)`` opens a second, read-only view."""
+    opened: list[TimeSeriesStore] = []
+    database = f"t_{uuid.uuid4().hex[:12]}"
+
+    def open_store(*, read_only: bool = False) -> TimeSeriesStore:
+        store: TimeSeriesStore
+        if request.param == "sqlite":
+            store = SqliteStore(tmp_path / "store.db", read_only=read_only)
+        else:
+            server: Influxd = request.getfixturevalue("influxd")
+            store = InfluxStore(server.url, database, read_only=read_only)
+        opened.append(store)
+        return store
+
+    yield open_store
+    for store in opened:
+        store.close()
 
 
 @pytest.fixture

@@ -9,12 +9,14 @@ from dashboards.app import DataSources
 from devices.registry import DeviceRegistry
 from ingest.check_pool import CheckPool
 from ingest.checks import RegistryCache
+from ingest.influx_store import InfluxStore
 from ingest.ingestor import IngestConfig, Ingestor
 from ingest.metrics import IngestMetrics
 from ingest.mqtt_source import SourceConfig
 from ingest.pipeline import BatchResult, Pipeline
 from ingest.quarantine import Quarantine
 from ingest.sqlite_store import SqliteStore
+from ingest.store import TimeSeriesStore
 from ledger.blocks import Block
 from ledger.cosignature import CosignatureVerifier
 from ledger.keyfile import load_or_create_signer
@@ -28,7 +30,7 @@ class IngestRuntime:
     ingestor: Ingestor
     ledger: Ledger
     registry: DeviceRegistry
-    store: SqliteStore
+    store: TimeSeriesStore
     quarantine: Quarantine
     metrics: IngestMetrics
 
@@ -59,7 +61,7 @@ def build_ingest(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     signer = load_or_create_signer(settings.ledger_key_path, settings.origin)
     ledger = Ledger(settings.ledger_location, signer)
-    store = SqliteStore(settings.store_path)
+    store = open_store(settings)
     quarantine = Quarantine(settings.quarantine_path)
     registry = DeviceRegistry(settings.registry_path)
     metrics = metrics or IngestMetrics()
@@ -97,10 +99,17 @@ def build_ingest(
     return IngestRuntime(ingestor, ledger, registry, store, quarantine, metrics)
 
 
+def open_store(settings: Settings, *, read_only: bool = False) -> TimeSeriesStore:
+    """InfluxDB when ``influx_url`` is set, else SQLite in the data directory."""
+    if settings.influx_url:
+        return InfluxStore(settings.influx_url, settings.influx_database, read_only=read_only)
+    return SqliteStore(settings.store_path, read_only=read_only)
+
+
 def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> DataSources:
     return DataSources(
         ledger=lambda: LedgerReader(settings.ledger_location),
-        store=lambda: SqliteStore(settings.store_path, read_only=True),
+        store=lambda: open_store(settings, read_only=True),
         registry=lambda: DeviceRegistry(settings.registry_path),
         metrics=metrics.registry if metrics else None,
         proof_cosignatures=settings.witness_quorum,

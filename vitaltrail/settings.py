@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     # The ledger in PostgreSQL (postgresql://...), for several ingestors sharing one log;
     # unset: SQLite in the data directory.
     ledger_url: str | None = None
+    # The time-series store in InfluxDB 1.x (http://host:8086); unset: SQLite in the data dir.
+    influx_url: str | None = None
+    influx_database: str = "vitaltrail"
     origin: str = "vitaltrail.local/ledger"  # the log's identity: checkpoint origin and key name
 
     mqtt_host: str = "127.0.0.1"

@@ -1,0 +1,168 @@
+"""The time-series store in InfluxDB 1.x, over its HTTP API: line protocol to /write, InfluxQL to /query.
+
+One measurement, ``vitals``: tags ``patient``, ``device``, ``code``; fields ``value``, ``unit``,
+``entry`` (the ledger entry), ``seq`` and ``pos``. InfluxDB keys a point by its series and
+timestamp, so a sample's timestamp is its time in milliseconds plus a sub-millisecond offset
+made of its sequence number and position: a redelivered sample overwrites itself (writes are
+idempotent, as the store interface requires), and two samples of one vital in the same
+millisecond stay two points. ``/write`` answers only after influxd has fsynced its WAL
+(``wal-fsync-delay = "0s"`` in vitaltrail/influxdb.conf).
+
+A write that fails is retried with backoff; if InfluxDB stays down, :class:`StoreUnavailable`
+reaches the ingestor, which stops acknowledging (the broker keeps the messages) and reconnects
+with backoff until InfluxDB is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx2
+
+from ingest.store import Bucket, LatestVital, SamplePoint
+
+log = logging.getLogger("vitaltrail.ingest")
+
+MEASUREMENT = "vitals"
+
+
+class StoreUnavailable(Exception):
+    """InfluxDB did not take a write after every retry."""
+
+
+class StoreQueryError(Exception):
+    """InfluxDB refused a query or answered something unreadable."""
+
+
+def _tag(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ").replace("=", "\\=")
+
+
+def _string_field(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _literal(value: str) -> str:
+    """An InfluxQL string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def timestamp_ns(point: SamplePoint) -> int:
+    return point.time_ms * 1_000_000 + (point.seq % 1000) * 1000 + point.position
+
+
+def line(point: SamplePoint) -> str:
+    return (
+        f"{MEASUREMENT},code={_tag(point.code)},device={_tag(point.device_id)},"
+        f"patient={_tag(point.patient_id)} value={float(point.value)!r},"
+        f"unit={_string_field(point.unit)},entry={point.entry_index}i,seq={point.seq}i,"
+        f"pos={point.position}i {timestamp_ns(point)}"
+    )
+
+
+class InfluxStore:
+    """A :class:`~ingest.store.TimeSeriesStore` on InfluxDB 1.x."""
+
+    def __init__(
+        self,
+        url: str,
+        database: str = "vitaltrail",
+        *,
+        read_only: bool = False,
+        attempts: int = 4,
+        backoff_s: float = 0.25,
+        timeout_s: float = 10.0,
+        batch_points: int = 5000,
+    ) -> None:
+        self._http = httpx2.Client(base_url=url, timeout=timeout_s)
+        self.database = database
+        self._attempts = attempts
+        self._backoff_s = backoff_s
+        self._batch_points = batch_points
+        if not read_only:
+            self._post("/query", {"q": f'CREATE DATABASE "{database}"'})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def write(self, points: Sequence[SamplePoint]) -> None:
+        for start in range(0, len(points), self._batch_points):
+            body = "\n".join(line(p) for p in points[start : start + self._batch_points])
+            self._post("/write", {"db": self.database, "precision": "ns"}, body.encode())
+
+    def _post(self, path: str, params: dict[str, str], body: bytes | None = None) -> None:
+        delay = self._backoff_s
+        for attempt in range(1, self._attempts + 1):
+            try:
+                response = self._http.post(path, params=params, content=body)
+            except httpx2.HTTPError as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code < 300:
+                    return
+                if response.status_code < 500:  # our request is wrong: retrying will not help
+                    raise StoreQueryError(f"InfluxDB refused {path}: {response.text[:300]}")
+                failure = f"HTTP {response.status_code}"
+            if attempt == self._attempts:
+                raise StoreUnavailable(f"InfluxDB {path} failed {attempt} times: {failure}")
+            log.warning("InfluxDB %s failed (%s); retry in %.2fs", path, failure, delay)
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    def _select(self, query: str) -> list[dict[str, Any]]:
+        try:
+            response = self._http.get(
+                "/query", params={"db": self.database, "q": query, "epoch": "ms"}
+            )
+        except httpx2.HTTPError as exc:
+            raise StoreUnavailable(f"InfluxDB query failed: {exc}") from exc
+        if response.status_code >= 300:
+            raise StoreQueryError(f"InfluxDB refused a query: {response.text[:300]}")
+        (result,) = response.json()["results"]
+        if "error" in result:
+            if "database not found" in result["error"]:
+                return []
+            raise StoreQueryError(result["error"])
+        series: list[dict[str, Any]] = result.get("series", [])
+        return series
+
+    def patients(self) -> list[str]:
+        series = self._select(f'SHOW TAG VALUES FROM {MEASUREMENT} WITH KEY = "patient"')
+        return sorted(value for s in series for _, value in s["values"])
+
+    def latest(self, patient_id: str | None = None) -> list[LatestVital]:
+        where = "" if patient_id is None else f" WHERE patient = {_literal(patient_id)}"
+        series = self._select(
+            f"SELECT last(value), unit, entry FROM {MEASUREMENT}{where} GROUP BY patient, code"
+        )
+        found = [
+            LatestVital(s["tags"]["patient"], s["tags"]["code"], unit, value, t, entry)
+            for s in series
+            for t, value, unit, entry in s["values"]
+        ]
+        return sorted(found, key=lambda v: (v.patient_id, v.code))
+
+    def series(
+        self, patient_id: str, code: str, start_ms: int, end_ms: int, bucket_ms: int
+    ) -> list[Bucket]:
+        if bucket_ms <= 0:
+            raise ValueError("bucket width must be positive")
+        rows = self._select(
+            f"SELECT mean(value), min(value), max(value), count(value) FROM {MEASUREMENT}"
+            f" WHERE patient = {_literal(patient_id)} AND code = {_literal(code)}"
+            f" AND time >= {start_ms}ms AND time < {end_ms}ms"
+            f" GROUP BY time({bucket_ms}ms, {start_ms % bucket_ms}ms) fill(none)"
+        )
+        return [
+            Bucket(t, mean, low, high, count)
+            for s in rows
+            for t, mean, low, high, count in s["values"]
+        ]
+
+    def count(self) -> int:
+        series = self._select(f"SELECT count(value) FROM {MEASUREMENT}")
+        return int(series[0]["values"][0][1]) if series else 0
