@@ -20,7 +20,7 @@ from ingest.checks import Admitted, BatchChecker, Limits, Lookup, Rejected, Verd
 from ingest.mqtt_source import InboundMessage
 from ingest.quarantine import Quarantine, QuarantineRecord
 from ingest.reasons import Reason
-from ingest.store import SamplePoint, TimeSeriesStore
+from ingest.store import SamplePoint, TimeSeriesStore, sample_points
 from ledger.appends import AppendStatus, NewEntry
 from ledger.blocks import Block
 from ledger.device_keys import REVOKED, DeviceKeyStatement, key_entry_key
@@ -139,20 +139,7 @@ class Pipeline:
                 result.recorded.append((a.reading.device_id, a.reading.seq, outcome.index))
             else:
                 result.duplicates += 1
-            points.extend(
-                SamplePoint(
-                    a.patient_id,
-                    a.reading.device_id,
-                    a.reading.seq,
-                    position,
-                    outcome.index,
-                    s.code,
-                    s.unit,
-                    s.value,
-                    s.time_ms,
-                )
-                for position, s in enumerate(a.reading.samples)
-            )
+            points.extend(sample_points(a.reading, a.patient_id, outcome.index))
         self.store.write(points)
         self.quarantine.add(refused)
         for record in refused:

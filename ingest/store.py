@@ -3,7 +3,8 @@
 The ledger is the record; a store can be dropped and rebuilt from it. Writes are idempotent
 (a sample is keyed by device, sequence number and position), so redelivered messages and
 replays after a crash write nothing twice. Backends: :mod:`ingest.sqlite_store` (embedded
-default); InfluxDB later. Calls are synchronous and made from the ingestor's writer thread.
+default) and :mod:`ingest.influx_store`. Calls are synchronous and made from the ingestor's
+writer thread; :mod:`ingest.reindex` rebuilds a store from the ledger.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from devices.reading import Reading
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,24 @@ class Bucket:
     low: float
     high: float
     count: int
+
+
+def sample_points(reading: Reading, patient_id: str, entry_index: int) -> list[SamplePoint]:
+    """The store's points for a recorded reading: one per sample."""
+    return [
+        SamplePoint(
+            patient_id,
+            reading.device_id,
+            reading.seq,
+            position,
+            entry_index,
+            s.code,
+            s.unit,
+            s.value,
+            s.time_ms,
+        )
+        for position, s in enumerate(reading.samples)
+    ]
 
 
 class TimeSeriesStore(Protocol):

@@ -15,9 +15,11 @@ from vitaltrail.runtime import build_ingest
 from vitaltrail.settings import Settings
 
 
-def populate(data_dir: Path, patients: int = 3, readings: int = 5, blocks: int = 1) -> Settings:
+def populate(
+    data_dir: Path, patients: int = 3, readings: int = 5, blocks: int = 1, **settings_: object
+) -> Settings:
     """``readings`` per patient, sealed in ``blocks`` blocks."""
-    settings = Settings(data_dir=data_dir, check_workers=0)
+    settings = Settings(data_dir=data_dir, check_workers=0, **settings_)  # type: ignore[arg-type]
     runtime = build_ingest(settings)
     registry = DeviceRegistry(settings.registry_path)
     signers = {f"patient-{i}-band": DeviceSigner.generate() for i in range(patients)}

@@ -63,6 +63,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return run_verify(args.bundle, args.ledger_key, args.witness_key, args.quorum)
 
 
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from vitaltrail.commands import run_reindex
+
+    return run_reindex(_settings(args))
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from vitaltrail.commands import run_audit
 
@@ -159,6 +165,11 @@ def parser() -> argparse.ArgumentParser:
         "--quorum", type=int, help="cosignatures required (default: all --witness-key given)"
     )
     verify.set_defaults(func=cmd_verify)
+
+    reindex = sub.add_parser(
+        "reindex", help="rebuild the time-series store from the ledger (the record)"
+    )
+    reindex.set_defaults(func=cmd_reindex)
 
     audit = sub.add_parser(
         "audit", help="rebuild the ledger from its entries and check every signature and link"

@@ -11,6 +11,7 @@ from dashboards.app import create_app
 from devices.keys import public_key_from_pem
 from devices.publisher import BrokerAddress, PublisherConfig
 from devices.registry import DeviceRegistry, RegistryError
+from ingest.reindex import reindex
 from ledger.audit import audit
 from ledger.cosignature import CosignatureVerifier
 from ledger.ledger import LedgerReader
@@ -19,7 +20,7 @@ from ledger.verifier import Policy, verify_bundle
 from simulator.fleet import Fleet, FleetStats
 from simulator.ward import build_ward
 from vitaltrail.demo import register_ward
-from vitaltrail.runtime import build_ingest, data_sources
+from vitaltrail.runtime import build_ingest, data_sources, open_store
 from vitaltrail.services import http_server, stop_on_signals
 from vitaltrail.settings import Settings
 
@@ -173,6 +174,28 @@ def run_audit(settings: Settings, ledger_key: str | None) -> int:
     for finding in rest:
         print(f"  also: {finding.where} ({finding.check}): {finding.detail}")
     return 1
+
+
+def run_reindex(settings: Settings) -> int:
+    """Rebuild the time-series store from the ledger."""
+    reader = LedgerReader(settings.ledger_location)
+    store = open_store(settings)
+    where = settings.influx_url or settings.store_path
+    try:
+        stats = reindex(
+            reader,
+            store,
+            progress=lambda s: print(f"\r{s.entries:,} entries read", end="", file=sys.stderr),
+        )
+    finally:
+        store.close()
+        reader.close()
+    print(file=sys.stderr)
+    print(
+        f"reindexed {stats.readings:,} readings ({stats.points:,} samples) from"
+        f" {stats.entries:,} ledger entries into {where}"
+    )
+    return 0
 
 
 def run_devices(settings: Settings, args: argparse.Namespace) -> int:
