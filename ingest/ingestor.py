@@ -97,6 +97,8 @@ class Ingestor:
                     task = asyncio.current_task()
                     if task is not None and task.cancelling():
                         raise asyncio.CancelledError from exc  # a cancel, not a broker error
+                    cause = "storage" if isinstance(exc, StorageError) else "broker"
+                    self.metrics.interruptions.labels(cause=cause).inc()
                     log.warning("ingest interrupted: %s; retrying in %.1fs", exc, delay)
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(delay):

@@ -54,6 +54,12 @@ class IngestMetrics:
             registry=r,
         )
         self.ledger_size = Gauge("vitaltrail_ledger_entries", "Entries in the ledger", registry=r)
+        self.interruptions = Counter(
+            "vitaltrail_ingest_interruptions",
+            "Times ingest stopped acknowledging and reconnected, by cause (broker or storage)",
+            ["cause"],
+            registry=r,
+        )
         self.unacked = Gauge(
             "vitaltrail_messages_unacked", "Received messages not yet acknowledged", registry=r
         )
