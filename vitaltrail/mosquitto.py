@@ -62,7 +62,8 @@ class Mosquitto:
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
             PROJECT_CONF.read_text()
-            + f"\nlistener {self.port} 127.0.0.1\npersistence_location {self.workdir}/\n"
+            + f"\nallow_anonymous true\nlistener {self.port} 127.0.0.1\n"
+            + f"persistence_location {self.workdir}/\n"
             # as root, mosquitto would switch to a user that cannot write this directory
             + ("user root\n" if os.geteuid() == 0 else "")
         )
