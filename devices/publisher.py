@@ -36,6 +36,7 @@ class BrokerAddress:
     mqtt5: bool = True
     username: str | None = None
     password: str | None = None
+    tls_ca: str | None = None  # TLS, trusting this CA file
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,9 @@ class DevicePublisher:
             else aiomqtt.ProtocolVersion.V311,
             timeout=self._config.timeout_s,
             max_inflight_messages=self._config.window,
+            tls_params=aiomqtt.TLSParameters(ca_certs=self._broker.tls_ca)
+            if self._broker.tls_ca
+            else None,
         )
         client.pending_calls_threshold = self._config.window + 1
         return client

@@ -76,13 +76,17 @@ class InfluxStore:
         backoff_s: float = 0.25,
         timeout_s: float = 10.0,
         batch_points: int = 5000,
+        token: str | None = None,
     ) -> None:
-        self._http = httpx2.Client(base_url=url, timeout=timeout_s)
+        """``token``: InfluxDB 2's API token, for its 1.x-compatible /write and /query (the
+        database is then a bucket of that name, made by InfluxDB's own setup)."""
+        headers = {"Authorization": f"Token {token}"} if token else {}
+        self._http = httpx2.Client(base_url=url, timeout=timeout_s, headers=headers)
         self.database = database
         self._attempts = attempts
         self._backoff_s = backoff_s
         self._batch_points = batch_points
-        if not read_only:
+        if not read_only and token is None:
             self._post("/query", {"q": f'CREATE DATABASE "{database}"'})
 
     def close(self) -> None:

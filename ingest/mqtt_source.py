@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ class SourceConfig:
     connect_timeout_s: float = 10.0
     username: str | None = None
     password: str | None = None
+    tls_ca: str | None = None  # TLS, trusting this CA file (the deployment's)
 
     @property
     def subscription(self) -> str:
@@ -82,7 +84,8 @@ class _BufferedClient(paho.Client):
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer) - self._pos
+        pending = getattr(self._sock, "pending", None)  # TLS: decrypted bytes epoll cannot see
+        return len(self._buffer) - self._pos + (pending() if pending else 0)
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._pos >= len(self._buffer):
@@ -127,6 +130,8 @@ class MqttSource:
         client.manual_ack_set(True)
         if cfg.username is not None:
             client.username_pw_set(cfg.username, cfg.password)
+        if cfg.tls_ca is not None:
+            client.tls_set(ca_certs=cfg.tls_ca, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe

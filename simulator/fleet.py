@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from devices.keys import DeviceSigner
@@ -50,9 +50,12 @@ class Fleet:
         broker: BrokerAddress,
         state_dir: Path,
         publisher_config: PublisherConfig | None = None,
+        credentials: dict[str, str] | None = None,
     ) -> None:
+        """``credentials``: each device's broker password (its user name is its id)."""
         self.ward = ward
         self._broker = broker
+        self._credentials = credentials or {}
         self._config = publisher_config
         self.signers = {
             d.device_id: device_signer(state_dir / "keys", d.device_id) for d in ward.devices
@@ -72,8 +75,12 @@ class Fleet:
         outboxes = [Outbox(self._outbox_path, d.device_id) for d in self.ward.devices]
         connections: dict[str, asyncio.Task[None]] = {}
         for device, outbox in zip(self.ward.devices, outboxes, strict=True):
+            broker = self._broker
+            if device.device_id in self._credentials:
+                password = self._credentials[device.device_id]
+                broker = replace(broker, username=device.device_id, password=password)
             self.publishers[device.device_id] = DevicePublisher(
-                device.device_id, self.signers[device.device_id], outbox, self._broker, self._config
+                device.device_id, self.signers[device.device_id], outbox, broker, self._config
             )
         start = time.monotonic()
         start_ms = int(time.time() * 1000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from pathlib import Path
@@ -52,8 +53,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from vitaltrail.commands import run_simulate
 
+    credentials = json.loads(args.credentials.read_text()) if args.credentials else None
     return asyncio.run(
-        run_simulate(_settings(args), args.devices, args.duration, args.seed, args.register)
+        run_simulate(
+            _settings(args), args.devices, args.duration, args.seed, args.register, credentials
+        )
     )
 
 
@@ -147,6 +151,9 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument(
         "--register", action="store_true", help="register the devices in the data dir's registry"
+    )
+    sim.add_argument(
+        "--credentials", type=Path, help="JSON of each device's broker password (deploy-init's)"
     )
     sim.set_defaults(func=cmd_simulate)
 

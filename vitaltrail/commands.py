@@ -77,14 +77,21 @@ def _progress(stats: FleetStats) -> None:
 
 
 async def run_simulate(
-    settings: Settings, devices: int, duration_s: float, seed: int, register: bool
+    settings: Settings,
+    devices: int,
+    duration_s: float,
+    seed: int,
+    register: bool,
+    credentials: dict[str, str] | None = None,
 ) -> int:
     ward = build_ward(devices, seed, offline_rate=0.1)
+    tls_ca = str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None
     fleet = Fleet(
         ward,
-        BrokerAddress(settings.mqtt_host, settings.mqtt_port, mqtt5=settings.mqtt5),
+        BrokerAddress(settings.mqtt_host, settings.mqtt_port, mqtt5=settings.mqtt5, tls_ca=tls_ca),
         settings.simulator_dir,
         PublisherConfig(topic_root=settings.topic_root),
+        credentials,
     )
     if register:
         register_ward(fleet, settings.registry_path)

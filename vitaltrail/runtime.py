@@ -48,6 +48,9 @@ def source_config(settings: Settings) -> SourceConfig:
         mqtt5=settings.mqtt5,
         topic_root=settings.topic_root,
         share_group=settings.share_group if settings.mqtt5 else None,
+        username=settings.mqtt_username,
+        password=settings.mqtt_password(),
+        tls_ca=str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None,
     )
 
 
@@ -83,9 +86,9 @@ def build_ingest(
     if settings.check_workers > 0:
         pool = CheckPool(settings.check_workers, settings.registry_path, settings.topic_root)
     witnesses = None
-    if settings.witnesses:
+    if configured := settings.witness_settings():
         witnesses = WitnessClient(
-            [WitnessEndpoint(w.url, CosignatureVerifier.parse(w.key)) for w in settings.witnesses]
+            [WitnessEndpoint(w.url, CosignatureVerifier.parse(w.key)) for w in configured]
         )
     ingestor = Ingestor(
         config,
@@ -102,7 +105,12 @@ def build_ingest(
 def open_store(settings: Settings, *, read_only: bool = False) -> TimeSeriesStore:
     """InfluxDB when ``influx_url`` is set, else SQLite in the data directory."""
     if settings.influx_url:
-        return InfluxStore(settings.influx_url, settings.influx_database, read_only=read_only)
+        return InfluxStore(
+            settings.influx_url,
+            settings.influx_database,
+            read_only=read_only,
+            token=settings.influx_token(),
+        )
     return SqliteStore(settings.store_path, read_only=read_only)
 
 

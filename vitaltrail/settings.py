@@ -5,6 +5,7 @@ Only the composition root reads the environment; components take frozen config v
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -28,11 +29,15 @@ class Settings(BaseSettings):
     # The time-series store in InfluxDB 1.x (http://host:8086); unset: SQLite in the data dir.
     influx_url: str | None = None
     influx_database: str = "vitaltrail"
+    influx_token_file: Path | None = None  # InfluxDB 2 (v1-compatible API): its API token
     origin: str = "vitaltrail.local/ledger"  # the log's identity: checkpoint origin and key name
 
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     mqtt5: bool = True
+    mqtt_username: str | None = None
+    mqtt_password_file: Path | None = None  # a file, so the secret is in no environment
+    mqtt_tls_ca: Path | None = None  # TLS to the broker, trusting this CA
     topic_root: str = "vitaltrail/v1"
     share_group: str = "ingest"
     client_id: str = "vitaltrail-ingest"
@@ -49,6 +54,7 @@ class Settings(BaseSettings):
     # The ledger's witnesses (JSON in VITALTRAIL_WITNESSES) and how many cosignatures a proof
     # bundle the API serves must carry (0: bundles use the latest block, cosigned or not).
     witnesses: list[WitnessSetting] = []
+    witnesses_file: Path | None = None  # the same list as a JSON file (`deploy-init` writes one)
     witness_quorum: int = 0
     # `vitaltrail witness`: this process as a witness for other logs.
     witness_name: str = "vitaltrail.local/witness"
@@ -58,6 +64,18 @@ class Settings(BaseSettings):
     @property
     def ledger_path(self) -> Path:
         return self.data_dir / "ledger.db"
+
+    def mqtt_password(self) -> str | None:
+        return self.mqtt_password_file.read_text().strip() if self.mqtt_password_file else None
+
+    def influx_token(self) -> str | None:
+        return self.influx_token_file.read_text().strip() if self.influx_token_file else None
+
+    def witness_settings(self) -> list[WitnessSetting]:
+        if self.witnesses_file is None:
+            return list(self.witnesses)
+        loaded = json.loads(self.witnesses_file.read_text())
+        return [*self.witnesses, *(WitnessSetting.model_validate(w) for w in loaded)]
 
     @property
     def ledger_location(self) -> Path | str:

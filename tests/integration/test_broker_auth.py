@@ -3,6 +3,7 @@ a password per client, and an ACL that keeps each device to its own topic."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 import subprocess
@@ -15,6 +16,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from devices.keys import DeviceSigner
+from devices.outbox import Outbox
+from devices.publisher import BrokerAddress, DevicePublisher
+from devices.registry import DeviceRegistry
+from tests.stack import settings_for, start_ingest, vitals, wait_until
 from vitaltrail.broker_auth import write_passwords, write_tls
 from vitaltrail.mosquitto import PROJECT_CONF, free_port, mosquitto_binary, wait_for_port
 
@@ -151,3 +157,42 @@ def test_plain_tcp_is_refused_on_the_tls_listener(broker: tuple[int, Path, dict[
         assert not result.wait(3), "a plaintext client got a CONNACK"
     finally:
         client.loop_stop()
+
+
+async def test_devices_and_the_ingestor_work_over_tls_with_their_credentials(
+    broker: tuple[int, Path, dict[str, str]], tmp_path: Path
+) -> None:
+    port, ca, passwords = broker
+    data_dir = tmp_path / "data"
+    signer = DeviceSigner.generate()
+    registry = DeviceRegistry(data_dir / "registry.db")
+    registry.register("dev-a", "patient-a", signer.key)
+    registry.close()
+    (tmp_path / "ingest.password").write_text(passwords["ingest"])
+    settings = settings_for(
+        data_dir,
+        port,
+        "vitaltrail/v1",
+        mqtt_username="ingest",
+        mqtt_password_file=tmp_path / "ingest.password",
+        mqtt_tls_ca=ca,
+        share_group="ingest",
+    )
+    ingest = await start_ingest(settings)
+    publisher = DevicePublisher(
+        "dev-a",
+        signer,
+        Outbox(tmp_path / "outbox.db", "dev-a"),
+        BrokerAddress(port=port, username="dev-a", password=passwords["dev-a"], tls_ca=str(ca)),
+    )
+    sender = asyncio.create_task(publisher.run())
+    try:
+        for _ in range(5):
+            publisher.submit(vitals())
+        await asyncio.wait_for(publisher.drained(), 15)
+        ledger = ingest.runtime.ledger
+        await wait_until(lambda: ledger.size == 1 + 5, what="five readings over TLS")
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+        await ingest.close()
