@@ -67,6 +67,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return run_verify(args.bundle, args.ledger_key, args.witness_key, args.quorum)
 
 
+def cmd_deploy_init(args: argparse.Namespace) -> int:
+    from vitaltrail.deploy import deploy_init
+
+    return deploy_init(
+        _settings(args),
+        broker_dir=args.broker_dir,
+        broker_host=args.broker_host,
+        witness_url=args.witness_url,
+        devices=args.devices,
+        seed=args.seed,
+    )
+
+
 def cmd_reindex(args: argparse.Namespace) -> int:
     from vitaltrail.commands import run_reindex
 
@@ -172,6 +185,16 @@ def parser() -> argparse.ArgumentParser:
         "--quorum", type=int, help="cosignatures required (default: all --witness-key given)"
     )
     verify.set_defaults(func=cmd_verify)
+
+    init = sub.add_parser(
+        "deploy-init", help="first-run keys, certificates and passwords of a compose deployment"
+    )
+    init.add_argument("--broker-dir", type=Path, required=True)
+    init.add_argument("--broker-host", default="mosquitto", help="the broker's name in its cert")
+    init.add_argument("--witness-url", default="http://witness:7380")
+    init.add_argument("--devices", type=int, default=12, help="the simulated ward's size")
+    init.add_argument("--seed", type=int, default=1)
+    init.set_defaults(func=cmd_deploy_init)
 
     reindex = sub.add_parser(
         "reindex", help="rebuild the time-series store from the ledger (the record)"

@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VITALTRAIL_", frozen=True)
 
     data_dir: Path = Path("data")
+    # Files several processes share, when not in the data directory (the compose deployment:
+    # each ingestor has its own data dir; the registry and the ledger key are common).
+    registry_file: Path | None = None
+    ledger_key_file: Path | None = None
     # The ledger in PostgreSQL (postgresql://...), for several ingestors sharing one log;
     # unset: SQLite in the data directory.
     ledger_url: str | None = None
@@ -91,11 +95,11 @@ class Settings(BaseSettings):
 
     @property
     def registry_path(self) -> Path:
-        return self.data_dir / "registry.db"
+        return self.registry_file or self.data_dir / "registry.db"
 
     @property
     def ledger_key_path(self) -> Path:
-        return self.data_dir / "keys" / "ledger.key"
+        return self.ledger_key_file or self.data_dir / "keys" / "ledger.key"
 
     @property
     def witness_dir(self) -> Path:

@@ -41,8 +41,9 @@ def broker(tmp_path: Path) -> Iterator[tuple[int, Path, dict[str, str]]]:
     auth = (
         (DEPLOY / "auth.conf")
         .read_text()
+        .replace("/mosquitto/auth/certs/", f"{certs}/")
+        .replace("/mosquitto/auth/", f"{config}/")
         .replace("/mosquitto/config/", f"{config}/")
-        .replace("/certs/", f"{certs}/")
         .replace("listener 8883", f"listener {port} 127.0.0.1")
     )
     conf = tmp_path / "mosquitto.conf"
