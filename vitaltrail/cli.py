@@ -112,6 +112,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.bench == "store":
+        from vitaltrail.bench.store import run_bench_store
+
+        return run_bench_store(args)
     if args.bench == "ledger":
         from vitaltrail.bench.ledger import run_bench_ledger
 
@@ -239,7 +243,14 @@ def parser() -> argparse.ArgumentParser:
     bi.add_argument("--rate", type=int, default=5000, help="live publishing rate, msg/s")
     bi.add_argument("--live-seconds", type=float, default=20)
     bi.add_argument("--devices", type=int, default=100)
+    bi.add_argument(
+        "--store", choices=["sqlite", "influxdb"], default="sqlite", help="the time-series store"
+    )
     bi.add_argument("--output", type=Path, help="also write the results as JSON here")
+    bs = bsub.add_parser("store", help="the dashboard's 24 h range query on SQLite and InfluxDB")
+    bs.add_argument("--patients", type=int, default=10)
+    bs.add_argument("--queries", type=int, default=50)
+    bs.add_argument("--output", type=Path, help="also write the results as JSON here")
     bl = bsub.add_parser("ledger", help="Merkle log appends and proofs beside pymerkle 7")
     bl.add_argument("--entries", type=int, default=10_000_000)
     bl.add_argument("--batch", type=int, default=10_000, help="entries per append")
@@ -260,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # HTTP clients log each request's URL at INFO, and a store query names a patient: keep
+    # them to warnings (no patient data in logs above DEBUG).
+    for noisy in ("httpx2", "httpcore", "httpx"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     result: int = args.func(args)
     return result
 

@@ -39,6 +39,7 @@ from devices.vitals import HEART_RATE
 from ingest.mqtt_source import MqttSource, SourceConfig
 from ledger.ledger import LedgerReader
 from vitaltrail.bench.workers import ingest_worker, publish_worker
+from vitaltrail.influxdb import Influxd
 from vitaltrail.mosquitto import Mosquitto, mosquitto_binary
 from vitaltrail.settings import Settings
 
@@ -187,7 +188,9 @@ def _ledger_size(settings: Settings) -> int:
         reader.close()
 
 
-def _settings(work: Path, port: int, name: str, signers: dict[str, DeviceSigner]) -> Settings:
+def _settings(
+    work: Path, port: int, name: str, signers: dict[str, DeviceSigner], influx_url: str | None
+) -> Settings:
     settings = Settings(
         data_dir=work / name,
         mqtt_port=port,
@@ -195,6 +198,8 @@ def _settings(work: Path, port: int, name: str, signers: dict[str, DeviceSigner]
         client_id=f"bench-{name}-ingest",
         share_group=name,
         log_level="WARNING",
+        influx_url=influx_url,
+        influx_database=f"bench_{name}",
     )
     settings.data_dir.mkdir(parents=True)
     registry = DeviceRegistry(settings.registry_path)
@@ -213,9 +218,13 @@ def _wait_for(settings: Settings, total: int, timeout_s: float) -> None:
 
 
 def backlog_drain(
-    port: int, signers: dict[str, DeviceSigner], messages: Sequence[Message], work: Path
+    port: int,
+    signers: dict[str, DeviceSigner],
+    messages: Sequence[Message],
+    work: Path,
+    influx_url: str | None = None,
 ) -> dict[str, Any]:
-    settings = _settings(work, port, "drain", signers)
+    settings = _settings(work, port, "drain", signers, influx_url)
     IngestProcess(settings, work, "drain-setup").start().finish()  # creates the persistent session
     _publish(port, _write_batch(work / "drain.pkl", settings.topic_root, messages), 0, work)
     ingest = IngestProcess(settings, work, "drain").start()
@@ -246,10 +255,11 @@ def live(
     messages: Sequence[Message],
     rate: float,
     work: Path,
+    influx_url: str | None = None,
 ) -> dict[str, Any]:
     port = broker.port
     assert broker.process is not None
-    settings = _settings(work, port, "live", signers)
+    settings = _settings(work, port, "live", signers, influx_url)
     ingest = IngestProcess(settings, work, "live").start()
     broker_cpu = _cpu_seconds(broker.process.pid)
     published = _publish(
@@ -306,6 +316,7 @@ def run_bench_ingest(args: argparse.Namespace) -> int:
                 ("rate", args.rate),
                 ("live_seconds", args.live_seconds),
                 ("devices", args.devices),
+                ("store", args.store),
             ]
         ),
     }
@@ -313,6 +324,8 @@ def run_bench_ingest(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="vitaltrail-bench-") as tmp:
         work = Path(tmp)
         broker = Mosquitto(work / "broker").start()
+        influxd = Influxd(work / "influxd").start() if args.store == "influxdb" else None
+        influx_url = influxd.url if influxd else None
         try:
             report["verify_ceiling"] = verify_ceiling()
             print(
@@ -326,14 +339,16 @@ def run_bench_ingest(args: argparse.Namespace) -> int:
             )
             print(f"ceiling: count-only subscriber drains {report['raw_drain_per_s']:,.0f} msg/s")
             report["backlog_drain"] = drain = backlog_drain(
-                broker.port, signers, messages[: args.messages], work
+                broker.port, signers, messages[: args.messages], work, influx_url
             )
             print(
                 f"backlog drain: {drain['recorded']:,}/{drain['messages']:,} durable at {drain['durable_per_s']:,.0f} msg/s "
                 f"({drain['durable_per_s'] / report['raw_drain_per_s']:.0%} of the subscriber ceiling), "
                 f"all sealed after {drain['seconds_to_sealed']:.1f}s, peak RSS {drain['peak_rss_mib']:.0f} MiB"
             )
-            report["live"] = result = live(broker, signers, messages[:live_total], args.rate, work)
+            report["live"] = result = live(
+                broker, signers, messages[:live_total], args.rate, work, influx_url
+            )
             print(
                 f"live at {args.rate:,} msg/s for {args.live_seconds:.0f}s: {result['recorded']:,} recorded, "
                 f"{result['lost']} lost, sustained {result['sustained_per_s']:,.0f} msg/s; publish->durable "
@@ -342,6 +357,8 @@ def run_bench_ingest(args: argparse.Namespace) -> int:
             )
         finally:
             broker.stop()
+            if influxd is not None:
+                influxd.stop()
     report["ratios"] = {
         "drain_vs_subscriber_ceiling": report["backlog_drain"]["durable_per_s"]
         / report["raw_drain_per_s"],
