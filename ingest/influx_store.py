@@ -17,16 +17,26 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx2
 
-from ingest.store import Bucket, LatestVital, SamplePoint
+from ingest.store import (
+    MINUTE_MS,
+    RAW_RETENTION_MS,
+    Bucket,
+    LatestVital,
+    SamplePoint,
+    use_minutes,
+    wall_clock_ms,
+)
 
 log = logging.getLogger("vitaltrail.ingest")
 
 MEASUREMENT = "vitals"
+MINUTES = "vitals_1m"  # fields total, n, low, high per patient, code and minute
+STATE = "vitaltrail_store"  # the roll-up's progress, one point at time 0
 
 
 class StoreUnavailable(Exception):
@@ -77,6 +87,8 @@ class InfluxStore:
         timeout_s: float = 10.0,
         batch_points: int = 5000,
         token: str | None = None,
+        raw_retention_ms: int = RAW_RETENTION_MS,
+        clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
         """``token``: InfluxDB 2's API token, for its 1.x-compatible /write and /query (the
         database is then a bucket of that name, made by InfluxDB's own setup)."""
@@ -86,6 +98,12 @@ class InfluxStore:
         self._attempts = attempts
         self._backoff_s = backoff_s
         self._batch_points = batch_points
+        self.raw_retention_ms = raw_retention_ms
+        self._clock = clock
+        # Roll-up state lives in this (writer's) process: the first compaction after a start
+        # rolls up the whole raw window again, so nothing written before a restart is missed.
+        self._rolled_until_ms: int | None = None
+        self._late: dict[tuple[str, str], tuple[int, int]] = {}  # (patient, code) -> [lo, hi)
         if not read_only and token is None:
             self._post("/query", {"q": f'CREATE DATABASE "{database}"'})
 
@@ -93,6 +111,16 @@ class InfluxStore:
         self._http.close()
 
     def write(self, points: Sequence[SamplePoint]) -> None:
+        if self._rolled_until_ms is not None:
+            horizon = self._clock() - self.raw_retention_ms
+            for p in points:
+                if horizon <= p.time_ms < self._rolled_until_ms:
+                    minute = p.time_ms - p.time_ms % MINUTE_MS
+                    lo, hi = self._late.get((p.patient_id, p.code), (minute, minute))
+                    self._late[(p.patient_id, p.code)] = (
+                        min(lo, minute),
+                        max(hi, minute + MINUTE_MS),
+                    )
         for start in range(0, len(points), self._batch_points):
             body = "\n".join(line(p) for p in points[start : start + self._batch_points])
             self._post("/write", {"db": self.database, "precision": "ns"}, body.encode())
@@ -116,6 +144,45 @@ class InfluxStore:
             time.sleep(delay)
             delay *= 2
         raise AssertionError("unreachable")
+
+    def compact(self, now_ms: int) -> None:
+        horizon = now_ms - self.raw_retention_ms
+        until = now_ms - now_ms % MINUTE_MS
+        if self._rolled_until_ms is None:  # first time in this process: from what is stored
+            stored = self._select(f"SELECT last(rolled_until) FROM {STATE}")
+            persisted = int(stored[0]["values"][0][1]) if stored else 0
+            start = min(persisted, horizon)  # and the raw window again: late data we forgot
+        else:
+            start = self._rolled_until_ms
+        if start < until:
+            self._roll_up(f"time >= {start}ms AND time < {until}ms")
+        for (patient, code), (lo, hi) in self._late.items():
+            self._roll_up(
+                f"patient = {_literal(patient)} AND code = {_literal(code)}"
+                f" AND time >= {lo}ms AND time < {hi}ms"
+            )
+        self._late.clear()
+        self._rolled_until_ms = max(until, self._rolled_until_ms or 0)
+        state = f"{STATE} rolled_until={self._rolled_until_ms}i 0"
+        self._post("/write", {"db": self.database, "precision": "ns"}, state.encode())
+        self._post(
+            "/query",
+            {
+                "db": self.database,
+                "q": f"DELETE FROM {MEASUREMENT} WHERE time < {min(horizon, until)}ms",
+            },
+        )
+
+    def _roll_up(self, where: str) -> None:
+        self._post(
+            "/query",
+            {
+                "db": self.database,
+                "q": f"SELECT sum(value) AS total, count(value) AS n, min(value) AS low,"
+                f" max(value) AS high INTO {MINUTES} FROM {MEASUREMENT} WHERE {where}"
+                " GROUP BY time(1m), patient, code",
+            },
+        )
 
     def _select(self, query: str) -> list[dict[str, Any]]:
         try:
@@ -155,11 +222,23 @@ class InfluxStore:
     ) -> list[Bucket]:
         if bucket_ms <= 0:
             raise ValueError("bucket width must be positive")
-        rows = self._select(
-            f"SELECT mean(value), min(value), max(value), count(value) FROM {MEASUREMENT}"
+        where = (
             f" WHERE patient = {_literal(patient_id)} AND code = {_literal(code)}"
             f" AND time >= {start_ms}ms AND time < {end_ms}ms"
-            f" GROUP BY time({bucket_ms}ms, {start_ms % bucket_ms}ms) fill(none)"
+        )
+        group = f" GROUP BY time({bucket_ms}ms, {start_ms % bucket_ms}ms) fill(none)"
+        if use_minutes(start_ms, bucket_ms, self._clock() - self.raw_retention_ms):
+            rows = self._select(
+                f"SELECT sum(total), sum(n), min(low), max(high) FROM {MINUTES}{where}{group}"
+            )
+            return [
+                Bucket(t, total / n, low, high, int(n))
+                for s in rows
+                for t, total, n, low, high in s["values"]
+            ]
+        rows = self._select(
+            f"SELECT mean(value), min(value), max(value), count(value) FROM {MEASUREMENT}"
+            f"{where}{group}"
         )
         return [
             Bucket(t, mean, low, high, count)

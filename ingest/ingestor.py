@@ -44,6 +44,7 @@ class IngestConfig:
     reconnect_min_s: float = 0.2
     reconnect_max_s: float = 15.0
     sequence_poll_s: float = 0.02  # shared log: how often the sequencer looks for submissions
+    compact_interval_s: float = 60.0  # the store's roll-up into minutes, and raw retention
 
 
 class StorageError(Exception):
@@ -81,6 +82,7 @@ class Ingestor:
     async def run(self, stop: asyncio.Event) -> None:
         """Ingest until ``stop`` is set; then flush, seal and return."""
         sealer = asyncio.create_task(self._seal_loop(stop))
+        compactor = asyncio.create_task(self._compact_loop(stop))
         sequencer = None
         if self.pipeline.ledger.shared:
             sequencer = asyncio.create_task(self._sequence_loop(stop))
@@ -108,12 +110,10 @@ class Ingestor:
                     self.connected.clear()
                     self.metrics.connected.set(0)
         finally:
-            sealer.cancel()
-            if sequencer is not None:
-                sequencer.cancel()
-            await asyncio.gather(
-                sealer, *([sequencer] if sequencer else []), return_exceptions=True
-            )
+            background = [sealer, compactor, *([sequencer] if sequencer else [])]
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await asyncio.shield(self._seal())
             await self._finish_witnessing()
             self.close()
@@ -213,6 +213,17 @@ class Ingestor:
                 await self._seal()
             except Exception:
                 log.exception("sealing failed; retrying at the next interval")
+
+    async def _compact_loop(self, stop: asyncio.Event) -> None:
+        """Roll the store's complete minutes up and drop raw samples past their retention."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.compact_interval_s):
+                    await stop.wait()
+            try:
+                await self._in_writer(self.pipeline.store.compact, _now_ms())
+            except Exception as exc:
+                log.warning("store compaction failed (%r); retrying next interval", exc)
 
     async def _sequence_loop(self, stop: asyncio.Event) -> None:
         """On a shared log: append what other ingestors submitted, if this one is the sequencer."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,13 +61,13 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
     opened: list[TimeSeriesStore] = []
     database = f"t_{uuid.uuid4().hex[:12]}"
 
-    def open_store(*, read_only: bool = False) -> TimeSeriesStore:
+    def open_store(*, read_only: bool = False, **options: Any) -> TimeSeriesStore:
         store: TimeSeriesStore
         if request.param == "sqlite":
-            store = SqliteStore(tmp_path / "store.db", read_only=read_only)
+            store = SqliteStore(tmp_path / "store.db", read_only=read_only, **options)
         else:
             server: Influxd = request.getfixturevalue("influxd")
-            store = InfluxStore(server.url, database, read_only=read_only)
+            store = InfluxStore(server.url, database, read_only=read_only, **options)
         opened.append(store)
         return store
 

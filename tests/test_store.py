@@ -3,12 +3,19 @@ downsampled ranges."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from ingest.store import SamplePoint
+from ingest.store import SamplePoint, TimeSeriesStore
 from tests.conftest import StoreFactory
 
-T0 = 1_763_700_000_000
+T0 = 1_763_700_000_000  # a minute boundary
+NOW = T0 + 3_600_000  # the stores' clock in these tests: an hour after T0
+
+
+def _open(factory: StoreFactory, **options: Any) -> TimeSeriesStore:
+    return factory(clock=lambda: NOW, **options)
 
 
 def _point(
@@ -18,7 +25,7 @@ def _point(
 
 
 def test_writes_are_idempotent_and_latest_keeps_the_newest(store_factory: StoreFactory) -> None:
-    store = store_factory()
+    store = _open(store_factory)
     store.write([_point(1, 70, T0 + 1000), _point(0, 60, T0)])
     store.write([_point(1, 70, T0 + 1000)])  # redelivery
     store.write([_point(0, 60, T0)])  # an older reading replayed late must not win
@@ -29,7 +36,7 @@ def test_writes_are_idempotent_and_latest_keeps_the_newest(store_factory: StoreF
 
 
 def test_series_downsamples_into_buckets(store_factory: StoreFactory) -> None:
-    store = store_factory()
+    store = _open(store_factory)
     store.write([_point(i, 60 + i % 10, T0 + i * 1000) for i in range(600)])  # 10 minutes at 1 Hz
     buckets = store.series("p1", "8867-4", T0, T0 + 600_000, 60_000)
     assert len(buckets) == 10
@@ -45,15 +52,15 @@ def test_series_downsamples_into_buckets(store_factory: StoreFactory) -> None:
 
 
 def test_a_read_only_view_sees_committed_writes(store_factory: StoreFactory) -> None:
-    writer = store_factory()
-    reader = store_factory(read_only=True)
+    writer = _open(store_factory)
+    reader = _open(store_factory, read_only=True)
     writer.write([_point(0, 61, T0)])
     assert reader.count() == 1
     assert [v.value for v in reader.latest()] == [61]
 
 
 def test_latest_covers_every_patient_and_vital_in_order(store_factory: StoreFactory) -> None:
-    store = store_factory()
+    store = _open(store_factory)
     store.write(
         [
             _point(0, 98, T0, patient="p2", code="59408-5"),
@@ -73,7 +80,7 @@ def test_latest_covers_every_patient_and_vital_in_order(store_factory: StoreFact
 
 
 def test_two_samples_in_one_millisecond_stay_two(store_factory: StoreFactory) -> None:
-    store = store_factory()
+    store = _open(store_factory)
     store.write([_point(5, 70, T0), _point(6, 71, T0)])
     assert store.count() == 2
     (bucket,) = store.series("p1", "8867-4", T0, T0 + 1, 1000)
@@ -81,9 +88,32 @@ def test_two_samples_in_one_millisecond_stay_two(store_factory: StoreFactory) ->
 
 
 def test_hostile_ids_are_data_not_query(store_factory: StoreFactory) -> None:
-    store = store_factory()
+    store = _open(store_factory)
     store.write([_point(0, 70, T0)])
     for evil in ["p1' OR '1'='1", 'p1" OR 1=1', "p1\\", "p1; DROP DATABASE x"]:
         assert store.latest(evil) == []
         assert store.series(evil, "8867-4", T0, T0 + 1000, 1000) == []
     assert store.count() == 1
+
+
+def test_old_raw_samples_give_way_to_minute_aggregates(store_factory: StoreFactory) -> None:
+    """Raw kept for 30 minutes: older ranges are answered from the 1-minute aggregates, with
+    the figures the raw samples gave; a late sample re-rolls its minute."""
+    store = _open(store_factory, raw_retention_ms=30 * 60_000)
+    store.write([_point(i, 60 + i % 13, T0 + i * 1000) for i in range(3600)])  # an hour at 1 Hz
+    everything_raw = _open(store_factory, read_only=True, raw_retention_ms=10**12)
+    before = everything_raw.series("p1", "8867-4", T0, T0 + 3_600_000, 300_000)  # 5-min buckets
+    assert sum(b.count for b in before) == 3600
+    recent = store.series("p1", "8867-4", NOW - 600_000, NOW, 10_000)  # 10-s buckets: raw
+    store.compact(NOW)
+    assert store.count() == 1800  # the older half of the raw samples is gone
+    after = store.series("p1", "8867-4", T0, T0 + 3_600_000, 300_000)
+    assert [(b.start_ms, b.count, b.low, b.high) for b in after] == [
+        (b.start_ms, b.count, b.low, b.high) for b in before
+    ]
+    assert [b.mean for b in after] == pytest.approx([b.mean for b in before])
+    assert store.series("p1", "8867-4", NOW - 600_000, NOW, 10_000) == recent
+    store.write([_point(9000, 200, NOW - 1_200_000 + 500)])  # late, into a rolled-up minute
+    store.compact(NOW)
+    (minute,) = store.series("p1", "8867-4", NOW - 1_200_000, NOW - 1_140_000, 300_000)
+    assert (minute.count, minute.high) == (61, 200)

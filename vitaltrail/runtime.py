@@ -104,14 +104,16 @@ def build_ingest(
 
 def open_store(settings: Settings, *, read_only: bool = False) -> TimeSeriesStore:
     """InfluxDB when ``influx_url`` is set, else SQLite in the data directory."""
+    retention_ms = int(settings.store_raw_retention_days * 86_400_000)
     if settings.influx_url:
         return InfluxStore(
             settings.influx_url,
             settings.influx_database,
             read_only=read_only,
             token=settings.influx_token(),
+            raw_retention_ms=retention_ms,
         )
-    return SqliteStore(settings.store_path, read_only=read_only)
+    return SqliteStore(settings.store_path, read_only=read_only, raw_retention_ms=retention_ms)
 
 
 def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> DataSources:

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     influx_url: str | None = None
     influx_database: str = "vitaltrail"
     influx_token_file: Path | None = None  # InfluxDB 2 (v1-compatible API): its API token
+    # Raw samples are kept this long; 1-minute aggregates beyond (for good).
+    store_raw_retention_days: float = 14.0
     origin: str = "vitaltrail.local/ledger"  # the log's identity: checkpoint origin and key name
 
     mqtt_host: str = "127.0.0.1"
