@@ -93,6 +93,9 @@ class InfluxStore:
         """``token``: InfluxDB 2's API token, for its 1.x-compatible /write and /query (the
         database is then a bucket of that name, made by InfluxDB's own setup)."""
         headers = {"Authorization": f"Token {token}"} if token else {}
+        # InfluxDB 2's 1.x-compatible API has no SELECT INTO nor DELETE: no roll-up there
+        # (the bucket's own retention applies; see docs/decisions.md).
+        self.compacts = token is None
         self._http = httpx2.Client(base_url=url, timeout=timeout_s, headers=headers)
         self.database = database
         self._attempts = attempts
@@ -146,6 +149,8 @@ class InfluxStore:
         raise AssertionError("unreachable")
 
     def compact(self, now_ms: int) -> None:
+        if not self.compacts:
+            return
         horizon = now_ms - self.raw_retention_ms
         until = now_ms - now_ms % MINUTE_MS
         if self._rolled_until_ms is None:  # first time in this process: from what is stored
@@ -227,7 +232,8 @@ class InfluxStore:
             f" AND time >= {start_ms}ms AND time < {end_ms}ms"
         )
         group = f" GROUP BY time({bucket_ms}ms, {start_ms % bucket_ms}ms) fill(none)"
-        if use_minutes(start_ms, bucket_ms, self._clock() - self.raw_retention_ms):
+        horizon = self._clock() - self.raw_retention_ms
+        if self.compacts and use_minutes(start_ms, bucket_ms, horizon):
             rows = self._select(
                 f"SELECT sum(total), sum(n), min(low), max(high) FROM {MINUTES}{where}{group}"
             )

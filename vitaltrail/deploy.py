@@ -12,6 +12,7 @@ the repository. Each step keeps what an earlier run made, so running it again is
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from devices.publisher import BrokerAddress
@@ -45,7 +46,9 @@ def deploy_init(
         register_ward(fleet, settings.registry_path)
     write_tls(broker_dir / "certs", [broker_host, "localhost", "127.0.0.1"])
     passwords = write_passwords(broker_dir, ["ingest", *sorted(registered)])
-    (broker_dir / "ingest.password").write_text(passwords["ingest"] + "\n")
+    fd = os.open(broker_dir / "ingest.password", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(passwords["ingest"] + "\n")
     cosigner = load_or_create_cosigner(settings.witness_dir / "witness.key", settings.witness_name)
     witnesses = [{"url": witness_url, "key": str(cosigner.verifier)}]
     (settings.data_dir / "witnesses.json").write_text(json.dumps(witnesses, indent=2) + "\n")
