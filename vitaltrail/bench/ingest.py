@@ -255,18 +255,21 @@ def live(
     messages: Sequence[Message],
     rate: float,
     work: Path,
-    influx_url: str | None = None,
+    influxd: Influxd | None = None,
 ) -> dict[str, Any]:
     port = broker.port
     assert broker.process is not None
-    settings = _settings(work, port, "live", signers, influx_url)
+    settings = _settings(work, port, "live", signers, influxd.url if influxd else None)
     ingest = IngestProcess(settings, work, "live").start()
-    broker_cpu = _cpu_seconds(broker.process.pid)
+    servers = {"mosquitto": broker.process.pid}
+    if influxd is not None and influxd.process is not None:
+        servers["influxd"] = influxd.process.pid
+    server_cpu = {name: _cpu_seconds(pid) for name, pid in servers.items()}
     published = _publish(
         port, _write_batch(work / "live.pkl", settings.topic_root, messages), rate, work
     )
     _wait_for(settings, len(signers) + len(messages), 120)
-    broker_cpu = _cpu_seconds(broker.process.pid) - broker_cpu
+    server_cpu = {name: _cpu_seconds(pid) - server_cpu[name] for name, pid in servers.items()}
     result = ingest.finish()
     sent = {(d, s): ns for (d, s, _), ns in zip(messages, published["sent_ns"], strict=True)}
     durable = {(d, s): (i, ns) for d, s, i, ns in result["durable"]}
@@ -300,7 +303,7 @@ def live(
             "ingestor": 1e6 * result["cpu_s"] / len(messages),
             "check_worker": 1e6 * result["check_workers_cpu_s"] / len(messages),
             "publisher": 1e6 * published["cpu_s"] / len(messages),
-            "mosquitto": 1e6 * broker_cpu / len(messages),
+            **{name: 1e6 * cpu / len(messages) for name, cpu in server_cpu.items()},
         },
     }
 
@@ -347,7 +350,7 @@ def run_bench_ingest(args: argparse.Namespace) -> int:
                 f"all sealed after {drain['seconds_to_sealed']:.1f}s, peak RSS {drain['peak_rss_mib']:.0f} MiB"
             )
             report["live"] = result = live(
-                broker, signers, messages[:live_total], args.rate, work, influx_url
+                broker, signers, messages[:live_total], args.rate, work, influxd
             )
             print(
                 f"live at {args.rate:,} msg/s for {args.live_seconds:.0f}s: {result['recorded']:,} recorded, "
