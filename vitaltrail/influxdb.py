@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -11,17 +10,13 @@ from pathlib import Path
 import httpx2
 
 from vitaltrail.mosquitto import free_port
+from vitaltrail.processes import installed, stop
 
 PROJECT_CONF = Path(__file__).parent / "influxdb.conf"
 
 
 def influxd_binary() -> str:
-    found = shutil.which("influxd") or "/usr/bin/influxd"
-    if not Path(found).exists():
-        raise RuntimeError(
-            "influxd is not installed: `make test` installs it (scripts/system-deps.sh)"
-        )
-    return found
+    return installed("influxd", "/usr/bin/influxd")
 
 
 @dataclass
@@ -60,11 +55,5 @@ class Influxd:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+        stop(self.process)
+        self.process = None

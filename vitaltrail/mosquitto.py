@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from vitaltrail.processes import installed, stop
 
 PROJECT_CONF = Path(__file__).parent / "mosquitto.conf"
 
@@ -40,12 +41,7 @@ def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
 
 
 def mosquitto_binary() -> str:
-    found = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(found).exists():
-        raise RuntimeError(
-            "mosquitto is not installed: `make test` installs it (scripts/system-deps.sh)"
-        )
-    return found
+    return installed("mosquitto", "/usr/sbin/mosquitto")
 
 
 @dataclass
@@ -75,11 +71,5 @@ class Mosquitto:
         return self
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+        stop(self.process)
+        self.process = None
