@@ -25,7 +25,7 @@ from ingest.check_pool import CheckPool
 from ingest.checks import Verdict
 from ingest.metrics import IngestMetrics
 from ingest.mqtt_source import InboundMessage, MqttError, MqttSource, SourceConfig
-from ingest.pipeline import BatchResult, Pipeline
+from ingest.pipeline import BatchResult, Pipeline, StoreWriteFailed
 from ledger.blocks import Block
 from ledger.witnessing import Checkpointed, LedgerAccess, WitnessClient
 
@@ -183,6 +183,11 @@ class Ingestor:
         try:
             result = await self._in_writer(self.pipeline.process, batch, now_ms, verdicts)
         except Exception as exc:
+            if isinstance(
+                exc, StoreWriteFailed
+            ):  # logged now: counted now, not as duplicates later
+                self.metrics.accepted.inc(exc.appended)
+                exc = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
             raise StorageError(f"could not make a batch of {len(batch)} durable: {exc!r}") from exc
         source.ack(batch)
         done_ns = time.time_ns()

@@ -38,6 +38,15 @@ class BatchResult:
     recorded: list[tuple[str, int, int]] = field(default_factory=list)  # (device, seq, index)
 
 
+class StoreWriteFailed(Exception):
+    """The ledger took the batch, the time-series store did not: nothing is acknowledged, and
+    the redelivered messages will find their entries logged (``appended`` of them now)."""
+
+    def __init__(self, appended: int) -> None:
+        super().__init__(f"the store refused the batch after {appended} readings were logged")
+        self.appended = appended
+
+
 class KeyEvents(Protocol):
     """Where device registrations and revocations come from (the device registry)."""
 
@@ -140,7 +149,10 @@ class Pipeline:
             else:
                 result.duplicates += 1
             points.extend(sample_points(a.reading, a.patient_id, outcome.index))
-        self.store.write(points)
+        try:
+            self.store.write(points)
+        except Exception as exc:
+            raise StoreWriteFailed(result.accepted) from exc
         self.quarantine.add(refused)
         for record in refused:
             result.rejected[record.reason] += 1

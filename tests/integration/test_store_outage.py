@@ -77,7 +77,6 @@ async def test_no_reading_is_lost_while_influxdb_is_down(
         store.close()
         influx.stop()
     # Readings logged in a batch whose store write failed came back from the broker and were
-    # recognised as already logged: the ledger holds each once (its size above), the store too.
-    accepted = metrics.sample("vitaltrail_readings_accepted_total")
-    redelivered = metrics.sample("vitaltrail_readings_duplicate_total")
-    assert accepted < total <= accepted + redelivered
+    # recognised as already logged: each counted once as accepted, then as redelivered.
+    assert metrics.sample("vitaltrail_readings_accepted_total") == total
+    assert metrics.sample("vitaltrail_readings_duplicate_total") > 0
