@@ -11,12 +11,12 @@ it with the stored entry (:class:`~ledger.storage.MerkleLog`), on that rare path
 from __future__ import annotations
 
 import struct
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from ledger.appends import EntryKey, NewEntry
 from ledger.database import Database
+from ledger.row_cache import RowCache
 
 ROW_KEYS = 16
 _SLOT = struct.Struct(">Q")
@@ -44,7 +44,7 @@ class KeyIndex:
         self._db = db
         if not read_only:
             db.script(SCHEMA)
-        self._cache: OrderedDict[RowKey, bytes] = OrderedDict()
+        self._cache: RowCache[RowKey] = RowCache(_CACHE_ROWS)
 
     def find(self, keys: Iterable[EntryKey]) -> dict[EntryKey, int]:
         """The index of the entry recorded under each key that has one."""
@@ -76,33 +76,17 @@ class KeyIndex:
     def committed(self, staged: StagedKeys) -> None:
         """The transaction holding :meth:`commit` succeeded: remember the rows."""
         for rk, row in staged.rows.items():
-            self._remember(rk, bytes(row))
+            self._cache.put(rk, bytes(row))
 
     def forget(self) -> None:
         self._cache.clear()
 
     def _rows(self, wanted: set[RowKey]) -> dict[RowKey, bytes]:
-        found: dict[RowKey, bytes] = {}
-        missing: list[RowKey] = []
-        for rk in wanted:
-            row = self._cache.get(rk)
-            if row is None:
-                missing.append(rk)
-            else:
-                self._cache.move_to_end(rk)
-                found[rk] = row
-        stored = self._db.lookup_pairs("entry_keys", ("grp", "blk"), "slots", missing)
-        for (grp, blk), row in stored.items():
-            rk = (str(grp), int(blk))
-            found[rk] = row
-            self._remember(rk, row)
-        return found
+        return self._cache.read(wanted, self._fetch)
 
-    def _remember(self, rk: RowKey, row: bytes) -> None:
-        self._cache[rk] = row
-        self._cache.move_to_end(rk)
-        if len(self._cache) > _CACHE_ROWS:
-            self._cache.popitem(last=False)
+    def _fetch(self, keys: list[RowKey]) -> dict[RowKey, bytes]:
+        stored = self._db.lookup_pairs("entry_keys", ("grp", "blk"), "slots", keys)
+        return {(str(grp), int(blk)): row for (grp, blk), row in stored.items()}
 
 
 class StagedKeys:

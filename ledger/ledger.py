@@ -85,25 +85,24 @@ class Ledger:
         if self._sequencer is None:
             return self.log.append(entries, meta)
         if self._lead():
-            return self._sequence(entries, meta)
+            return self._sequence(entries, meta)[1]
         return self._sequencer.submit(entries, lead=self.sequence_pending)
 
     def sequence_pending(self) -> int:
         """Append what feeders submitted, if this ingestor is the sequencer; how many."""
         if self._sequencer is None or not self._lead():
             return 0
-        pending, settle = self._sequencer.take_pending()
-        if pending:
-            self.log.append(pending, None, also=settle)
-        return len(pending)
+        return self._sequence([], None)[0]
 
     def _sequence(
         self, own: Sequence[NewEntry], meta: Mapping[str, int] | None
-    ) -> Sequence[AppendResult]:
+    ) -> tuple[int, Sequence[AppendResult]]:
+        """Append the feeders' pending entries, then ``own``: how many were pending, and the
+        results of ``own``."""
         assert self._sequencer is not None
         pending, settle = self._sequencer.take_pending()
         results = self.log.append([*pending, *own], meta, also=settle)
-        return results[len(pending) :]
+        return len(pending), results[len(pending) :]
 
     def seal(self, now_ms: int) -> Block | None:
         """Sign a checkpoint of everything appended so far, if anything was appended since

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import operator
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -30,6 +29,7 @@ from ledger.merkle import (
     inclusion_ranges,
     perfect_subtrees,
 )
+from ledger.row_cache import RowCache
 from ledger.tiles import SLOTS, TileKey, blank_tile, edge_tiles, locate, read_slot
 
 SCHEMA = """
@@ -73,7 +73,10 @@ class MerkleLog:
         self._frontier: list[tuple[int, bytes]] = []  # (level, hash) of the right edge
         self._edge: dict[TileKey, bytearray] = {}  # the tiles appends write into
         self._edge_page: list[bytes] = []  # the entries of the last, unfilled page
-        self._full_tiles: OrderedDict[TileKey, bytes] = OrderedDict()
+        # Full tiles never change again: those may be cached, by readers too.
+        self._full_tiles: RowCache[TileKey] = RowCache(
+            _FULL_TILE_CACHE, keep=lambda tile: read_slot(tile, SLOTS - 1) is not None
+        )
         self.size = 0
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="merkle-log-io")
         if not read_only:
@@ -251,7 +254,9 @@ class MerkleLog:
         return self.keys.find([key]).get(key)
 
     def entry(self, index: int) -> bytes | None:
-        if not 0 <= index < self.stored_size():
+        """Entry ``index``, or None. Pages are written with the size they make, in one
+        transaction, so a stored page never holds an entry beyond the log."""
+        if index < 0:
             return None
         page = self._page(index // PAGE_ENTRIES)
         offset = index % PAGE_ENTRIES
@@ -319,24 +324,11 @@ class MerkleLog:
         return None if row is None else bytes(row[0])
 
     def _read_tiles(self, keys: Iterable[TileKey]) -> dict[TileKey, bytes]:
-        found: dict[TileKey, bytes] = {}
-        wanted: list[TileKey] = []
-        for key in keys:
-            cached = self._full_tiles.get(key)
-            if cached is None:
-                wanted.append(key)
-            else:
-                found[key] = cached
-        for (level, idx), tile in self._db.lookup_pairs(
-            "tiles", ("level", "idx"), "hashes", wanted
-        ).items():
-            key = (int(level), int(idx))
-            found[key] = tile
-            if read_slot(tile, SLOTS - 1) is not None:  # full: it never changes again
-                self._full_tiles[key] = tile
-                if len(self._full_tiles) > _FULL_TILE_CACHE:
-                    self._full_tiles.popitem(last=False)
-        return found
+        return self._full_tiles.read(keys, self._fetch_tiles)
+
+    def _fetch_tiles(self, keys: list[TileKey]) -> dict[TileKey, bytes]:
+        stored = self._db.lookup_pairs("tiles", ("level", "idx"), "hashes", keys)
+        return {(int(level), int(idx)): tile for (level, idx), tile in stored.items()}
 
 
 def _write_nodes(

@@ -39,18 +39,13 @@ class Checkpointed:
     note: str  # signed by the log
 
 
+@dataclass(frozen=True)
 class LedgerAccess:
     """The calls witnessing makes into the ledger (run on the ledger's writer thread)."""
 
-    def __init__(
-        self,
-        witnessed_size: Callable[[str], Awaitable[int]],
-        consistency_proof: Callable[[int, int], Awaitable[list[bytes]]],
-        store_cosignature: Callable[[int, str, str], Awaitable[None]],
-    ) -> None:
-        self.witnessed_size = witnessed_size
-        self.consistency_proof = consistency_proof
-        self.store_cosignature = store_cosignature
+    witnessed_size: Callable[[str], Awaitable[int]]
+    consistency_proof: Callable[[int, int], Awaitable[list[bytes]]]
+    store_cosignature: Callable[[int, str, str], Awaitable[None]]
 
 
 class WitnessClient:

@@ -14,7 +14,6 @@ import datetime
 import hashlib
 import ipaddress
 import json
-import os
 import secrets
 from pathlib import Path
 
@@ -22,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from ledger.keyfile import write_private
 
 PBKDF2_ITERATIONS = 101  # Mosquitto 2's default for $7$ hashes
 
@@ -31,13 +32,6 @@ def password_line(user: str, password: str, salt: bytes | None = None) -> str:
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS)
     encoded_salt, encoded_digest = (base64.b64encode(b).decode() for b in (salt, digest))
     return f"{user}:$7${PBKDF2_ITERATIONS}${encoded_salt}${encoded_digest}"
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
 
 
 def _name(common_name: str) -> x509.Name:
@@ -86,8 +80,8 @@ def write_tls(directory: Path, hostnames: list[str], days: int = 825) -> None:
     (directory / "server.crt").write_bytes(server.public_bytes(pem))
     private = serialization.PrivateFormat.PKCS8
     none = serialization.NoEncryption()
-    _write_private(directory / "ca.key", ca_key.private_bytes(pem, private, none))
-    _write_private(directory / "server.key", key.private_bytes(pem, private, none))
+    write_private(directory / "ca.key", ca_key.private_bytes(pem, private, none))
+    write_private(directory / "server.key", key.private_bytes(pem, private, none))
 
 
 def write_passwords(directory: Path, users: list[str]) -> dict[str, str]:
@@ -99,7 +93,7 @@ def write_passwords(directory: Path, users: list[str]) -> dict[str, str]:
     )
     for user in users:
         known.setdefault(user, secrets.token_urlsafe(24))
-    _write_private(credentials_path, json.dumps(known, indent=2).encode())
+    write_private(credentials_path, json.dumps(known, indent=2).encode())
     lines = [password_line(user, password) for user, password in sorted(known.items())]
-    _write_private(directory / "passwd", ("\n".join(lines) + "\n").encode())
+    write_private(directory / "passwd", ("\n".join(lines) + "\n").encode())
     return known

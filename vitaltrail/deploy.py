@@ -12,12 +12,11 @@ the repository. Each step keeps what an earlier run made, so running it again is
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from devices.publisher import BrokerAddress
 from devices.registry import DeviceRegistry
-from ledger.keyfile import load_or_create_signer
+from ledger.keyfile import load_or_create_signer, write_private
 from simulator.fleet import Fleet
 from simulator.ward import build_ward
 from vitaltrail.broker_auth import write_passwords, write_tls
@@ -42,13 +41,11 @@ def deploy_init(
     registry = DeviceRegistry(settings.registry_path)
     already = {d.device_id for d in registry.all()}
     registry.close()
-    if not registered <= already:
+    if not registered <= already:  # a revoked device must stay revoked on a second run
         register_ward(fleet, settings.registry_path)
     write_tls(broker_dir / "certs", [broker_host, "localhost", "127.0.0.1"])
     passwords = write_passwords(broker_dir, ["ingest", *sorted(registered)])
-    fd = os.open(broker_dir / "ingest.password", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(passwords["ingest"] + "\n")
+    write_private(broker_dir / "ingest.password", (passwords["ingest"] + "\n").encode())
     cosigner = load_or_create_cosigner(settings.witness_dir / "witness.key", settings.witness_name)
     witnesses = [{"url": witness_url, "key": str(cosigner.verifier)}]
     (settings.data_dir / "witnesses.json").write_text(json.dumps(witnesses, indent=2) + "\n")

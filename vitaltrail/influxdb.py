@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx2
 
 from vitaltrail.mosquitto import free_port
-from vitaltrail.processes import installed, stop
+from vitaltrail.processes import installed, spawn, stop
 
 PROJECT_CONF = Path(__file__).parent / "influxdb.conf"
 
@@ -39,10 +39,7 @@ class Influxd:
             .replace("{rpc_port}", str(free_port()))
             .replace("{http_port}", str(self.http_port))
         )
-        with (self.workdir / "influxd.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                [influxd_binary(), "-config", str(conf)], stdout=log, stderr=subprocess.STDOUT
-            )
+        self.process = spawn([influxd_binary(), "-config", str(conf)], self.workdir / "influxd.log")
         deadline = time.monotonic() + timeout_s
         while True:
             try:

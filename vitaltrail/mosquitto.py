@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vitaltrail.processes import installed, stop
+from vitaltrail.processes import installed, spawn, stop
 
 PROJECT_CONF = Path(__file__).parent / "mosquitto.conf"
 
@@ -63,10 +63,7 @@ class Mosquitto:
             # as root, mosquitto would switch to a user that cannot write this directory
             + ("user root\n" if os.geteuid() == 0 else "")
         )
-        with (self.workdir / "mosquitto.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                [mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
-            )
+        self.process = spawn([mosquitto_binary(), "-c", str(conf)], self.workdir / "mosquitto.log")
         wait_for_port(self.port)
         return self
 

@@ -17,6 +17,12 @@ def installed(name: str, fallback: str) -> str:
     return found
 
 
+def spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start a server, its output appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+
+
 def stop(process: subprocess.Popen[bytes] | None, timeout_s: float = 15) -> None:
     """SIGTERM, then SIGKILL if it does not stop in time."""
     if process is None:

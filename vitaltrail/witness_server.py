@@ -8,13 +8,13 @@ latest checkpoint cosigned per log - is ``<data dir>/witness/state.db``.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from ledger.cosignature import Cosigner
+from ledger.keyfile import load_or_create_key
 from ledger.note import NoteVerifier
 from ledger.witness import MAX_REQUEST_BYTES, Witness
 from vitaltrail.services import http_server, stop_on_signals
@@ -41,15 +41,7 @@ def witness_app(witness: Witness) -> FastAPI:
 
 
 def load_or_create_cosigner(path: Path, name: str) -> Cosigner:
-    if path.exists():
-        return Cosigner.parse(path.read_text())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cosigner = Cosigner.generate(name)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(str(cosigner) + "\n")
-    path.with_suffix(".pub").write_text(str(cosigner.verifier) + "\n")
-    return cosigner
+    return load_or_create_key(path, name, Cosigner)
 
 
 async def run_witness(settings: Settings, logs: list[NoteVerifier]) -> int:
