@@ -44,7 +44,9 @@ class KeyIndex:
         self._db = db
         if not read_only:
             db.script(SCHEMA)
-        self._cache: RowCache[RowKey] = RowCache(_CACHE_ROWS)
+        # Only the writer may cache rows: it is the one that changes them. A reader's cached
+        # row would hide keys taken after it was read.
+        self._cache: RowCache[RowKey] = RowCache(_CACHE_ROWS, keep=lambda _: not read_only)
 
     def find(self, keys: Iterable[EntryKey]) -> dict[EntryKey, int]:
         """The index of the entry recorded under each key that has one."""

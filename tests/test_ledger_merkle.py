@@ -270,3 +270,14 @@ def test_an_entry_is_refused_once_its_unless_key_is_taken(ledger_db: Database) -
     ]
     assert log.size == 3
     assert log.index_of(EntryKey("r", 1)) is None  # a refused entry takes no key
+
+
+def test_a_reader_sees_keys_the_writer_takes_after_it_looked(tmp_path: Path) -> None:
+    """A long-lived reader (the API's) must not answer from a row it read before a write."""
+    writer = MerkleLog(Database.sqlite(tmp_path / "l.db"))
+    reader = MerkleLog(Database.sqlite(tmp_path / "l.db", read_only=True), read_only=True)
+    writer.append([NewEntry(EntryKey("device-key/ab", 0), b"registered")])
+    assert reader.index_of(EntryKey("device-key/ab", 0)) == 0
+    assert reader.index_of(EntryKey("device-key/ab", 1)) is None  # same row: read once
+    writer.append([NewEntry(EntryKey("device-key/ab", 1), b"revoked")])
+    assert reader.index_of(EntryKey("device-key/ab", 1)) == 1
