@@ -1,4 +1,12 @@
 # vitaltrail: one image for the ingestors, the API, the witness, the simulator and setup.
+
+# Browser assets (Swagger UI for /docs) from the npm registry, pinned by package-lock.json.
+FROM node:20-slim AS assets
+WORKDIR /src
+COPY package.json package-lock.json ./
+COPY scripts/vendor-assets.sh scripts/
+RUN bash scripts/vendor-assets.sh
+
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
@@ -8,6 +16,7 @@ COPY simulator simulator
 COPY ingest ingest
 COPY ledger ledger
 COPY dashboards dashboards
+COPY --from=assets /src/dashboards/static/vendor dashboards/static/vendor
 COPY vitaltrail vitaltrail
 RUN pip install . && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin vitaltrail
 USER 10001

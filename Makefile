@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: demo test lint typecheck unit bench clean system-deps
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml package-lock.json
+	bash scripts/vendor-assets.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -35,4 +36,4 @@ bench: $(STAMP) system-deps
 	$(BIN)/vitaltrail bench ingest
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache node_modules dashboards/static/vendor

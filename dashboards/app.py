@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from dashboards.api import router
+from dashboards.docs_page import add_offline_docs
 from devices.registry import DeviceRegistry
 from ingest.store import TimeSeriesStore
 from ledger.ledger import LedgerReader
@@ -49,10 +50,13 @@ def create_app(sources: DataSources) -> FastAPI:
         version="0.1.0",
         summary="Signed vital-sign readings, sealed into a verifiable ledger.",
         lifespan=lifespan,
+        docs_url=None,  # served from the package below, not from a CDN
+        redoc_url=None,
     )
     app.include_router(router)
     static = Path(__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    add_offline_docs(app)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

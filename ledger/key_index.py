@@ -99,26 +99,28 @@ class StagedKeys:
 
     def claim(self, entries: Sequence[NewEntry], first: int) -> Claims:
         """Give each entry whose key is free (and whose ``unless`` key is not taken) the next
-        index, from ``first``. Keys taken earlier in ``entries`` count as taken."""
+        index, from ``first``. Keys taken earlier in ``entries`` count as taken. A key taken
+        before is judged as a redelivery or a conflict whatever its ``unless`` key says: the
+        entry was logged before that key was taken."""
         rows, pack, unpack, slot_size = self.rows, _SLOT.pack_into, _SLOT.unpack_from, _SLOT.size
         taken: dict[int, int] = {}
         refused: dict[int, int] = {}
         new_data: list[bytes] = []
         next_index = first
         for position, ((group, number), data, unless) in enumerate(entries):
-            if unless is not None:
-                blocker = self._taken(unless)
-                if blocker is not None:
-                    refused[position] = blocker
-                    continue
             rk = (group, number // ROW_KEYS)
             row = rows.get(rk)
             if row is None:
                 row = rows[rk] = bytearray(ROW_BYTES)
             offset = (number % ROW_KEYS) * slot_size
-            if row[offset] & 0x80:
+            if row[offset] & 0x80:  # logged before: a redelivery or a conflict, not an append
                 taken[position] = unpack(row, offset)[0] & ~_TAKEN
                 continue
+            if unless is not None:
+                blocker = self._taken(unless)
+                if blocker is not None:
+                    refused[position] = blocker
+                    continue
             pack(row, offset, next_index | _TAKEN)
             new_data.append(data)
             next_index += 1

@@ -26,8 +26,9 @@ log = logging.getLogger("vitaltrail.simulator")
 @dataclass
 class FleetStats:
     elapsed_s: float = 0.0
-    submitted: int = 0
-    sent: int = 0
+    submitted: int = 0  # readings signed in this run
+    carried_over: int = 0  # readings an earlier run left in the outboxes, sent in this one
+    sent: int = 0  # readings the broker acknowledged in this run (old and new)
     queued: int = 0
     offline: int = 0
     reconnects: int = 0
@@ -82,6 +83,7 @@ class Fleet:
             self.publishers[device.device_id] = DevicePublisher(
                 device.device_id, self.signers[device.device_id], outbox, broker, self._config
             )
+        self.stats.carried_over = sum(p.backlog for p in self.publishers.values())
         start = time.monotonic()
         start_ms = int(time.time() * 1000)
         reporter = asyncio.create_task(self._report(start, progress))

@@ -81,10 +81,15 @@ class Ward:
                 yield t, device, samples
 
 
-def build_ward(devices: int, seed: int = 1, *, offline_rate: float = 0.0) -> Ward:
+SIMULATED_WARD = "sim"  # `vitaltrail simulate`'s ward: ids and keys apart from the demo's
+
+
+def build_ward(devices: int, seed: int = 1, *, offline_rate: float = 0.0, name: str = "") -> Ward:
     """A ward with ``devices`` devices: each patient gets a band, then a cuff, then a CGM if diabetic.
 
     ``offline_rate`` is the chance that a device has one outage (10-30 s) in the first minute.
+    ``name`` prefixes every patient and device id, so two simulated wards never share a device
+    (the demo's ward has none; ``vitaltrail simulate`` uses :data:`SIMULATED_WARD`).
     """
     rng = random.Random(seed)
     patients: dict[str, VirtualPatient] = {}
@@ -92,7 +97,7 @@ def build_ward(devices: int, seed: int = 1, *, offline_rate: float = 0.0) -> War
     n = 0
     while len(fleet) < devices:
         n += 1
-        patient_id = f"patient-{n:03d}"
+        patient_id = f"{name}-patient-{n:03d}" if name else f"patient-{n:03d}"
         profile = PatientProfile.random(patient_id, rng)
         patients[patient_id] = VirtualPatient(profile, rng.randrange(2**32))
         kinds = ["band", "cuff"] + (["cgm"] if profile.diabetic else [])

@@ -105,3 +105,20 @@ def test_a_key_revoked_between_check_and_write_is_refused_and_its_revocation_log
     assert result.rejected == {Reason.REVOKED_DEVICE: 1}
     kinds = [LedgerEntry.decode(d).kind for _, d in pipeline.ledger.log.entries(0, 9)]
     assert kinds == [EntryKind.DEVICE_REGISTERED, EntryKind.DEVICE_REVOKED]
+
+
+def test_a_revoked_devices_redelivery_of_a_reading_logged_before_is_a_duplicate(
+    tmp_path: Path,
+) -> None:
+    """The broker redelivers what was logged but not acked; the revocation came in between."""
+    pipeline, signer = _pipeline(tmp_path)
+    logged = _msg(signed("band-1", signer, 0))
+    assert pipeline.process([logged], now_ms()).accepted == 1
+    registry = DeviceRegistry(tmp_path / "registry.db")
+    registry.revoke("band-1")
+    registry.close()
+    again = pipeline.process([logged], now_ms())
+    assert (again.accepted, again.duplicates, dict(again.rejected)) == (0, 1, {})
+    later = pipeline.process([_msg(signed("band-1", signer, 1))], now_ms())
+    assert later.rejected == {Reason.REVOKED_DEVICE: 1}
+    assert later.accepted == 0

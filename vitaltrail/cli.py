@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import logging
 import sys
 from pathlib import Path
 
+from simulator.ward import SIMULATED_WARD
 from vitaltrail.settings import Settings
 
 
@@ -56,7 +58,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     credentials = json.loads(args.credentials.read_text()) if args.credentials else None
     return asyncio.run(
         run_simulate(
-            _settings(args), args.devices, args.duration, args.seed, args.register, credentials
+            _settings(args),
+            args.devices,
+            args.duration,
+            args.seed,
+            args.register,
+            credentials,
+            args.ward,
         )
     )
 
@@ -125,143 +133,225 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_bench_ingest(args)
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vitaltrail", description=__doc__)
-    p.add_argument(
-        "--data-dir", type=Path, help="ledger, store, registry and keys (default ./data)"
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every flag's help ends with its default, unless it has none to show (on/off, required)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "%(default)" in text
+            or "default:" in text
+            or action.default in (None, argparse.SUPPRESS, False)
+            or action.required
+            or not action.option_strings
+        ):
+            return text
+        return text + " (default: %(default)s)"
+
+
+def _setting(field: str) -> str:
+    """Where a flag's value comes from when it is not given: the settings default, or its env var."""
+    default = Settings.model_fields[field].default
+    return f"default: {default}, or ${'VITALTRAIL_' + field.upper()}"
+
+
+def _global_flags(suppress: bool) -> argparse.ArgumentParser:
+    """Flags every subcommand takes, before or after its name (``vitaltrail demo --data-dir d``)."""
+    g = argparse.ArgumentParser(add_help=False)
+    g.add_argument(
+        "--data-dir",
+        type=Path,
+        default=argparse.SUPPRESS if suppress else None,
+        help=f"ledger, store, registry and keys ({_setting('data_dir')})",
     )
-    p.add_argument("--log-level", default="INFO")
-    sub = p.add_subparsers(dest="command", required=True)
+    g.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default=argparse.SUPPRESS if suppress else "INFO",
+        help="what to log on stderr (default: INFO; patient data only at DEBUG)",
+    )
+    return g
+
+
+def parser() -> argparse.ArgumentParser:
+    common = _global_flags(suppress=True)
+    p = argparse.ArgumentParser(
+        prog="vitaltrail",
+        description=__doc__,
+        parents=[_global_flags(suppress=False)],
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str
+    ) -> argparse.ArgumentParser:
+        return parent.add_parser(
+            name, help=text, description=text, parents=[common], formatter_class=_HelpFormatter
+        )
 
     def mqtt_flags(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--mqtt-host")
-        sp.add_argument("--mqtt-port", type=int)
+        sp.add_argument("--mqtt-host", help=f"the MQTT broker's host ({_setting('mqtt_host')})")
         sp.add_argument(
-            "--mqtt311", action="store_true", help="MQTT 3.1.1 (no shared subscription)"
+            "--mqtt-port", type=int, help=f"the MQTT broker's port ({_setting('mqtt_port')})"
+        )
+        sp.add_argument(
+            "--mqtt311",
+            action="store_true",
+            help="speak MQTT 3.1.1, e.g. to the demo's embedded broker (default: MQTT 5)",
         )
 
     def http_flags(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--http-host")
-        sp.add_argument("--http-port", type=int)
+        sp.add_argument("--http-host", help=f"where the web app listens ({_setting('http_host')})")
+        sp.add_argument(
+            "--http-port", type=int, help=f"the web app's port ({_setting('http_port')})"
+        )
 
-    demo = sub.add_parser("demo", help="everything in one process on embedded defaults")
-    demo.add_argument("--devices", type=int, default=12)
-    demo.add_argument("--duration", type=float, help="seconds (default: until Ctrl-C)")
-    demo.add_argument("--seed", type=int, default=1)
+    demo = command(sub, "demo", "everything in one process on embedded defaults")
+    demo.add_argument("--devices", type=int, default=12, help="simulated devices in the ward")
+    demo.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    demo.add_argument("--seed", type=int, default=1, help="the simulated ward's random seed")
     http_flags(demo)
     demo.set_defaults(func=cmd_demo)
 
-    ingest = sub.add_parser("ingest", help="consume readings from an MQTT broker into the ledger")
+    ingest = command(sub, "ingest", "consume readings from an MQTT broker into the ledger")
     mqtt_flags(ingest)
     http_flags(ingest)
     ingest.add_argument("--serve-api", action="store_true", help="also serve the web app")
     ingest.set_defaults(func=cmd_ingest)
 
-    serve = sub.add_parser("serve", help="serve the dashboard and API over existing data")
+    serve = command(sub, "serve", "serve the dashboard and API over existing data")
     http_flags(serve)
     serve.set_defaults(func=cmd_serve)
 
-    sim = sub.add_parser("simulate", help="publish a simulated ward's readings")
+    sim = command(sub, "simulate", "publish a simulated ward's readings")
     mqtt_flags(sim)
-    sim.add_argument("--devices", type=int, default=10)
-    sim.add_argument("--duration", type=float, default=60, help="seconds")
-    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--devices", type=int, default=10, help="simulated devices")
+    sim.add_argument("--duration", type=float, default=60, help="seconds to publish")
+    sim.add_argument("--seed", type=int, default=1, help="the simulated ward's random seed")
+    sim.add_argument(
+        "--ward",
+        default=SIMULATED_WARD,
+        help="prefix of the simulated patients' and devices' ids (and their keys' folder), so a "
+        "simulation never takes the demo's devices",
+    )
     sim.add_argument(
         "--register", action="store_true", help="register the devices in the data dir's registry"
     )
     sim.add_argument(
-        "--credentials", type=Path, help="JSON of each device's broker password (deploy-init's)"
+        "--credentials",
+        type=Path,
+        help="JSON of each device's broker password, deploy-init's (default: none, anonymous)",
     )
     sim.set_defaults(func=cmd_simulate)
 
-    verify = sub.add_parser(
-        "verify", help="check a proof bundle offline against a pinned ledger key"
-    )
-    verify.add_argument("bundle", type=Path)
+    verify = command(sub, "verify", "check a proof bundle offline against a pinned ledger key")
+    verify.add_argument("bundle", type=Path, help="the proof bundle (JSON) to check")
     verify.add_argument("--ledger-key", required=True, help="verifier key, or a file holding it")
     verify.add_argument(
         "--witness-key",
         action="append",
         default=[],
-        help="a pinned witness key (or a file holding it); repeat for each witness",
+        help="a pinned witness key (or a file holding it); repeat for each witness (default: none)",
     )
     verify.add_argument(
         "--quorum", type=int, help="cosignatures required (default: all --witness-key given)"
     )
     verify.set_defaults(func=cmd_verify)
 
-    init = sub.add_parser(
-        "deploy-init", help="first-run keys, certificates and passwords of a compose deployment"
+    init = command(
+        sub, "deploy-init", "first-run keys, certificates and passwords of a compose deployment"
     )
-    init.add_argument("--broker-dir", type=Path, required=True)
+    init.add_argument(
+        "--broker-dir", type=Path, required=True, help="where the broker's files are written"
+    )
     init.add_argument("--broker-host", default="mosquitto", help="the broker's name in its cert")
-    init.add_argument("--witness-url", default="http://witness:7380")
+    init.add_argument(
+        "--witness-url", default="http://witness:7380", help="where the witness listens"
+    )
     init.add_argument("--devices", type=int, default=12, help="the simulated ward's size")
-    init.add_argument("--seed", type=int, default=1)
+    init.add_argument("--seed", type=int, default=1, help="the simulated ward's random seed")
     init.set_defaults(func=cmd_deploy_init)
 
-    reindex = sub.add_parser(
-        "reindex", help="rebuild the time-series store from the ledger (the record)"
-    )
+    reindex = command(sub, "reindex", "rebuild the time-series store from the ledger (the record)")
     reindex.set_defaults(func=cmd_reindex)
 
-    audit = sub.add_parser(
-        "audit", help="rebuild the ledger from its entries and check every signature and link"
+    audit = command(
+        sub, "audit", "rebuild the ledger from its entries and check every signature and link"
     )
     audit.add_argument(
         "--ledger-key", help="the ledger's verifier key, or a file (default: the data dir's)"
     )
     audit.set_defaults(func=cmd_audit)
 
-    witness = sub.add_parser("witness", help="cosign checkpoints of logs (C2SP tlog-witness)")
+    witness = command(sub, "witness", "cosign checkpoints of logs (C2SP tlog-witness)")
     witness.add_argument(
         "--log-key",
         action="append",
         required=True,
         help="verifier key (or a file holding it) of a log to witness; repeat for each log",
     )
-    witness.add_argument("--name", help="this witness's key name (default: from settings)")
-    witness.add_argument("--host")
-    witness.add_argument("--port", type=int)
+    witness.add_argument("--name", help=f"this witness's key name ({_setting('witness_name')})")
+    witness.add_argument("--host", help=f"where it listens ({_setting('witness_host')})")
+    witness.add_argument("--port", type=int, help=f"its port ({_setting('witness_port')})")
     witness.set_defaults(func=cmd_witness)
 
-    devices = sub.add_parser("devices", help="the device registry")
-    dsub = devices.add_subparsers(dest="action", required=True)
-    reg = dsub.add_parser("register")
-    reg.add_argument("device_id")
-    reg.add_argument("--patient", required=True)
-    reg.add_argument("--public-key", type=Path, required=True, help="PEM SubjectPublicKeyInfo")
-    rev = dsub.add_parser("revoke")
-    rev.add_argument("device_id")
-    dsub.add_parser("list")
+    devices = command(sub, "devices", "the device registry")
+    dsub = devices.add_subparsers(dest="action", required=True, metavar="ACTION")
+    reg = command(dsub, "register", "register a device's public key for a patient")
+    reg.add_argument("device_id", help="1-64 characters of [A-Za-z0-9._-]")
+    reg.add_argument("--patient", required=True, help="the patient the device is bound to")
+    reg.add_argument(
+        "--public-key", type=Path, required=True, help="the device's PEM SubjectPublicKeyInfo"
+    )
+    rev = command(dsub, "revoke", "revoke a device: its later readings are refused")
+    rev.add_argument("device_id", help="the device to revoke")
+    command(dsub, "list", "every registered device and its state")
     devices.set_defaults(func=cmd_devices)
 
-    bench = sub.add_parser("bench", help="measure throughput and latency on this machine")
-    bsub = bench.add_subparsers(dest="bench", required=True)
-    bi = bsub.add_parser("ingest", help="end-to-end ingest through a real Mosquitto")
+    bench = command(sub, "bench", "measure throughput and latency on this machine")
+    bsub = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    bi = command(bsub, "ingest", "end-to-end ingest through a real Mosquitto")
     bi.add_argument("--messages", type=int, default=100_000, help="backlog-drain size")
     bi.add_argument("--rate", type=int, default=5000, help="live publishing rate, msg/s")
-    bi.add_argument("--live-seconds", type=float, default=20)
-    bi.add_argument("--devices", type=int, default=100)
+    bi.add_argument("--live-seconds", type=float, default=20, help="length of the live run")
+    bi.add_argument("--devices", type=int, default=100, help="simulated devices publishing")
     bi.add_argument(
         "--store", choices=["sqlite", "influxdb"], default="sqlite", help="the time-series store"
     )
-    bi.add_argument("--output", type=Path, help="also write the results as JSON here")
-    bs = bsub.add_parser("store", help="the dashboard's 24 h range query on SQLite and InfluxDB")
-    bs.add_argument("--patients", type=int, default=10)
-    bs.add_argument("--queries", type=int, default=50)
-    bs.add_argument("--output", type=Path, help="also write the results as JSON here")
-    bl = bsub.add_parser("ledger", help="Merkle log appends and proofs beside pymerkle 7")
-    bl.add_argument("--entries", type=int, default=10_000_000)
+    bi.add_argument(
+        "--output", type=Path, help="also write the results as JSON here (default: printed only)"
+    )
+    bs = command(bsub, "store", "the dashboard's 24 h range query on SQLite and InfluxDB")
+    bs.add_argument("--patients", type=int, default=10, help="patients with a day of 1 Hz data")
+    bs.add_argument("--queries", type=int, default=50, help="range queries timed per store")
+    bs.add_argument(
+        "--output", type=Path, help="also write the results as JSON here (default: printed only)"
+    )
+    bl = command(bsub, "ledger", "Merkle log appends and proofs beside pymerkle 7")
+    bl.add_argument("--entries", type=int, default=10_000_000, help="entries appended")
     bl.add_argument("--batch", type=int, default=10_000, help="entries per append")
     bl.add_argument("--entry-bytes", type=int, default=200, help="about a signed reading")
     bl.add_argument("--proofs", type=int, default=2000, help="random proofs timed per kind")
     bl.add_argument("--devices", type=int, default=100, help="key spread of the entries")
-    bl.add_argument("--pymerkle-seconds", type=float, default=120, help="pymerkle's proof budget")
+    bl.add_argument(
+        "--pymerkle-seconds", type=float, default=120, help="pymerkle's proof budget, seconds"
+    )
     bl.add_argument("--dir", type=Path, help="where the two databases go (default: a temp dir)")
-    bl.add_argument("--output", type=Path, help="also write the results as JSON here")
+    bl.add_argument(
+        "--output", type=Path, help="also write the results as JSON here (default: printed only)"
+    )
     bench.set_defaults(func=cmd_bench)
     return p
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("vitaltrail")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout without installing
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,8 +18,9 @@ from ledger.ledger import LedgerReader
 from ledger.note import NoteError, NoteVerifier
 from ledger.verifier import Policy, verify_bundle
 from simulator.fleet import Fleet, FleetStats
-from simulator.ward import build_ward
+from simulator.ward import SIMULATED_WARD, build_ward
 from vitaltrail.demo import register_ward
+from vitaltrail.progress import live_progress
 from vitaltrail.runtime import build_ingest, data_sources, open_store
 from vitaltrail.services import http_server, stop_on_signals
 from vitaltrail.settings import Settings
@@ -66,13 +67,10 @@ async def run_serve(settings: Settings) -> int:
     return 0
 
 
-def _progress(stats: FleetStats) -> None:
-    print(
-        f"\r{stats.elapsed_s:6.0f}s  readings {stats.submitted:8d}  acked {stats.sent:8d}"
-        f"  queued {stats.queued:6d}  offline {stats.offline:3d}",
-        end="",
-        file=sys.stderr,
-        flush=True,
+def _status(stats: FleetStats) -> str:
+    return (
+        f"readings {stats.submitted:,}  acked {stats.sent:,}  queued {stats.queued:,}"
+        f"  offline {stats.offline}"
     )
 
 
@@ -83,41 +81,55 @@ async def run_simulate(
     seed: int,
     register: bool,
     credentials: dict[str, str] | None = None,
+    ward_name: str = SIMULATED_WARD,
 ) -> int:
-    ward = build_ward(devices, seed, offline_rate=0.1)
+    ward = build_ward(devices, seed, offline_rate=0.1, name=ward_name)
     tls_ca = str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None
     fleet = Fleet(
         ward,
         BrokerAddress(settings.mqtt_host, settings.mqtt_port, mqtt5=settings.mqtt5, tls_ca=tls_ca),
-        settings.simulator_dir,
+        settings.simulator_dir / ward_name if ward_name else settings.simulator_dir,
         PublisherConfig(topic_root=settings.topic_root),
         credentials,
     )
     if register:
         register_ward(fleet, settings.registry_path)
-    task = asyncio.create_task(fleet.run(duration_s, progress=_progress))
     stop = stop_on_signals()
-    await asyncio.wait(
-        [task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
-    )
-    if not task.done():
-        task.cancel()
-    (outcome,) = await asyncio.gather(task, return_exceptions=True)
-    s = fleet.stats
-    print(file=sys.stderr)
+    with live_progress("simulating", duration_s) as shown:
+        task = asyncio.create_task(
+            fleet.run(duration_s, progress=lambda s: shown.update(s.elapsed_s, _status(s)))
+        )
+        await asyncio.wait(
+            [task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        if not task.done():
+            task.cancel()
+        (outcome,) = await asyncio.gather(task, return_exceptions=True)
+        s = fleet.stats
+        shown.update(min(s.elapsed_s, duration_s), _status(s))
     if isinstance(outcome, Exception):
         print(f"error: the simulation failed: {outcome!r}", file=sys.stderr)
+    carried = f" (with {s.carried_over} left from an earlier run)" if s.carried_over else ""
     print(
         f"simulated {len(ward.devices)} devices on {len(ward.patients)} patients for {s.elapsed_s:.0f}s: "
-        f"{s.submitted} readings signed, {s.sent} acknowledged by the broker, {s.queued} still queued, "
-        f"{s.reconnects} reconnects"
+        f"{s.submitted} readings signed, {s.sent} acknowledged by the broker{carried}, "
+        f"{s.queued} still queued, {s.reconnects} reconnects"
     )
     return 0 if not isinstance(outcome, BaseException) and s.queued == 0 else 1
 
 
 def key_text(value: str) -> str:
-    """A key given inline, or the name of a file holding it."""
-    return Path(value).read_text() if Path(value).is_file() else value
+    """A key given inline (``name+hash+base64``), or the name of a file holding it.
+
+    Raises :class:`FileNotFoundError` for anything else, so a mistyped path is reported as a
+    missing file rather than as a key that does not parse.
+    """
+    path = Path(value)
+    if path.is_file():
+        return path.read_text()
+    if value.count("+") >= 2 and not value.strip().endswith((".pub", ".key", ".txt")):
+        return value
+    raise FileNotFoundError(f"no such file: {value} (give the key, name+hash+base64, or its file)")
 
 
 def run_verify(
@@ -189,15 +201,13 @@ def run_reindex(settings: Settings) -> int:
     store = open_store(settings)
     where = settings.influx_url or settings.store_path
     try:
-        stats = reindex(
-            reader,
-            store,
-            progress=lambda s: print(f"\r{s.entries:,} entries read", end="", file=sys.stderr),
-        )
+        with live_progress("reindexing", None) as shown:
+            stats = reindex(
+                reader, store, progress=lambda s: shown.update(0, f"{s.entries:,} entries read")
+            )
     finally:
         store.close()
         reader.close()
-    print(file=sys.stderr)
     print(
         f"reindexed {stats.readings:,} readings ({stats.points:,} samples) from"
         f" {stats.entries:,} ledger entries into {where}"

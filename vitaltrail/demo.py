@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -92,6 +93,13 @@ async def run_demo(settings: Settings, devices: int, duration_s: float | None, s
         print(f"  ledger public key: {settings.ledger_key_path.with_suffix('.pub').resolve()}")
         print(f"  dashboard: http://{settings.http_host}:{settings.http_port}/")
         print(f"  API docs:  http://{settings.http_host}:{settings.http_port}/docs")
+        print(f"  MQTT broker (embedded, MQTT 3.1.1): {settings.mqtt_host}:{broker_port}")
+        print("  add a simulated ward of your own (new devices, new patients):")
+        print(
+            f"    {command_name()} simulate --data-dir {shlex.quote(str(data_dir))}"
+            f" --mqtt-host {settings.mqtt_host} --mqtt-port {broker_port} --mqtt311"
+            " --register --devices 4 --duration 10"
+        )
         sys.stdout.flush()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
@@ -100,7 +108,10 @@ async def run_demo(settings: Settings, devices: int, duration_s: float | None, s
         if bundle is not None:
             print("  verify a reading offline:")
             key = settings.ledger_key_path.with_suffix(".pub")
-            print(f"    {command_name()} verify {bundle} --ledger-key {key}")
+            print(
+                f"    {command_name()} verify {shlex.quote(str(bundle))}"
+                f" --ledger-key {shlex.quote(str(key))}"
+            )
         print("Ctrl-C stops the demo.")
         sys.stdout.flush()
         await asyncio.wait(

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,11 @@ pytestmark = pytest.mark.integration
 VITALTRAIL = [sys.executable, "-m", "vitaltrail.cli"]
 
 
-def test_demo_runs_until_ctrl_c_and_prints_a_verify_command_that_works(tmp_path: Path) -> None:
-    """As `make demo` runs it: no duration, stopped by Ctrl-C (SIGINT to the process group)."""
+def test_demo_runs_until_ctrl_c_and_prints_commands_that_work(tmp_path: Path) -> None:
+    """As `make demo` runs it: no duration, stopped by Ctrl-C (SIGINT to the process group).
+
+    The `simulate` and `verify` commands it prints are run exactly as printed.
+    """
     port = free_port()
     cmd = [*VITALTRAIL, "--data-dir", str(tmp_path / "data"), "--log-level", "WARNING", "demo"]
     proc = subprocess.Popen(
@@ -39,6 +43,16 @@ def test_demo_runs_until_ctrl_c_and_prints_a_verify_command_that_works(tmp_path:
         lines.append(line)
         if line.startswith("Ctrl-C stops the demo"):
             break
+    simulate_line = next(line.strip() for line in lines if line.split()[1:2] == ["simulate"])
+    started = time.monotonic()
+    simulated = subprocess.run(
+        [*VITALTRAIL, *shlex.split(simulate_line)[1:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    took = time.monotonic() - started
     os.killpg(proc.pid, signal.SIGINT)
     rest, err = proc.communicate(timeout=60)
     watchdog.cancel()
@@ -49,6 +63,19 @@ def test_demo_runs_until_ctrl_c_and_prints_a_verify_command_that_works(tmp_path:
     assert f"dashboard: http://127.0.0.1:{port}/" in stdout
     assert str((tmp_path / "data").resolve()) in stdout, "the demo says where its data and keys are"
     assert "stopped: ledger holds" in stdout
+    assert simulated.returncode == 0, simulated.stderr
+    assert "simulated 4 devices on 2 patients" in simulated.stdout
+    assert ", 0 still queued" in simulated.stdout
+    assert took < 25, f"simulate --duration 10 took {took:.0f} s"
+    listed = subprocess.run(
+        [*VITALTRAIL, "devices", "list", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "sim-patient-001-band" in listed.stdout, "the simulation's own devices"
+    assert "\npatient-001-band" in "\n" + listed.stdout, "beside the demo's"
     verify_line = next(
         line.strip() for line in stdout.splitlines() if line.split()[1:2] == ["verify"]
     )
