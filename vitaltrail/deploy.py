@@ -18,7 +18,7 @@ from devices.publisher import BrokerAddress
 from devices.registry import DeviceRegistry
 from ledger.keyfile import load_or_create_signer, write_private
 from simulator.fleet import Fleet
-from simulator.ward import build_ward
+from simulator.ward import SIMULATED_WARD, build_ward
 from vitaltrail.broker_auth import write_passwords, write_tls
 from vitaltrail.demo import register_ward
 from vitaltrail.settings import Settings
@@ -35,8 +35,9 @@ def deploy_init(
     seed: int,
 ) -> int:
     signer = load_or_create_signer(settings.ledger_key_path, settings.origin)
-    ward = build_ward(devices, seed, offline_rate=0.1)
-    fleet = Fleet(ward, BrokerAddress(), settings.simulator_dir)
+    # the ward `vitaltrail simulate` runs by default: the same ids, keys in the same folder
+    ward = build_ward(devices, seed, offline_rate=0.1, name=SIMULATED_WARD)
+    fleet = Fleet(ward, BrokerAddress(), settings.simulator_dir / SIMULATED_WARD)
     registered = {d.device_id for d in ward.devices}
     registry = DeviceRegistry(settings.registry_path)
     already = {d.device_id for d in registry.all()}
