@@ -156,8 +156,8 @@ class Client:
         assert self.connected.wait(10), "no CONNACK"
         return self.connack is not None and not self.connack.is_failure
 
-    def publish(self, topic: str) -> ReasonCode:
-        mid = self.client.publish(topic, b"reading", qos=1).mid
+    def publish(self, topic: str, payload: bytes = b"reading") -> ReasonCode:
+        mid = self.client.publish(topic, payload, qos=1).mid
         with self.acked:
             assert self.acked.wait_for(lambda: mid in self.acks, 10)
             return self.acks[mid]

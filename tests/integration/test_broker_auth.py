@@ -80,6 +80,26 @@ def test_an_ingestor_may_only_take_its_share_of_the_readings(broker: DeployedBro
         ingest.close()
 
 
+@pytest.mark.parametrize("user", ["dev-b", "ingest-a"])
+def test_no_client_may_change_the_rules(broker: DeployedBroker, user: str) -> None:
+    """$CONTROL is refused like any topic no role allows: the broker never rewrites its file."""
+    before = broker.layout.access_file.read_bytes()
+    client = broker.connect(user, user)
+    command = {"commands": [{"command": "createClient", "username": "evil", "password": "x"}]}
+    try:
+        assert client.accepted()
+        reason = client.publish("$CONTROL/dynamic-security/v1", json.dumps(command).encode())
+        assert reason.getName() == "Not authorized"
+    finally:
+        client.close()
+    assert broker.layout.access_file.read_bytes() == before
+    evil = broker.connect("evil", "evil", password="x")
+    try:
+        assert not evil.accepted()
+    finally:
+        evil.close()
+
+
 @pytest.mark.parametrize(
     ("user", "client_id"),
     [
