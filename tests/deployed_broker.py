@@ -133,6 +133,8 @@ class Client:
     ) -> None:
         self.connack = reason
         self.connected.set()
+        if reason.is_failure:
+            self.client.disconnect()  # no retry: paho would reconnect after a second
 
     def _on_disconnect(
         self, _c: object, _u: object, _f: object, reason: ReasonCode, _p: object
