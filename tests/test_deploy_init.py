@@ -155,3 +155,23 @@ def test_ingestor_replicas_are_named_on_the_command_line(tmp_path: Path) -> None
 )
 def test_the_pgpass_line_escapes_what_libpq_reads_as_separators(password: str, line: str) -> None:
     assert pgpass_line(password) == line
+
+
+def test_a_deployment_made_before_keeps_its_keys_and_they_leave_the_shared_volume(
+    tmp_path: Path,
+) -> None:
+    """The layout before issue #8: keys and witness state in the data directory (`shared`)."""
+    shared = tmp_path / "shared"
+    deploy_init(tmp_path)  # makes keys in tmp_path/deploy; move them where they used to be
+    layout = SecretsLayout(tmp_path / "deploy")
+    ledger_key = layout.ledger_key.read_text()
+    witness_pub = (layout.public / "witness.pub").read_text()
+    layout.ledger_key.parent.rename(shared / "keys")
+    layout.witness_key.parent.rename(shared / "witness")
+    layout.simulator.rename(shared / "simulator")
+
+    deploy_init(tmp_path)
+    assert layout.ledger_key.read_text() == ledger_key, "the log keeps its key"
+    assert (layout.public / "witness.pub").read_text() == witness_pub
+    assert len(list((layout.simulator / "keys").iterdir())) == 3
+    assert not any((shared / d).exists() for d in ("keys", "witness", "simulator"))

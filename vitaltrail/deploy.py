@@ -96,6 +96,29 @@ class SecretsLayout:
         return self.root / service
 
 
+def adopt_earlier_layout(data_dir: Path, layout: SecretsLayout) -> list[Path]:
+    """Before issue #8, deploy-init kept the ledger key, the witness's key and state and the
+    simulated devices' keys in the data directory (a volume the log's services mount): move
+    them to their own directories, so an existing log keeps its key. Returns what moved."""
+    moved = []
+    for old, new in (
+        (data_dir / "keys", layout.ledger_key.parent),
+        (data_dir / "witness", layout.witness_key.parent),
+        (data_dir / "simulator", layout.simulator),
+    ):
+        for path in sorted(old.iterdir()) if old.is_dir() else []:
+            target = new / path.name
+            if target.exists():
+                print(f"warning: kept {target}; {path} was not moved, remove it by hand")
+                continue
+            new.mkdir(parents=True, exist_ok=True)
+            shutil.move(path, target)
+            moved.append(target)
+        if old.is_dir() and not any(old.iterdir()):
+            old.rmdir()
+    return moved
+
+
 def hand_out(path: Path, passwords: dict[str, str]) -> None:
     """Add devices' new clear passwords to the hand-out file (mode 0600)."""
     if not passwords:
@@ -123,6 +146,8 @@ def deploy_init(
 ) -> int:
     layout = SecretsLayout(secrets_dir)
     layout.public.mkdir(parents=True, exist_ok=True)
+    for path in adopt_earlier_layout(settings.data_dir, layout):
+        print(f"moved out of the data directory: {path}")
     signer = load_or_create_signer(layout.ledger_key, settings.origin)
     shutil.copyfile(layout.ledger_key.with_suffix(".pub"), layout.public / "ledger.pub")
 
