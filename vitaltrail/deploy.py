@@ -133,6 +133,37 @@ def pgpass_line(password: str) -> str:
     return f"*:*:*:*:{escaped}\n"
 
 
+def broker_devices(settings: Settings, ward_fleet: Fleet) -> tuple[list[str], set[str]]:
+    """Register the simulated ward (once: a revoked device stays revoked); the broker's devices
+    are the registry's that are not revoked. Returns (active, revoked)."""
+    registry = DeviceRegistry(settings.registry_path)
+    already = {d.device_id for d in registry.all()}
+    registry.close()
+    if not {d.device_id for d in ward_fleet.ward.devices} <= already:
+        register_ward(ward_fleet, settings.registry_path)
+    registry = DeviceRegistry(settings.registry_path)
+    records = registry.all()
+    registry.close()
+    revoked = {r.device_id for r in records if r.revoked}
+    return sorted({r.device_id for r in records} - revoked), revoked
+
+
+def issue_identities(
+    layout: SecretsLayout, ingestors: list[str], devices: list[str], topics: Topics
+) -> dict[str, str]:
+    """The broker's file for every ingestor replica and device; a new ingestor password goes to
+    its own directory (renewed if that file is gone). Returns the new devices' passwords."""
+    clients = [BrokerClient(name, Kind.INGESTOR) for name in ingestors]
+    clients += [BrokerClient(device_id, Kind.DEVICE) for device_id in devices]
+    password_files = {name: layout.own(name) / "mqtt.password" for name in ingestors}
+    renew = frozenset(name for name, path in password_files.items() if not path.exists())
+    issued = write_access(layout.access_file, clients, topics, renew)
+    for name, path in password_files.items():
+        if name in issued:
+            write_private(path, (issued.pop(name) + "\n").encode())
+    return issued
+
+
 def deploy_init(
     settings: Settings,
     *,
@@ -152,31 +183,11 @@ def deploy_init(
     shutil.copyfile(layout.ledger_key.with_suffix(".pub"), layout.public / "ledger.pub")
 
     ward = build_ward(devices, seed, offline_rate=0.1)
-    fleet = Fleet(ward, BrokerAddress(), layout.simulator)
-    registry = DeviceRegistry(settings.registry_path)
-    already = {d.device_id for d in registry.all()}
-    registry.close()
-    if not {d.device_id for d in ward.devices} <= already:  # a revoked device stays revoked
-        register_ward(fleet, settings.registry_path)
-    registry = DeviceRegistry(settings.registry_path)
-    records = registry.all()
-    registry.close()
-    revoked = {r.device_id for r in records if r.revoked}
-    active = sorted({r.device_id for r in records} - revoked)
-
+    active, revoked = broker_devices(settings, Fleet(ward, BrokerAddress(), layout.simulator))
     write_tls(layout.broker / "certs", layout.ca, [broker_host, "localhost", "127.0.0.1"])
     shutil.copyfile(layout.broker / "certs" / "ca.crt", layout.public / "ca.crt")
-
-    clients = [BrokerClient(name, Kind.INGESTOR) for name in ingestors]
-    clients += [BrokerClient(device_id, Kind.DEVICE) for device_id in active]
-    password_files = {name: layout.own(name) / "mqtt.password" for name in ingestors}
-    renew = frozenset(name for name, path in password_files.items() if not path.exists())
-    issued = write_access(
-        layout.access_file, clients, Topics(settings.topic_root, settings.share_group), renew
-    )
-    for name, path in password_files.items():
-        if name in issued:
-            write_private(path, (issued.pop(name) + "\n").encode())
+    topics = Topics(settings.topic_root, settings.share_group)
+    issued = issue_identities(layout, ingestors, active, topics)
     hand_out(layout.handout, issued)
 
     if db_password_file is not None:

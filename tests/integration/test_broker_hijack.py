@@ -144,6 +144,7 @@ async def test_no_reading_is_lost_while_a_device_attacks(
         await asyncio.gather(sender, return_exceptions=True)
         await ingest.close()
     assert attacker.granted == []
+    assert attacker.refused == list(FILTERS) * attacker.rounds
     assert attacker.takeovers == 0
     assert attacker.rounds >= 21
     assert attacker.takeovers_refused == 2 * attacker.rounds
