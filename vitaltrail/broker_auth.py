@@ -1,10 +1,11 @@
-"""What a real deployment's Mosquitto needs: TLS material and per-client passwords.
+"""What a real deployment's Mosquitto needs for TLS and passwords.
 
-Generated at first run into a directory of the deployment (never into the repository):
-``certs/ca.crt`` (what devices and ingestors trust), ``certs/server.{crt,key}``, and a
-Mosquitto password file in its own format (``user:$7$101$<salt>$<PBKDF2-SHA512>``, what
-``mosquitto_passwd`` writes), with the clear passwords in ``credentials.json`` (mode 0600) for
-provisioning the devices.
+Generated at first run into the deployment's volumes (never into the repository): a private
+CA (``ca.crt``, what devices and ingestors trust, and ``ca.key``, kept apart: only whoever
+issues certificates needs it), the server's ``server.{crt,key}``, and passwords hashed the way
+Mosquitto 2 hashes them (PBKDF2-SHA512, a 12-byte salt, 101 iterations: ``mosquitto_passwd``'s
+and the dynamic-security plugin's defaults). The passwords are 192-bit random tokens, so the
+iteration count is not what keeps them safe.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import base64
 import datetime
 import hashlib
 import ipaddress
-import json
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -24,23 +25,49 @@ from cryptography.x509.oid import NameOID
 
 from ledger.keyfile import write_private
 
-PBKDF2_ITERATIONS = 101  # Mosquitto 2's default for $7$ hashes
+PBKDF2_ITERATIONS = 101  # Mosquitto 2's default
+SALT_BYTES = 12  # Mosquitto 2's SALT_LEN: the dynamic-security plugin refuses any other length
 
 
-def password_line(user: str, password: str, salt: bytes | None = None) -> str:
-    salt = salt or secrets.token_bytes(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS)
-    encoded_salt, encoded_digest = (base64.b64encode(b).decode() for b in (salt, digest))
-    return f"{user}:$7${PBKDF2_ITERATIONS}${encoded_salt}${encoded_digest}"
+@dataclass(frozen=True)
+class PasswordHash:
+    """A password as Mosquitto stores it: never the password itself."""
+
+    salt: bytes
+    digest: bytes
+    iterations: int = PBKDF2_ITERATIONS
+
+    @classmethod
+    def of(cls, password: str, salt: bytes | None = None) -> PasswordHash:
+        salt = salt or secrets.token_bytes(SALT_BYTES)
+        digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS)
+        return cls(salt, digest)
+
+    def matches(self, password: str) -> bool:
+        digest = hashlib.pbkdf2_hmac("sha512", password.encode(), self.salt, self.iterations)
+        return secrets.compare_digest(digest, self.digest)
+
+    def dynsec_fields(self) -> dict[str, str | int]:
+        """The ``password``, ``salt`` and ``iterations`` of a dynamic-security client."""
+        return {
+            "password": base64.b64encode(self.digest).decode(),
+            "salt": base64.b64encode(self.salt).decode(),
+            "iterations": self.iterations,
+        }
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(24)
 
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def write_tls(directory: Path, hostnames: list[str], days: int = 825) -> None:
-    """A private CA and a server certificate for ``hostnames`` (kept if already there)."""
-    if (directory / "server.crt").exists():
+def write_tls(certs: Path, ca_dir: Path, hostnames: list[str], days: int = 825) -> None:
+    """A private CA (``ca_dir/ca.key``; its certificate in ``certs``) and a server certificate
+    for ``hostnames`` in ``certs``; kept if already there."""
+    if (certs / "server.crt").exists():
         return
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -75,25 +102,9 @@ def write_tls(directory: Path, hostnames: list[str], days: int = 825) -> None:
         .sign(ca_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
-    (directory / "server.crt").write_bytes(server.public_bytes(pem))
     private = serialization.PrivateFormat.PKCS8
     none = serialization.NoEncryption()
-    write_private(directory / "ca.key", ca_key.private_bytes(pem, private, none))
-    write_private(directory / "server.key", key.private_bytes(pem, private, none))
-
-
-def write_passwords(directory: Path, users: list[str]) -> dict[str, str]:
-    """Passwords for ``users`` (existing ones kept), the Mosquitto password file, and the
-    clear-text credentials for provisioning; returns user -> password."""
-    credentials_path = directory / "credentials.json"
-    known: dict[str, str] = (
-        json.loads(credentials_path.read_text()) if credentials_path.exists() else {}
-    )
-    for user in users:
-        known.setdefault(user, secrets.token_urlsafe(24))
-    write_private(credentials_path, json.dumps(known, indent=2).encode())
-    lines = [password_line(user, password) for user, password in sorted(known.items())]
-    write_private(directory / "passwd", ("\n".join(lines) + "\n").encode())
-    return known
+    write_private(ca_dir / "ca.key", ca_key.private_bytes(pem, private, none))
+    write_private(certs / "server.key", key.private_bytes(pem, private, none))
+    (certs / "ca.crt").write_bytes(ca.public_bytes(pem))
+    (certs / "server.crt").write_bytes(server.public_bytes(pem))

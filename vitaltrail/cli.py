@@ -80,11 +80,13 @@ def cmd_deploy_init(args: argparse.Namespace) -> int:
 
     return deploy_init(
         _settings(args),
-        broker_dir=args.broker_dir,
+        secrets_dir=args.secrets_dir,
         broker_host=args.broker_host,
         witness_url=args.witness_url,
         devices=args.devices,
         seed=args.seed,
+        ingestors=args.ingestor or ["ingest-a", "ingest-b"],
+        db_password_file=args.db_password_file,
     )
 
 
@@ -265,14 +267,39 @@ def parser() -> argparse.ArgumentParser:
         sub, "deploy-init", "first-run keys, certificates and passwords of a compose deployment"
     )
     init.add_argument(
-        "--broker-dir", type=Path, required=True, help="where the broker's files are written"
+        "--secrets-dir",
+        type=Path,
+        required=True,
+        help="where each service's secrets go, a directory per service (see docs/operations.md)",
     )
-    init.add_argument("--broker-host", default="mosquitto", help="the broker's name in its cert")
     init.add_argument(
-        "--witness-url", default="http://witness:7380", help="where the witness listens"
+        "--broker-host",
+        default="mosquitto",
+        help="the broker's name in its cert (default: %(default)s)",
     )
-    init.add_argument("--devices", type=int, default=12, help="the simulated ward's size")
-    init.add_argument("--seed", type=int, default=1, help="the simulated ward's random seed")
+    init.add_argument(
+        "--witness-url",
+        default="http://witness:7380",
+        help="where the ingestors reach the witness (default: %(default)s)",
+    )
+    init.add_argument(
+        "--devices", type=int, default=12, help="the simulated ward's size (default: %(default)s)"
+    )
+    init.add_argument(
+        "--seed", type=int, default=1, help="the simulated ward's seed (default: %(default)s)"
+    )
+    init.add_argument(
+        "--ingestor",
+        action="append",
+        help="an ingestor replica's broker user and client id; repeat for each "
+        "(default: ingest-a and ingest-b)",
+    )
+    init.add_argument(
+        "--db-password-file",
+        type=Path,
+        help="the PostgreSQL password, written as a pgpass file for each ingestor and the api "
+        "(default: none written)",
+    )
     init.set_defaults(func=cmd_deploy_init)
 
     reindex = command(sub, "reindex", "rebuild the time-series store from the ledger (the record)")

@@ -1,17 +1,35 @@
 """`vitaltrail deploy-init`: the first-run secrets of a docker-compose deployment.
 
-Run once by the compose file's ``setup`` service, into the deployment's volumes - never into
-the repository. Each step keeps what an earlier run made, so running it again is harmless:
+Run by the compose file's ``setup`` service. Every secret goes to the directory of the one
+service that uses it - each a volume of its own in docker-compose.yml, mounted by that service
+only (tests/test_compose.py checks the mounts against :data:`CONSUMERS`):
 
-* the ledger's signing key (``<data dir>/keys/ledger.key``, its ``.pub`` to pin);
-* the simulated ward's device keys, registered with their patients;
-* the broker's TLS material and a password per client (``ingest`` and every device);
-* the witness's key, and ``<data dir>/witnesses.json`` telling the ingestors where it is.
+=================  ===================================================  =====================
+directory          what                                                 mounted by
+=================  ===================================================  =====================
+``ca/``            the broker CA's private key                          setup only
+``broker/``        ``certs/server.{crt,key}``, ``certs/ca.crt``,          mosquitto
+                   ``dynamic-security.json`` (password hashes, roles)
+``ledger/``        ``ledger.key``: the log's signing key                the ingestors
+``witness/``       ``witness.key``: the witness's                       the witness
+``<ingestor>/``    ``mqtt.password`` (its own broker identity), pgpass  that ingestor
+``api/``           ``pgpass``                                           the api
+``handout/``       ``device-passwords.json``: devices' clear passwords  device provisioning
+``simulator/``     the simulated devices' signing keys                  the simulator
+``public/``        ``ca.crt``, ``ledger.pub``, ``witness.pub``           anyone
+=================  ===================================================  =====================
+
+Each step keeps what an earlier run made, so running it again is harmless. A device's broker
+password exists in clear only in the hand-out file, written once when the device is added;
+the broker keeps its hash. Delete the hand-out file once the devices are provisioned
+(docs/operations.md).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from devices.publisher import BrokerAddress
@@ -19,39 +37,175 @@ from devices.registry import DeviceRegistry
 from ledger.keyfile import load_or_create_signer, write_private
 from simulator.fleet import Fleet
 from simulator.ward import SIMULATED_WARD, build_ward
-from vitaltrail.broker_auth import write_passwords, write_tls
+from vitaltrail.broker_access import BrokerClient, Kind, Topics, write_access
+from vitaltrail.broker_auth import write_tls
 from vitaltrail.demo import register_ward
 from vitaltrail.settings import Settings
 from vitaltrail.witness_server import load_or_create_cosigner
+
+# Which secret directories each kind of service may see (public/ aside, which anyone may).
+CONSUMERS: dict[str, frozenset[str]] = {
+    "mosquitto": frozenset({"broker"}),
+    "ingest": frozenset({"ledger"}),  # and its own <ingestor>/ directory
+    "api": frozenset({"api"}),
+    "witness": frozenset({"witness"}),
+    "simulator": frozenset({"handout", "simulator"}),
+}
+
+
+@dataclass(frozen=True)
+class SecretsLayout:
+    """Where deploy-init puts each secret (see the module's table)."""
+
+    root: Path
+
+    @property
+    def ca(self) -> Path:
+        return self.root / "ca"
+
+    @property
+    def broker(self) -> Path:
+        return self.root / "broker"
+
+    @property
+    def ledger_key(self) -> Path:
+        return self.root / "ledger" / "ledger.key"
+
+    @property
+    def witness_key(self) -> Path:
+        return self.root / "witness" / "witness.key"
+
+    @property
+    def handout(self) -> Path:
+        return self.root / "handout" / "device-passwords.json"
+
+    @property
+    def simulator(self) -> Path:
+        return self.root / "simulator"
+
+    @property
+    def public(self) -> Path:
+        return self.root / "public"
+
+    @property
+    def access_file(self) -> Path:
+        return self.broker / "dynamic-security.json"
+
+    def own(self, service: str) -> Path:
+        """A service's own directory: an ingestor's broker password, its pgpass."""
+        return self.root / service
+
+
+def adopt_earlier_layout(data_dir: Path, layout: SecretsLayout) -> list[Path]:
+    """Before issue #8, deploy-init kept the ledger key, the witness's key and state and the
+    simulated devices' keys in the data directory (a volume the log's services mount): move
+    them to their own directories, so an existing log keeps its key. Returns what moved."""
+    moved = []
+    for old, new in (
+        (data_dir / "keys", layout.ledger_key.parent),
+        (data_dir / "witness", layout.witness_key.parent),
+        (data_dir / "simulator", layout.simulator),
+    ):
+        for path in sorted(old.iterdir()) if old.is_dir() else []:
+            target = new / path.name
+            if target.exists():
+                print(f"warning: kept {target}; {path} was not moved, remove it by hand")
+                continue
+            new.mkdir(parents=True, exist_ok=True)
+            shutil.move(path, target)
+            moved.append(target)
+        if old.is_dir() and not any(old.iterdir()):
+            old.rmdir()
+    return moved
+
+
+def hand_out(path: Path, passwords: dict[str, str]) -> None:
+    """Add devices' new clear passwords to the hand-out file (mode 0600)."""
+    if not passwords:
+        return
+    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    write_private(path, (json.dumps(known | passwords, indent=2) + "\n").encode())
+
+
+def pgpass_line(password: str) -> str:
+    """A libpq password file's line for any host, port, database and user."""
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    return f"*:*:*:*:{escaped}\n"
+
+
+def broker_devices(settings: Settings, ward_fleet: Fleet) -> tuple[list[str], set[str]]:
+    """Register the simulated ward (once: a revoked device stays revoked); the broker's devices
+    are the registry's that are not revoked. Returns (active, revoked)."""
+    registry = DeviceRegistry(settings.registry_path)
+    already = {d.device_id for d in registry.all()}
+    registry.close()
+    if not {d.device_id for d in ward_fleet.ward.devices} <= already:
+        register_ward(ward_fleet, settings.registry_path)
+    registry = DeviceRegistry(settings.registry_path)
+    records = registry.all()
+    registry.close()
+    revoked = {r.device_id for r in records if r.revoked}
+    return sorted({r.device_id for r in records} - revoked), revoked
+
+
+def issue_identities(
+    layout: SecretsLayout, ingestors: list[str], devices: list[str], topics: Topics
+) -> dict[str, str]:
+    """The broker's file for every ingestor replica and device; a new ingestor password goes to
+    its own directory (renewed if that file is gone). Returns the new devices' passwords."""
+    clients = [BrokerClient(name, Kind.INGESTOR) for name in ingestors]
+    clients += [BrokerClient(device_id, Kind.DEVICE) for device_id in devices]
+    password_files = {name: layout.own(name) / "mqtt.password" for name in ingestors}
+    renew = frozenset(name for name, path in password_files.items() if not path.exists())
+    issued = write_access(layout.access_file, clients, topics, renew)
+    for name, path in password_files.items():
+        if name in issued:
+            write_private(path, (issued.pop(name) + "\n").encode())
+    return issued
 
 
 def deploy_init(
     settings: Settings,
     *,
-    broker_dir: Path,
+    secrets_dir: Path,
     broker_host: str,
     witness_url: str,
     devices: int,
     seed: int,
+    ingestors: list[str],
+    db_password_file: Path | None = None,
 ) -> int:
-    signer = load_or_create_signer(settings.ledger_key_path, settings.origin)
+    layout = SecretsLayout(secrets_dir)
+    layout.public.mkdir(parents=True, exist_ok=True)
+    for path in adopt_earlier_layout(settings.data_dir, layout):
+        print(f"moved out of the data directory: {path}")
+    signer = load_or_create_signer(layout.ledger_key, settings.origin)
+    shutil.copyfile(layout.ledger_key.with_suffix(".pub"), layout.public / "ledger.pub")
+
     # the ward `vitaltrail simulate` runs by default: the same ids, keys in the same folder
     ward = build_ward(devices, seed, offline_rate=0.1, name=SIMULATED_WARD)
-    fleet = Fleet(ward, BrokerAddress(), settings.simulator_dir / SIMULATED_WARD)
-    registered = {d.device_id for d in ward.devices}
-    registry = DeviceRegistry(settings.registry_path)
-    already = {d.device_id for d in registry.all()}
-    registry.close()
-    if not registered <= already:  # a revoked device must stay revoked on a second run
-        register_ward(fleet, settings.registry_path)
-    write_tls(broker_dir / "certs", [broker_host, "localhost", "127.0.0.1"])
-    passwords = write_passwords(broker_dir, ["ingest", *sorted(registered)])
-    write_private(broker_dir / "ingest.password", (passwords["ingest"] + "\n").encode())
-    cosigner = load_or_create_cosigner(settings.witness_dir / "witness.key", settings.witness_name)
+    fleet = Fleet(ward, BrokerAddress(), layout.simulator / SIMULATED_WARD)
+    active, revoked = broker_devices(settings, fleet)
+    write_tls(layout.broker / "certs", layout.ca, [broker_host, "localhost", "127.0.0.1"])
+    shutil.copyfile(layout.broker / "certs" / "ca.crt", layout.public / "ca.crt")
+    topics = Topics(settings.topic_root, settings.share_group)
+    issued = issue_identities(layout, ingestors, active, topics)
+    hand_out(layout.handout, issued)
+
+    if db_password_file is not None:
+        line = pgpass_line(db_password_file.read_text().rstrip("\r\n")).encode()
+        for name in [*ingestors, "api"]:
+            write_private(layout.own(name) / "pgpass", line)
+
+    cosigner = load_or_create_cosigner(layout.witness_key, settings.witness_name)
+    shutil.copyfile(layout.witness_key.with_suffix(".pub"), layout.public / "witness.pub")
     witnesses = [{"url": witness_url, "key": str(cosigner.verifier)}]
     (settings.data_dir / "witnesses.json").write_text(json.dumps(witnesses, indent=2) + "\n")
-    print(f"ledger key: {signer.verifier} ({settings.ledger_key_path.with_suffix('.pub')})")
-    print(f"{len(registered)} simulated devices registered in {settings.registry_path}")
-    print(f"broker TLS and passwords: {broker_dir} (CA: {broker_dir / 'certs' / 'ca.crt'})")
-    print(f"witness key: {cosigner.verifier} ({settings.witness_dir / 'witness.pub'})")
+
+    print(f"ledger key: {signer.verifier} ({layout.public / 'ledger.pub'})")
+    print(f"{len(active)} devices on the broker ({len(revoked)} revoked, refused)")
+    print(f"broker: {layout.broker} (CA: {layout.public / 'ca.crt'}); ingestors: {ingestors}")
+    if issued:
+        print(f"{len(issued)} new device passwords in {layout.handout}: provision, then delete it")
+    print(f"witness key: {cosigner.verifier} ({layout.public / 'witness.pub'})")
     return 0

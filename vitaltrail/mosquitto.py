@@ -12,6 +12,11 @@ from pathlib import Path
 from vitaltrail.processes import installed, spawn, stop
 
 PROJECT_CONF = Path(__file__).parent / "mosquitto.conf"
+DYNSEC_PLUGINS = (
+    "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",  # the eclipse-mosquitto image
+)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -44,13 +49,28 @@ def mosquitto_binary() -> str:
     return installed("mosquitto", "/usr/sbin/mosquitto")
 
 
+def dynsec_plugin() -> str:
+    """Mosquitto's dynamic-security plugin, where Debian's package installs it."""
+    for candidate in DYNSEC_PLUGINS:
+        if Path(candidate).exists():
+            return candidate
+    raise RuntimeError(
+        "mosquitto_dynamic_security.so is not installed: `make test` installs mosquitto "
+        "(scripts/system-deps.sh)"
+    )
+
+
 @dataclass
 class Mosquitto:
-    """A Mosquitto process: the project's configuration plus a loopback listener and a data dir."""
+    """A Mosquitto process: the project's configuration plus a loopback listener and a data dir.
+
+    ``access``: the listener and who may connect on it (the deployment's TLS, passwords and
+    roles); unset, anonymous clients on ``127.0.0.1:<port>``."""
 
     workdir: Path
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    access: str | None = None
 
     def start(self) -> Mosquitto:
         self.port = self.port or free_port()
@@ -58,7 +78,7 @@ class Mosquitto:
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
             PROJECT_CONF.read_text()
-            + f"\nallow_anonymous true\nlistener {self.port} 127.0.0.1\n"
+            + (self.access or f"\nallow_anonymous true\nlistener {self.port} 127.0.0.1\n")
             + f"persistence_location {self.workdir}/\n"
             # as root, mosquitto would switch to a user that cannot write this directory
             + ("user root\n" if os.geteuid() == 0 else "")

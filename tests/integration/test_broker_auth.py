@@ -1,125 +1,41 @@
-"""The deployment's Mosquitto configuration (deploy/mosquitto) against a real Mosquitto: TLS,
-a password per client, and an ACL that keeps each device to its own topic."""
+"""The deployment's Mosquitto configuration (deploy/mosquitto/auth.conf and the broker files
+deploy-init writes) against a real Mosquitto: TLS, a password per client, each client bound to
+its client id, a device may publish its own readings and subscribe to nothing, an ingestor may
+only take its share of the readings."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import ssl
-import subprocess
+import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.keys import DeviceSigner
 from devices.outbox import Outbox
 from devices.publisher import BrokerAddress, DevicePublisher
 from devices.registry import DeviceRegistry
-from tests.stack import settings_for, start_ingest, vitals, wait_until
-from vitaltrail.broker_auth import write_passwords, write_tls
-from vitaltrail.mosquitto import PROJECT_CONF, free_port, mosquitto_binary, wait_for_port
+from tests.deployed_broker import INGESTORS, TOPICS, DeployedBroker, deployment_access
+from tests.stack import settings_for, start_ingest, vitals, wait_for, wait_until
+from vitaltrail.cli import main
+from vitaltrail.deploy import SecretsLayout
+from vitaltrail.mosquitto import Mosquitto, free_port
 
 pytestmark = pytest.mark.integration
 
-DEPLOY = Path(__file__).parents[2] / "deploy" / "mosquitto"
+NOT_AUTHORIZED = 0x87
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[tuple[int, Path, dict[str, str]]]:
-    """Mosquitto with the project's settings and the deployment's auth.conf and ACL verbatim,
-    only the paths and the port moved into the test's directory."""
-    certs, config = tmp_path / "certs", tmp_path / "config"
-    write_tls(certs, ["localhost", "127.0.0.1"])
-    passwords = write_passwords(config, ["ingest", "dev-a", "dev-b"])
-    (config / "acl").write_text((DEPLOY / "acl").read_text())
-    port = free_port()
-    auth = (
-        (DEPLOY / "auth.conf")
-        .read_text()
-        .replace("/mosquitto/auth/certs/", f"{certs}/")
-        .replace("/mosquitto/auth/", f"{config}/")
-        .replace("/mosquitto/config/", f"{config}/")
-        .replace("listener 8883", f"listener {port} 127.0.0.1")
-    )
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(
-        PROJECT_CONF.read_text()
-        + auth
-        + f"\npersistence_location {tmp_path}/\n"
-        + ("user root\n" if os.geteuid() == 0 else "")
-    )
-    with (tmp_path / "mosquitto.log").open("ab") as log:
-        proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=log)
-    wait_for_port(port)
-    yield port, certs / "ca.crt", passwords
-    proc.terminate()
-    proc.wait(10)
-
-
-class Client:
-    """A paho MQTT 5 client over TLS that records what the broker answered."""
-
-    def __init__(self, port: int, ca: Path, user: str | None, password: str | None) -> None:
-        self.connack: ReasonCode | None = None
-        self.connected = threading.Event()
-        self.acks: dict[int, ReasonCode] = {}
-        self.acked = threading.Condition()
-        self.received: list[tuple[str, bytes | bytearray]] = []
-        self.client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"c-{user}", protocol=paho.MQTTv5
-        )
-        self.client.tls_set(ca_certs=str(ca), tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        if user is not None:
-            self.client.username_pw_set(user, password)
-        self.client.on_connect = self._on_connect
-        self.client.on_publish = self._on_publish
-        self.client.on_message = lambda _c, _u, m: self.received.append((m.topic, m.payload))
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-
-    def _on_connect(
-        self, _c: object, _u: object, _f: object, reason: ReasonCode, _p: object
-    ) -> None:
-        self.connack = reason
-        self.connected.set()
-
-    def _on_publish(self, _c: object, _u: object, mid: int, reason: ReasonCode, _p: object) -> None:
-        with self.acked:
-            self.acks[mid] = reason
-            self.acked.notify_all()
-
-    def accepted(self) -> bool:
-        """Whether the broker accepted the connection (waits for its CONNACK)."""
-        assert self.connected.wait(10), "no CONNACK"
-        return self.connack is not None and not self.connack.is_failure
-
-    def publish(self, topic: str) -> ReasonCode:
-        mid = self.client.publish(topic, b"reading", qos=1).mid
-        with self.acked:
-            assert self.acked.wait_for(lambda: mid in self.acks, 10)
-            return self.acks[mid]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def test_a_device_publishes_only_to_its_own_topic(broker: tuple[int, Path, dict[str, str]]) -> None:
-    port, ca, passwords = broker
-    ingest = Client(port, ca, "ingest", passwords["ingest"])
-    device = Client(port, ca, "dev-a", passwords["dev-a"])
+def test_a_device_publishes_only_to_its_own_topic(broker: DeployedBroker) -> None:
+    ingest = broker.connect("ingest-a", "ingest-a")
+    device = broker.connect("dev-a", "dev-a")
     try:
         assert ingest.accepted()
         assert device.accepted()
-        granted = threading.Event()
-        ingest.client.on_subscribe = lambda *_: granted.set()
-        ingest.client.subscribe("$share/ingest/vitaltrail/v1/+/readings", qos=1)
-        assert granted.wait(10)
+        assert not ingest.subscribe(TOPICS.shared).is_failure
         assert not device.publish("vitaltrail/v1/dev-a/readings").is_failure
         assert device.publish("vitaltrail/v1/dev-b/readings").getName() == "Not authorized"
         assert device.publish("vitaltrail/v1/dev-a/other").getName() == "Not authorized"
@@ -131,13 +47,99 @@ def test_a_device_publishes_only_to_its_own_topic(broker: tuple[int, Path, dict[
 
 
 @pytest.mark.parametrize(
-    ("user", "password"), [(None, None), ("dev-a", "wrong"), ("stranger", "anything")]
+    "topic",
+    [
+        "$share/ingest/vitaltrail/v1/+/readings",  # the ingestors' group: would steal a share
+        "$share/other/vitaltrail/v1/+/readings",
+        "vitaltrail/v1/+/readings",
+        "vitaltrail/v1/dev-b/readings",  # its own topic
+        "vitaltrail/v1/dev-a/readings",
+        "#",
+        "$SYS/#",
+        "$CONTROL/dynamic-security/v1/#",
+    ],
+)
+def test_a_device_may_subscribe_to_nothing(broker: DeployedBroker, topic: str) -> None:
+    device = broker.connect("dev-b", "dev-b")
+    try:
+        assert device.accepted()
+        assert device.subscribe(topic).value == NOT_AUTHORIZED
+    finally:
+        device.close()
+
+
+def test_an_ingestor_may_only_take_its_share_of_the_readings(broker: DeployedBroker) -> None:
+    ingest = broker.connect("ingest-b", "ingest-b")
+    try:
+        assert ingest.accepted()
+        for topic in ("vitaltrail/v1/+/readings", "#", "$share/other/vitaltrail/v1/+/readings"):
+            assert ingest.subscribe(topic).value == NOT_AUTHORIZED, topic
+        assert ingest.publish("vitaltrail/v1/dev-a/readings").getName() == "Not authorized"
+        assert not ingest.subscribe(TOPICS.shared).is_failure
+    finally:
+        ingest.close()
+
+
+@pytest.mark.parametrize("user", ["dev-b", "ingest-a"])
+def test_no_client_may_change_the_rules(broker: DeployedBroker, user: str) -> None:
+    """$CONTROL is refused like any topic no role allows: the broker never rewrites its file."""
+    before = broker.layout.access_file.read_bytes()
+    client = broker.connect(user, user)
+    command = {"commands": [{"command": "createClient", "username": "evil", "password": "x"}]}
+    try:
+        assert client.accepted()
+        reason = client.publish("$CONTROL/dynamic-security/v1", json.dumps(command).encode())
+        assert reason.getName() == "Not authorized"
+    finally:
+        client.close()
+    assert broker.layout.access_file.read_bytes() == before
+    evil = broker.connect("evil", "evil", password="x")
+    try:
+        assert not evil.accepted()
+    finally:
+        evil.close()
+
+
+@pytest.mark.parametrize(
+    ("user", "client_id"),
+    [
+        ("dev-b", "ingest-a"),  # a device taking an ingestor's session
+        ("ingest-b", "ingest-a"),  # one replica taking the other's
+        ("dev-b", "dev-a"),  # a device posing as another
+    ],
+)
+def test_a_client_id_belongs_to_its_user(broker: DeployedBroker, user: str, client_id: str) -> None:
+    owner_user = "dev-a" if client_id == "dev-a" else "ingest-a"
+    owner = broker.connect(owner_user, client_id, clean_start=False, session_expiry_s=3600)
+    try:
+        assert owner.accepted()
+        if owner_user == "ingest-a":
+            assert not owner.subscribe(TOPICS.shared).is_failure
+        thief = broker.connect(user, client_id, clean_start=False, session_expiry_s=3600)
+        try:
+            assert thief.connected.wait(10)
+            assert thief.connack is not None
+            assert thief.connack.getName() in {"Not authorized", "Bad user name or password"}
+        finally:
+            thief.close()
+        publisher = broker.connect("dev-a", "dev-a") if owner_user == "ingest-a" else owner
+        assert not publisher.publish("vitaltrail/v1/dev-a/readings").is_failure
+        if owner_user == "ingest-a":
+            publisher.close()
+            wait_for(lambda: len(owner.received) == 1, 10, "the reading")
+        assert owner.disconnects == [], "the owner kept its connection and its session"
+    finally:
+        owner.close()
+
+
+@pytest.mark.parametrize(
+    ("user", "password"),
+    [(None, None), ("dev-a", "wrong"), ("stranger", "anything"), ("dev-a", "")],
 )
 def test_an_unknown_client_cannot_connect(
-    broker: tuple[int, Path, dict[str, str]], user: str | None, password: str | None
+    broker: DeployedBroker, user: str | None, password: str | None
 ) -> None:
-    port, ca, _ = broker
-    client = Client(port, ca, user, password)
+    client = broker.connect(user, user or "anonymous", password=password)
     try:
         assert client.connected.wait(10)
         assert client.connack is not None
@@ -146,13 +148,12 @@ def test_an_unknown_client_cannot_connect(
         client.close()
 
 
-def test_plain_tcp_is_refused_on_the_tls_listener(broker: tuple[int, Path, dict[str, str]]) -> None:
-    port, _, passwords = broker
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="plain", protocol=paho.MQTTv5)
-    client.username_pw_set("dev-a", passwords["dev-a"])
+def test_plain_tcp_is_refused_on_the_tls_listener(broker: DeployedBroker) -> None:
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="dev-a", protocol=paho.MQTTv5)
+    client.username_pw_set("dev-a", broker.passwords["dev-a"])
     result = threading.Event()
     client.on_connect = lambda *_: result.set()
-    client.connect("127.0.0.1", port)
+    client.connect("127.0.0.1", broker.port)
     client.loop_start()
     try:
         assert not result.wait(3), "a plaintext client got a CONNACK"
@@ -161,30 +162,34 @@ def test_plain_tcp_is_refused_on_the_tls_listener(broker: tuple[int, Path, dict[
 
 
 async def test_devices_and_the_ingestor_work_over_tls_with_their_credentials(
-    broker: tuple[int, Path, dict[str, str]], tmp_path: Path
+    broker: DeployedBroker, tmp_path: Path
 ) -> None:
-    port, ca, passwords = broker
     data_dir = tmp_path / "data"
     signer = DeviceSigner.generate()
     registry = DeviceRegistry(data_dir / "registry.db")
     registry.register("dev-a", "patient-a", signer.key)
     registry.close()
-    (tmp_path / "ingest.password").write_text(passwords["ingest"])
+    (tmp_path / "ingest.password").write_text(broker.passwords["ingest-a"])
     settings = settings_for(
         data_dir,
-        port,
-        "vitaltrail/v1",
-        mqtt_username="ingest",
+        broker.port,
+        TOPICS.root,
+        mqtt_username="ingest-a",
         mqtt_password_file=tmp_path / "ingest.password",
-        mqtt_tls_ca=ca,
-        share_group="ingest",
-    )
+        mqtt_tls_ca=broker.ca,
+        share_group=TOPICS.share_group,
+    ).model_copy(update={"client_id": "ingest-a"})  # bound to its user name
     ingest = await start_ingest(settings)
     publisher = DevicePublisher(
         "dev-a",
         signer,
         Outbox(tmp_path / "outbox.db", "dev-a"),
-        BrokerAddress(port=port, username="dev-a", password=passwords["dev-a"], tls_ca=str(ca)),
+        BrokerAddress(
+            port=broker.port,
+            username="dev-a",
+            password=broker.passwords["dev-a"],
+            tls_ca=str(broker.ca),
+        ),
     )
     sender = asyncio.create_task(publisher.run())
     try:
@@ -197,3 +202,32 @@ async def test_devices_and_the_ingestor_work_over_tls_with_their_credentials(
         sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
         await ingest.close()
+
+
+def test_what_deploy_init_writes_is_what_the_broker_runs(tmp_path: Path) -> None:
+    """`vitaltrail deploy-init`'s own files on a real Mosquitto: the ingestor's password file
+    and a device's hand-out password let them in, with the same rules as above."""
+    secrets = SecretsLayout(tmp_path / "deploy")
+    args = ["--data-dir", str(tmp_path / "shared"), "deploy-init", "--devices", "2"]
+    assert main([*args, "--secrets-dir", str(secrets.root), "--broker-host", "localhost"]) == 0
+    handout: dict[str, str] = json.loads(secrets.handout.read_text())
+    passwords = handout | {
+        name: (secrets.own(name) / "mqtt.password").read_text().strip() for name in INGESTORS
+    }
+    port = free_port()
+    server = Mosquitto(tmp_path / "mosquitto", port, access=deployment_access(secrets.broker, port))
+    deployed = DeployedBroker(server.start(), secrets, passwords)
+    device_id = sorted(handout)[0]
+    ingest = deployed.connect("ingest-a", "ingest-a")
+    device = deployed.connect(device_id, device_id)
+    try:
+        assert ingest.accepted()
+        assert device.accepted()
+        assert not ingest.subscribe(TOPICS.shared).is_failure
+        assert device.subscribe(TOPICS.shared).value == NOT_AUTHORIZED
+        assert not device.publish(TOPICS.device(device_id)).is_failure
+        wait_for(lambda: len(ingest.received) == 1, 10, "the device's reading")
+    finally:
+        device.close()
+        ingest.close()
+        server.stop()
