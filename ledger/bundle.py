@@ -18,15 +18,17 @@ docs/formats.md. Nothing in it needs trust in the server.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Self
 
+from devices.boundary import decoder
 from ledger.tlog_proof import ProofFormatError, TlogProof
 
 FORMAT = "vitaltrail/proof-bundle@v2"
 MAX_BUNDLE_SIZE = 1 << 20
+MAX_DEPTH = 8  # a bundle is three levels deep; anything deeper is not one
 
 
 class BundleFormatError(Exception):
@@ -70,12 +72,16 @@ class ProofBundle:
         }
 
     @classmethod
+    @decoder(BundleFormatError, "the proof bundle")
     def from_json(cls, text: str | bytes) -> Self:
+        """Parse a bundle document; raise :class:`BundleFormatError` for anything else."""
         if len(text) > MAX_BUNDLE_SIZE:
             raise BundleFormatError("bundle is too large")
+        if _nesting(text) > MAX_DEPTH:
+            raise BundleFormatError(f"bundle JSON is nested deeper than {MAX_DEPTH} levels")
         try:
             doc = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
             raise BundleFormatError(f"bundle is not JSON: {exc}") from exc
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             found = doc.get("format") if isinstance(doc, dict) else None
@@ -95,10 +101,26 @@ class ProofBundle:
         return named
 
 
+def _nesting(text: str | bytes) -> int:
+    """The deepest nesting of brackets outside JSON strings, found without recursion
+    (json.loads would meet the interpreter's recursion limit first)."""
+    data = text.encode(errors="replace") if isinstance(text, str) else text
+    depth = deepest = 0
+    for byte in _STRING.sub(b"", data).translate(None, _NOT_BRACKETS):
+        depth = depth + 1 if byte in b"[{" else depth - 1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+# A JSON string, or an unterminated one up to the end: linear on any input.
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.?)*+(?:"|\Z)', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
 def _b64(value: Any, what: str) -> bytes:
     if not isinstance(value, str):
         raise BundleFormatError(f"bundle {what} must be a base64 string")
     try:
         return base64.b64decode(value, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or characters outside ASCII
         raise BundleFormatError(f"bundle {what} is not valid base64") from exc
