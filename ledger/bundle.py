@@ -28,7 +28,7 @@ from ledger.tlog_proof import ProofFormatError, TlogProof
 
 FORMAT = "vitaltrail/proof-bundle@v2"
 MAX_BUNDLE_SIZE = 1 << 20
-MAX_DEPTH = 8  # a bundle is three levels deep; anything deeper is not one
+MAX_CONTAINERS = 16  # a bundle is 4 objects; far more (or deep nesting) is not a bundle
 
 
 class BundleFormatError(Exception):
@@ -77,8 +77,8 @@ class ProofBundle:
         """Parse a bundle document; raise :class:`BundleFormatError` for anything else."""
         if len(text) > MAX_BUNDLE_SIZE:
             raise BundleFormatError("bundle is too large")
-        if _nesting(text) > MAX_DEPTH:
-            raise BundleFormatError(f"bundle JSON is nested deeper than {MAX_DEPTH} levels")
+        if _containers(text) > MAX_CONTAINERS:
+            raise BundleFormatError(f"a bundle holds at most {MAX_CONTAINERS} objects and arrays")
         try:
             doc = json.loads(text)
         except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
@@ -101,20 +101,16 @@ class ProofBundle:
         return named
 
 
-def _nesting(text: str | bytes) -> int:
-    """The deepest nesting of brackets outside JSON strings, found without recursion
-    (json.loads would meet the interpreter's recursion limit first)."""
+def _containers(text: str | bytes) -> int:
+    """How many JSON objects and arrays the text opens outside strings, counted without
+    parsing: it bounds the nesting, which json.loads would meet the recursion limit for."""
     data = text.encode(errors="replace") if isinstance(text, str) else text
-    depth = deepest = 0
-    for byte in _STRING.sub(b"", data).translate(None, _NOT_BRACKETS):
-        depth = depth + 1 if byte in b"[{" else depth - 1
-        deepest = max(deepest, depth)
-    return deepest
+    outside = _STRING.sub(b"", data)
+    return outside.count(b"{") + outside.count(b"[")
 
 
 # A JSON string, or an unterminated one up to the end: linear on any input.
 _STRING = re.compile(rb'"(?:[^"\\]++|\\.?)*+(?:"|\Z)', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def _b64(value: Any, what: str) -> bytes:

@@ -242,7 +242,7 @@ def _utf8(text: str) -> bytes:
     try:
         return text.encode()
     except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from a JSON "\ud800" escape
-        raise NoteError("note text is not valid Unicode") from exc
+        raise NoteError("the note is not valid Unicode text") from exc
 
 
 def _check_text(text: str) -> None:

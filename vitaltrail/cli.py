@@ -120,6 +120,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from vitaltrail.bench.ledger import run_bench_ledger
 
         return run_bench_ledger(args)
+    if args.bench == "fuzz":
+        from vitaltrail.bench.fuzz import run_bench_fuzz
+
+        return run_bench_fuzz(args)
     from vitaltrail.bench.ingest import run_bench_ingest
 
     return run_bench_ingest(args)
@@ -260,6 +264,16 @@ def parser() -> argparse.ArgumentParser:
     bl.add_argument("--pymerkle-seconds", type=float, default=120, help="pymerkle's proof budget")
     bl.add_argument("--dir", type=Path, help="where the two databases go (default: a temp dir)")
     bl.add_argument("--output", type=Path, help="also write the results as JSON here")
+    bf = bsub.add_parser("fuzz", help="hostile inputs through every decoder: 0 may escape")
+    bf.add_argument(
+        "--inputs", type=int, default=1_000_000, help="inputs in all (default: %(default)s)"
+    )
+    bf.add_argument(
+        "--seed", type=int, help="makes a run repeatable (default: a random seed, printed)"
+    )
+    bf.add_argument(
+        "--output", type=Path, help="also write the results as JSON here (default: none)"
+    )
     bench.set_defaults(func=cmd_bench)
     return p
 
