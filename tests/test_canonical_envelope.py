@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from dashboards.bundles import NoSuchReading, recorded_reading
 from devices.cose import parse_sign1
 from devices.errors import CoseError
 from devices.keys import DeviceSigner
 from devices.registry import DeviceRecord
 from ingest.checks import Admitted, Limits, Rejected, check_message
 from ingest.reasons import Reason
+from ingest.reindex import reindex
+from ingest.sqlite_store import SqliteStore
 from ledger.appends import NewEntry
 from ledger.audit import audit
 from ledger.bundle import ProofBundle, ProvenEntry
@@ -177,3 +180,20 @@ def test_vitaltrail_audit_fails_on_it(
     assert main(["--data-dir", str(recorded.data_dir), "audit"]) == 1
     first = recorded.index[NAMES[0]]
     assert f"FIRST INCONSISTENCY: entry {first} (entry):" in capsys.readouterr().out
+
+
+def test_reindex_skips_non_canonical_records_and_the_api_refuses_them(
+    recorded: Recorded, tmp_path: Path
+) -> None:
+    reader = LedgerReader(recorded.data_dir / "ledger.db")
+    store = SqliteStore(tmp_path / "store.db")
+    try:
+        stats = reindex(reader, store)
+        assert (stats.readings, stats.skipped) == (1, len(NAMES))
+        assert store.count() == 2  # the genuine reading's two samples
+        assert recorded_reading(reader, recorded.index["genuine"]).reading.seq == 1
+        with pytest.raises(NoSuchReading, match="not a valid reading"):
+            recorded_reading(reader, recorded.index["trailing bytes"])
+    finally:
+        store.close()
+        reader.close()
