@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devices.boundary import caught_at_boundary
-from vitaltrail.bench.fuzz_corpus import Target, targets
+from vitaltrail.bench.fuzz_corpus import Target, Verdict, targets
 from vitaltrail.bench.fuzz_inputs import hostile_input
 
 MAX_EXAMPLES = 5  # escaped inputs kept per (decoder, exception type) for the report
@@ -34,7 +34,8 @@ MAX_EXAMPLES = 5  # escaped inputs kept per (decoder, exception type) for the re
 class DecoderStats:
     inputs: int = 0
     accepted: int = 0
-    refused: int = 0  # the documented error
+    refused: int = 0  # the documented error, or a verdict saying no
+    verdicts: Counter[str] = field(default_factory=Counter)  # why, for targets that never raise
     boundary: Counter[str] = field(default_factory=Counter)  # refused by the net, by cause
     escaped: Counter[str] = field(default_factory=Counter)  # by exception type
     seconds: float = 0.0
@@ -45,6 +46,7 @@ class DecoderStats:
             "accepted": self.accepted,
             "refused": self.refused,
             "refused_by_the_net": dict(self.boundary),
+            "verdicts": dict(self.verdicts),
             "escaped": dict(self.escaped),
             "us_per_input": round(self.seconds / self.inputs * 1e6, 1) if self.inputs else None,
         }
@@ -79,7 +81,7 @@ def run_one(target: Target, data: bytes, stats: DecoderStats) -> str | None:
     """Run one input; the name of the exception that escaped, if one did."""
     stats.inputs += 1
     try:
-        target.decode(data)
+        result = target.decode(data)
     except target.errors as exc:
         stats.refused += 1
         if caught_at_boundary(exc):
@@ -88,7 +90,11 @@ def run_one(target: Target, data: bytes, stats: DecoderStats) -> str | None:
     except Exception as exc:  # the failure this benchmark exists to find
         stats.escaped[type(exc).__name__] += 1
         return type(exc).__name__
-    stats.accepted += 1
+    if isinstance(result, Verdict) and result.refused is not None:
+        stats.refused += 1
+        stats.verdicts[result.refused] += 1
+    else:
+        stats.accepted += 1
     return None
 
 
@@ -129,6 +135,9 @@ def report(result: FuzzResult) -> str:
             f"{sum(s.boundary.values()):>6,}{sum(s.escaped.values()):>9,}{per:>10.1f}"
         )
     for name, s in result.decoders.items():
+        if s.verdicts:
+            top = ", ".join(f"{why} {n:,}" for why, n in s.verdicts.most_common(6))
+            lines.append(f"  {name} refused: {top}")
         for cause, n in s.boundary.most_common():
             lines.append(f"  net: {name}: {n:,} x {cause}")
         for exc, n in s.escaped.most_common():
