@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
+import os
 import platform
 import random
 import sys
@@ -73,8 +75,23 @@ class FuzzResult:
             "escaped": self.escaped,
             "decoders": {name: s.to_json() for name, s in self.decoders.items()},
             "examples": self.examples,
-            "machine": {"cpu": platform.processor() or platform.machine(), "python": sys.version},
+            "machine": _machine(),
         }
+
+
+def _machine() -> dict[str, Any]:
+    """What the figures were taken on; the load average says how shared the cores were."""
+    cpu = platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        cpu = next(
+            (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu
+        )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_average_at_end": os.getloadavg(),
+    }
 
 
 def run_one(target: Target, data: bytes, stats: DecoderStats) -> str | None:
