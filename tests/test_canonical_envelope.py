@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cbor2
 import pytest
 
 from dashboards.bundles import NoSuchReading, recorded_reading
@@ -54,6 +55,13 @@ def test_every_variant_carries_a_valid_signature_and_differs_from_the_genuine_by
     for name, variant in VARIANTS.items():
         assert variant != GENUINE, name
         assert signature_holds(variant, SIGNER.key), name
+
+
+def test_the_canonical_encoding_is_cbor2s_deterministic_encoding_of_the_message() -> None:
+    m = parse_sign1(GENUINE)
+    assert m.protected == cbor2.dumps({1: -8, 4: SIGNER.key.kid}, canonical=True)
+    parts = [m.protected, {}, m.payload, m.signature]
+    assert cbor2.dumps(cbor2.CBORTag(18, parts), canonical=True) == GENUINE
 
 
 def test_the_genuine_message_is_admitted() -> None:
