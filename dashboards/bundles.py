@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from devices.cose import parse_sign1
+from devices.errors import ReadingError
 from devices.reading import Reading, decode_reading
 from ledger.bundle import ProofBundle, ProvenEntry
 from ledger.device_keys import REGISTERED, REVOKED, key_entry_key
@@ -38,7 +39,11 @@ def recorded_reading(ledger: LedgerReader, index: int) -> RecordedReading:
     entry = LedgerEntry.decode(data)
     if entry.kind is not EntryKind.READING:
         raise NoSuchReading(f"ledger entry {index} is not a reading")
-    return RecordedReading(index, data, entry, decode_reading(parse_sign1(entry.body).payload))
+    try:
+        reading = decode_reading(parse_sign1(entry.body).payload)
+    except ReadingError as exc:  # logged before today's rules (audit reports it)
+        raise NoSuchReading(f"ledger entry {index} is not a valid reading: {exc}") from exc
+    return RecordedReading(index, data, entry, reading)
 
 
 def proof_bundle_for(ledger: LedgerReader, index: int, cosignatures: int = 0) -> ProofBundle:

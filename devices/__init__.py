@@ -5,7 +5,7 @@ Also the server-side device registry. Nothing here knows about the ingestor or t
 Errors::
 
     ReadingError                 any signed message that cannot be accepted as a reading
-    ├── CoseError                not a well-formed COSE_Sign1 / EdDSA message
+    ├── CoseError                not the canonical encoding of a COSE_Sign1 / EdDSA message
     ├── PayloadError             the payload is not a well-formed reading
     └── SignatureError           the signature does not verify under the given key
 """

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import struct
 
+MAX_ARGUMENT = 2**64 - 1
+
 
 def head(major: int, value: int) -> bytes:
-    """The shortest CBOR head for ``major`` type with argument ``value`` (RFC 8949 3.1)."""
+    """The shortest CBOR head for ``major`` type with argument ``value`` (RFC 8949 3.1).
+
+    CBOR arguments are 64-bit: a larger (or negative) value is a :class:`ValueError`.
+    """
+    if not 0 <= value <= MAX_ARGUMENT:
+        raise ValueError("a CBOR argument is an integer from 0 to 2**64 - 1")
     mt = major << 5
     if value < 24:
         return bytes([mt | value])

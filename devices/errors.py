@@ -6,7 +6,7 @@ class ReadingError(Exception):
 
 
 class CoseError(ReadingError):
-    """Not a well-formed COSE_Sign1 message with alg EdDSA and a kid."""
+    """Not the canonical encoding of a COSE_Sign1 message with alg EdDSA and a protected kid."""
 
 
 class PayloadError(ReadingError):

@@ -7,8 +7,9 @@ A reading is a CBOR map with text keys::
 
 ``code`` is a LOINC code, ``unit`` a UCUM unit, ``time`` integer milliseconds since the Unix
 epoch (UTC). The encoding must be deterministic (sorted keys, shortest integers and floats),
-so that the same reading always has the same bytes; :func:`decode_reading` rejects any other
-encoding of the same values. Whether a code, unit or value is *plausible* is the ingestor's
+so that the same reading always has the same bytes; :func:`decode_reading` accepts a payload
+only if it is byte for byte :func:`encode_reading` of what it decodes to (so a whole value is
+an integer, never ``72.0``, and a value no float can hold is refused, not rounded). Whether a code, unit or value is *plausible* is the ingestor's
 business; this module only checks the shape.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 
 import cbor2
 
+from devices.boundary import decoder
 from devices.errors import PayloadError
 
 DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -28,6 +30,7 @@ LOINC_PATTERN = re.compile(r"[0-9]{1,7}-[0-9]")
 UNIT_PATTERN = re.compile(r"[!-~]{1,24}")  # printable ASCII, no spaces (UCUM case-sensitive)
 MAX_SAMPLES = 64
 MAX_SEQ = 2**63 - 1
+FLOAT_FROM = 2**53  # whole values this large are written as floats (see _cbor_number)
 MAX_TIME_MS = 2**53  # well past year 285,000; keeps values exact as floats in JSON clients
 
 _READING_KEYS = frozenset({"device", "seq", "samples"})
@@ -70,22 +73,22 @@ def encode_reading(reading: Reading) -> bytes:
     )
 
 
+@decoder(PayloadError, "the reading")
 def decode_reading(payload: bytes) -> Reading:
     """Parse and validate a reading; raise :class:`PayloadError` naming what is wrong."""
     try:
         obj = cbor2.loads(payload)
     except Exception as exc:  # cbor2 raises several types, including ValueError/TypeError
-        raise PayloadError(f"payload is not valid CBOR: {exc}") from exc
+        raise PayloadError(f"payload is not valid CBOR ({type(exc).__name__})") from exc
     if not isinstance(obj, dict) or set(obj) != _READING_KEYS:
         raise PayloadError(f"payload must be a map with keys {sorted(_READING_KEYS)}")
     device_id, seq, raw_samples = obj["device"], obj["seq"], obj["samples"]
     if not isinstance(device_id, str) or not is_valid_device_id(device_id):
         raise PayloadError("device must be 1-64 characters of [A-Za-z0-9._-]")
-    if not isinstance(raw_samples, list):
-        raise PayloadError("samples must be an array")
+    if not isinstance(raw_samples, list) or not 1 <= len(raw_samples) <= MAX_SAMPLES:
+        raise PayloadError(f"samples must be an array of 1 to {MAX_SAMPLES} samples")
     reading = Reading(device_id, _int(seq, "seq"), tuple(_sample(s) for s in raw_samples))
-    _check_reading(reading)
-    if cbor2.dumps(obj, canonical=True) != payload:
+    if encode_reading(reading) != payload:
         raise PayloadError("payload is not deterministically encoded CBOR (RFC 8949 4.2)")
     return reading
 
@@ -96,6 +99,8 @@ def _sample(raw: Any) -> Sample:
     value = raw["value"]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PayloadError("sample value must be a number")
+    if isinstance(value, int) and abs(value) >= FLOAT_FROM:
+        raise PayloadError("a whole sample value from 2**53 up is written as a float")
     if not isinstance(raw["code"], str) or not isinstance(raw["unit"], str):
         raise PayloadError("sample code and unit must be text")
     return Sample(raw["code"], raw["unit"], float(value), _int(raw["time"], "time"))
@@ -128,4 +133,4 @@ def _check_reading(reading: Reading) -> None:
 def _cbor_number(value: float) -> int | float:
     """Whole values encode as integers: the shortest deterministic form, the same in any language."""
     value = float(value)
-    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    return int(value) if value.is_integer() and abs(value) < FLOAT_FROM else value

@@ -18,15 +18,17 @@ docs/formats.md. Nothing in it needs trust in the server.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Self
 
+from devices.boundary import decoder
 from ledger.tlog_proof import ProofFormatError, TlogProof
 
 FORMAT = "vitaltrail/proof-bundle@v2"
 MAX_BUNDLE_SIZE = 1 << 20
+MAX_CONTAINERS = 16  # a bundle is 4 objects; far more (or deep nesting) is not a bundle
 
 
 class BundleFormatError(Exception):
@@ -70,12 +72,16 @@ class ProofBundle:
         }
 
     @classmethod
+    @decoder(BundleFormatError, "the proof bundle")
     def from_json(cls, text: str | bytes) -> Self:
+        """Parse a bundle document; raise :class:`BundleFormatError` for anything else."""
         if len(text) > MAX_BUNDLE_SIZE:
             raise BundleFormatError("bundle is too large")
+        if _containers(text) > MAX_CONTAINERS:
+            raise BundleFormatError(f"a bundle holds at most {MAX_CONTAINERS} objects and arrays")
         try:
             doc = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
             raise BundleFormatError(f"bundle is not JSON: {exc}") from exc
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             found = doc.get("format") if isinstance(doc, dict) else None
@@ -95,10 +101,22 @@ class ProofBundle:
         return named
 
 
+def _containers(text: str | bytes) -> int:
+    """How many JSON objects and arrays the text opens outside strings, counted without
+    parsing: it bounds the nesting, which json.loads would meet the recursion limit for."""
+    data = text.encode(errors="replace") if isinstance(text, str) else text
+    outside = _STRING.sub(b"", data)
+    return outside.count(b"{") + outside.count(b"[")
+
+
+# A JSON string, or an unterminated one up to the end: linear on any input.
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.?)*+(?:"|\Z)', re.DOTALL)
+
+
 def _b64(value: Any, what: str) -> bytes:
     if not isinstance(value, str):
         raise BundleFormatError(f"bundle {what} must be a base64 string")
     try:
         return base64.b64decode(value, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or characters outside ASCII
         raise BundleFormatError(f"bundle {what} is not valid base64") from exc

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from dataclasses import dataclass
 from typing import Self
 
+from devices.boundary import decoder
 from ledger.merkle import HASH_SIZE
 
 _SIZE = re.compile(r"0|[1-9][0-9]{0,19}")
+MAX_SIZE = 2**64 - 1
 
 
 class CheckpointError(Exception):
@@ -27,6 +28,7 @@ class Checkpoint:
         return f"{self.origin}\n{self.size}\n{base64.b64encode(self.root).decode()}\n"
 
     @classmethod
+    @decoder(CheckpointError, "the checkpoint")
     def parse(cls, text: str) -> Self:
         """Parse checkpoint note text; extension lines are allowed and ignored."""
         if not text.endswith("\n"):
@@ -35,11 +37,11 @@ class Checkpoint:
         if len(lines) < 3 or not all(lines):
             raise CheckpointError("a checkpoint is origin, tree size and root hash, one per line")
         origin, size, root = lines[:3]
-        if _SIZE.fullmatch(size) is None:
-            raise CheckpointError(f"tree size {size!r} is not a decimal without leading zeroes")
+        if _SIZE.fullmatch(size) is None or int(size) > MAX_SIZE:
+            raise CheckpointError("the tree size is not a 64-bit decimal without leading zeroes")
         try:
             root_hash = base64.b64decode(root, validate=True)
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, or characters outside ASCII
             raise CheckpointError("root hash is not valid base64") from exc
         if len(root_hash) != HASH_SIZE:
             raise CheckpointError(f"root hash must be {HASH_SIZE} bytes")

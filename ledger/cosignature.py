@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from devices.boundary import decoder
 from ledger.note import (
     SIGNATURE_PREFIX,
     NoteError,
@@ -42,6 +43,7 @@ class CosignatureVerifier(VerifierKey):
 
     ALG = ALG_COSIGNATURE_V1
 
+    @decoder(NoteError, "the cosigned note")
     def timestamp(self, note: str) -> int | None:
         """When this witness cosigned ``note``, or None if it did not (validly)."""
         parsed = parse_note(note)
@@ -78,6 +80,7 @@ class Cosigner(SigningKey):
         return f"{SIGNATURE_PREFIX}{self.name} {encoded.decode()}\n"
 
 
+@decoder(NoteError, "the cosignature lines")
 def add_signature_lines(note: str, lines: str) -> str:
     """The note with more signature lines (cosignatures) appended; the text is unchanged."""
     parse_note(note + lines)  # they must be well-formed signature lines

@@ -18,6 +18,7 @@ from typing import Self
 
 import cbor2
 
+from devices.boundary import decoder
 from devices.keys import PUBLIC_KEY_SIZE, DeviceKey
 from devices.reading import is_valid_device_id
 from ledger.appends import EntryKey, NewEntry
@@ -51,6 +52,7 @@ class DeviceKeyStatement:
         return NewEntry(key_entry_key(self.key.kid, event), data)
 
     @classmethod
+    @decoder(EntryError, "the device key statement")
     def from_entry(cls, entry: LedgerEntry) -> Self:
         """Parse a registration or revocation entry; raise :class:`EntryError` if it is not one."""
         if entry.kind not in (EntryKind.DEVICE_REGISTERED, EntryKind.DEVICE_REVOKED):
@@ -58,7 +60,7 @@ class DeviceKeyStatement:
         try:
             doc = cbor2.loads(entry.body)
         except Exception as exc:
-            raise EntryError(f"device key statement is not CBOR: {exc}") from exc
+            raise EntryError(f"device key statement is not CBOR ({type(exc).__name__})") from exc
         registration = entry.kind is EntryKind.DEVICE_REGISTERED
         fields = {"device", "key", "patient"} if registration else {"device", "key"}
         if not isinstance(doc, dict) or set(doc) != fields:

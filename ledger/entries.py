@@ -3,6 +3,7 @@
 A leaf's data is the deterministic CBOR array ``[kind, logged_at_ms, body]``. The kind says
 how to read the body (a reading's body is the device's COSE_Sign1 message, byte for byte);
 ``logged_at_ms`` is when the ledger accepted it, committed by the tree like everything else.
+Kind and time are CBOR unsigned integers (at most 64 bits); the body is a byte string.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Self
 
 import cbor2
 
-from devices.cbor_head import bstr, uint
+from devices.boundary import decoder
+from devices.cbor_head import MAX_ARGUMENT, bstr, uint
 from ledger.appends import EntryKey
 
 
@@ -39,24 +41,32 @@ class LedgerEntry:
         return b"\x83" + uint(int(self.kind)) + uint(self.logged_at_ms) + bstr(self.body)
 
     @classmethod
+    @decoder(EntryError, "the ledger entry")
     def decode(cls, data: bytes) -> Self:
+        """Parse leaf data; raise :class:`EntryError` unless it is a deterministically encoded
+        entry of a known kind."""
         try:
             obj = cbor2.loads(data)
-        except Exception as exc:
-            raise EntryError(f"entry is not valid CBOR: {exc}") from exc
+        except Exception as exc:  # cbor2 raises several types for malformed input
+            raise EntryError(f"entry is not valid CBOR ({type(exc).__name__})") from exc
         if not (isinstance(obj, list) and len(obj) == 3):
             raise EntryError("an entry is [kind, logged_at_ms, body]")
         kind, logged_at, body = obj
-        if kind not in EntryKind._value2member_map_:
-            raise EntryError(f"unknown entry kind {kind!r}")
-        if not isinstance(logged_at, int) or isinstance(logged_at, bool) or logged_at < 0:
-            raise EntryError("logged_at_ms must be a non-negative integer")
+        if not _is_uint(kind) or kind not in EntryKind._value2member_map_:
+            raise EntryError(f"the entry kind is not one of {[int(k) for k in EntryKind]}")
+        if not _is_uint(logged_at):
+            raise EntryError("logged_at_ms must be an integer from 0 to 2**64 - 1")
         if not isinstance(body, bytes):
             raise EntryError("an entry body is a byte string")
         entry = cls(EntryKind(kind), logged_at, body)
         if entry.encode() != data:
             raise EntryError("entry is not deterministically encoded")
         return entry
+
+
+def _is_uint(value: object) -> bool:
+    """A CBOR unsigned integer as decoded: an int (not a bool) in [0, 2**64 - 1]."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ARGUMENT
 
 
 def same_submission(recorded: bytes, submitted: bytes) -> bool:

@@ -9,7 +9,6 @@ do not know, which is what lets witnesses add cosignatures to the same note.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from dataclasses import dataclass
 from typing import ClassVar, Self
@@ -17,6 +16,8 @@ from typing import ClassVar, Self
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from devices.boundary import decoder
 
 ALG_ED25519 = 0x01
 SIGNATURE_PREFIX = "\u2014 "
@@ -44,6 +45,7 @@ def format_vkey(name: str, public_key: bytes, alg: int = ALG_ED25519) -> str:
     return f"{name}+{key_hash(name, public_key, alg).hex()}+{encoded}"
 
 
+@decoder(NoteError, "the verifier key")
 def parse_vkey(text: str, alg: int = ALG_ED25519) -> tuple[str, bytes]:
     """``(name, Ed25519 public key)`` of a verifier key of type ``alg``."""
     parts = text.strip().split("+", 2)
@@ -71,6 +73,7 @@ def format_skey(name: str, private_key: Ed25519PrivateKey, alg: int = ALG_ED2551
     return f"PRIVATE+KEY+{name}+{key_hash(name, public, alg).hex()}+{encoded}"
 
 
+@decoder(NoteError, "the signer key")
 def parse_skey(text: str, alg: int = ALG_ED25519) -> tuple[str, Ed25519PrivateKey]:
     parts = text.strip().split("+", 4)
     if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
@@ -92,7 +95,7 @@ def parse_skey(text: str, alg: int = ALG_ED25519) -> tuple[str, Ed25519PrivateKe
 def _b64decode(text: str, what: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or characters outside ASCII
         raise NoteError(f"{what} is not valid base64") from exc
 
 
@@ -186,9 +189,10 @@ class Note:
     signatures: tuple[Signature, ...]
 
 
+@decoder(NoteError, "the signed note")
 def parse_note(note: str) -> Note:
     """Split a signed note into text and signatures, without verifying any."""
-    if len(note.encode()) > MAX_NOTE_SIZE:
+    if len(note) > MAX_NOTE_SIZE or len(_utf8(note)) > MAX_NOTE_SIZE:
         raise NoteError("note is too large")
     split = note.rfind("\n\n")
     if split < 0 or not note.endswith("\n"):
@@ -213,13 +217,14 @@ def parse_note(note: str) -> Note:
     return Note(text, tuple(signatures))
 
 
+@decoder(NoteError, "the signed note")
 def open_note(note: str, verifiers: list[NoteVerifier]) -> tuple[Note, list[NoteVerifier]]:
     """Parse a note and return it with the pinned keys that signed it.
 
     Raise :class:`NoteError` when a known key's signature is invalid or no known key signed.
     """
     parsed = parse_note(note)
-    message = parsed.text.encode()
+    message = _utf8(parsed.text)
     signed_by: list[NoteVerifier] = []
     for sig in parsed.signatures:
         for verifier in verifiers:
@@ -231,6 +236,13 @@ def open_note(note: str, verifiers: list[NoteVerifier]) -> tuple[Note, list[Note
     if not signed_by:
         raise NoteError("no signature from a pinned key")
     return parsed, signed_by
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from a JSON "\ud800" escape
+        raise NoteError("the note is not valid Unicode text") from exc
 
 
 def _check_text(text: str) -> None:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from dataclasses import dataclass
 from typing import Self
 
+from devices.boundary import decoder
 from ledger.merkle import HASH_SIZE
 
 HEADER = "c2sp.org/tlog-proof@v1"
 _INDEX = re.compile(r"index (0|[1-9][0-9]{0,19})")
+MAX_INDEX = 2**64 - 1
+MAX_HASHES = 64  # an inclusion proof in a tree of 2**64 leaves has at most 64 hashes
 
 
 class ProofFormatError(Exception):
@@ -34,7 +36,9 @@ class TlogProof:
         return "\n".join(lines) + "\n\n" + self.checkpoint_note
 
     @classmethod
+    @decoder(ProofFormatError, "the tlog-proof")
     def parse(cls, text: str) -> Self:
+        """Parse tlog-proof text; raise :class:`ProofFormatError` for anything else."""
         head, sep, note = text.partition("\n\n")
         if not sep:
             raise ProofFormatError(
@@ -49,14 +53,19 @@ class TlogProof:
             pos = 2
         if len(lines) <= pos or (match := _INDEX.fullmatch(lines[pos])) is None:
             raise ProofFormatError("expected a line 'index <n>'")
+        index = int(match.group(1))
+        if index > MAX_INDEX:
+            raise ProofFormatError("the index is a 64-bit unsigned integer")
+        if len(lines) - pos - 1 > MAX_HASHES:
+            raise ProofFormatError(f"an inclusion proof has at most {MAX_HASHES} hashes")
         hashes = tuple(_b64(line, "proof hash") for line in lines[pos + 1 :])
         if any(len(h) != HASH_SIZE for h in hashes):
             raise ProofFormatError(f"each proof hash is {HASH_SIZE} bytes")
-        return cls(int(match.group(1)), hashes, note, extra)
+        return cls(index, hashes, note, extra)
 
 
 def _b64(text: str, what: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or characters outside ASCII
         raise ProofFormatError(f"{what} is not valid base64") from exc

@@ -11,11 +11,15 @@ Checks, each reported on its own so a user sees which one failed:
 5. **inclusion proof** - the reading, the registration (and the revocation) are all in the
    tree the checkpoint names.
 
-Only pinned keys are trusted; nothing comes from the server at verification time.
+Only pinned keys are trusted; nothing comes from the server at verification time. Whatever
+the document holds, :func:`verify_bundle` answers with a :class:`Report`: each decoder it
+calls raises only its own error (devices.boundary), and a check that fails in any other way
+(a bug) is a failed check named ``internal error``, logged with its traceback.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,6 +33,8 @@ from ledger.device_keys import DeviceKeyStatement
 from ledger.entries import EntryError, EntryKind, LedgerEntry
 from ledger.merkle import VerificationError, hash_leaf, verify_inclusion
 from ledger.note import NoteError, NoteVerifier, open_note, parse_note
+
+log = logging.getLogger("vitaltrail.verifier")
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,9 @@ def _run(report: Report, name: str, check: Callable[[], str]) -> None:
         ValueError,
     ) as exc:
         report.checks.append(Check(name, False, str(exc)))
+    except Exception as exc:  # a bug, not a verdict on the bundle: fail safe, keep the trace
+        log.exception("unexpected error in the %s check", name)
+        report.checks.append(Check(name, False, f"internal error ({type(exc).__name__})"))
     else:
         report.checks.append(Check(name, True, detail))
 

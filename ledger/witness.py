@@ -16,8 +16,8 @@ the recorded size) or an equal size with another root, 422 consistency proof doe
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ log = logging.getLogger("vitaltrail.witness")
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
 MAX_PROOF_LINES = 63
 MAX_REQUEST_BYTES = 64 * 1024
+_SIZE = re.compile(r"0|[1-9][0-9]{0,19}")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS latest (
@@ -84,13 +85,13 @@ def parse_submission(body: bytes) -> Submission:
         raise BadRequest("expected the old size, proof lines, an empty line, then a checkpoint")
     lines = head.split("\n")
     old = lines[0].removeprefix("old ")
-    if old == lines[0] or not old.isdigit() or (old != "0" and old.startswith("0")):
+    if old == lines[0] or _SIZE.fullmatch(old) is None or int(old) > 2**64 - 1:
         raise BadRequest("the first line must be 'old <size>' in decimal")
     if len(lines) - 1 > MAX_PROOF_LINES:
         raise BadRequest(f"at most {MAX_PROOF_LINES} consistency proof lines")
     try:
         proof = tuple(base64.b64decode(line, validate=True) for line in lines[1:])
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or characters outside ASCII
         raise BadRequest("a proof line is not base64") from exc
     if any(len(h) != HASH_SIZE for h in proof):
         raise BadRequest(f"each proof line is a {HASH_SIZE}-byte hash")

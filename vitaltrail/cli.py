@@ -130,6 +130,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from vitaltrail.bench.ledger import run_bench_ledger
 
         return run_bench_ledger(args)
+    if args.bench == "fuzz":
+        from vitaltrail.bench.fuzz import run_bench_fuzz
+
+        return run_bench_fuzz(args)
     from vitaltrail.bench.ingest import run_bench_ingest
 
     return run_bench_ingest(args)
@@ -368,6 +372,14 @@ def parser() -> argparse.ArgumentParser:
     )
     bl.add_argument("--dir", type=Path, help="where the two databases go (default: a temp dir)")
     bl.add_argument(
+        "--output", type=Path, help="also write the results as JSON here (default: printed only)"
+    )
+    bf = command(bsub, "fuzz", "hostile inputs through every decoder: 0 may escape")
+    bf.add_argument("--inputs", type=int, default=1_000_000, help="inputs in all")
+    bf.add_argument(
+        "--seed", type=int, help="makes a run repeatable (default: a random seed, printed)"
+    )
+    bf.add_argument(
         "--output", type=Path, help="also write the results as JSON here (default: printed only)"
     )
     bench.set_defaults(func=cmd_bench)
