@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from dataclasses import dataclass
 from typing import Self
@@ -39,7 +38,7 @@ class Checkpoint:
             raise CheckpointError(f"tree size {size!r} is not a decimal without leading zeroes")
         try:
             root_hash = base64.b64decode(root, validate=True)
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, or text that is not ASCII
             raise CheckpointError("root hash is not valid base64") from exc
         if len(root_hash) != HASH_SIZE:
             raise CheckpointError(f"root hash must be {HASH_SIZE} bytes")

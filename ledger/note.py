@@ -9,7 +9,6 @@ do not know, which is what lets witnesses add cosignatures to the same note.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from dataclasses import dataclass
 from typing import ClassVar, Self
@@ -92,7 +91,7 @@ def parse_skey(text: str, alg: int = ALG_ED25519) -> tuple[str, Ed25519PrivateKe
 def _b64decode(text: str, what: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or text that is not ASCII
         raise NoteError(f"{what} is not valid base64") from exc
 
 
