@@ -22,7 +22,8 @@ one point too, so rolling a minute up again overwrites it. ``/write`` answers on
 influxd has fsynced its WAL (``wal-fsync-delay = "0s"`` in vitaltrail/influxdb.conf).
 
 Compaction reads complete minutes from ``raw`` with ``GROUP BY time(1m)`` and writes their
-aggregates back with ``/write``; minutes that late samples touched are rolled up again.
+aggregates back with ``/write`` (:mod:`ingest.influx_lines` writes the text); minutes that late
+samples touched are rolled up again.
 Samples whose minute is already past the raw window when written (a reindex of an old ledger)
 cannot go into ``raw`` - InfluxDB refuses points older than a policy's duration - so they are
 folded straight into their minute's aggregate: only samples of ledger entries later than its
@@ -41,11 +42,11 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import httpx2
 
+from ingest.influx_lines import MEASUREMENT, MINUTES, Minute, ident, line, literal
 from ingest.store import (
     MINUTE_MS,
     RAW_RETENTION_MS,
@@ -58,8 +59,6 @@ from ingest.store import (
 
 log = logging.getLogger("vitaltrail.ingest")
 
-MEASUREMENT = "vitals"
-MINUTES = "vitals_1m"  # fields total, n, low, high, last_entry per patient, code and minute
 STATE = "vitaltrail_store"  # the roll-up's progress, one point at time 0
 RAW_RP = "raw"
 AGGREGATES_RP = "aggregates"
@@ -68,6 +67,7 @@ AGGREGATES_RP = "aggregates"
 # the policy meets InfluxDB's minimum duration (1 h) whatever the window.
 RP_SLACK_MS = 3_600_000
 HOUR_MS = 3_600_000
+REROLL_PER_COMPACTION_MS = 6 * HOUR_MS
 _BEYOND_RETENTION = re.compile(r"points beyond retention policy dropped=(\d+)")
 
 
@@ -77,67 +77,6 @@ class StoreUnavailable(Exception):
 
 class StoreQueryError(Exception):
     """InfluxDB refused a query or answered something unreadable."""
-
-
-def _tag(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ").replace("=", "\\=")
-
-
-def _string_field(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _literal(value: str) -> str:
-    """An InfluxQL string literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def timestamp_ns(point: SamplePoint) -> int:
-    return point.time_ms * 1_000_000 + (point.seq % 1000) * 1000 + point.position
-
-
-def line(point: SamplePoint) -> str:
-    return (
-        f"{MEASUREMENT},code={_tag(point.code)},device={_tag(point.device_id)},"
-        f"patient={_tag(point.patient_id)} value={float(point.value)!r},"
-        f"unit={_string_field(point.unit)},entry={point.entry_index}i,seq={point.seq}i,"
-        f"pos={point.position}i {timestamp_ns(point)}"
-    )
-
-
-@dataclass(frozen=True)
-class Minute:
-    """One patient's vital over one minute: the aggregate kept for good."""
-
-    patient_id: str
-    code: str
-    minute_ms: int
-    total: float
-    n: int
-    low: float
-    high: float
-    last_entry: int  # the latest ledger entry folded in
-
-    def line(self) -> str:
-        return (
-            f"{MINUTES},code={_tag(self.code)},patient={_tag(self.patient_id)}"
-            f" total={float(self.total)!r},n={self.n}i,low={float(self.low)!r},"
-            f"high={float(self.high)!r},last_entry={self.last_entry}i {self.minute_ms * 1_000_000}"
-        )
-
-    def folding(self, points: Sequence[SamplePoint]) -> Minute:
-        """This minute with ``points`` added (the caller passes only new ones)."""
-        values = [p.value for p in points]
-        return Minute(
-            self.patient_id,
-            self.code,
-            self.minute_ms,
-            self.total + sum(values),
-            self.n + len(values),
-            min(self.low, *values),
-            max(self.high, *values),
-            max(self.last_entry, *(p.entry_index for p in points)),
-        )
 
 
 class InfluxStore:
@@ -175,6 +114,7 @@ class InfluxStore:
         # Roll-up state lives in this (writer's) process: the first compaction after a start
         # rolls up the whole raw window again, so nothing written before a restart is missed.
         self._rolled_until_ms: int | None = None
+        self._reroll = (0, 0)  # [lo, hi): the raw window still to roll up again after a start
         self._late: dict[tuple[str, str], tuple[int, int]] = {}  # (patient, code) -> [lo, hi)
         # Samples influxd refused as older than its raw policy (its clock over an hour ahead
         # of ours): logged and counted, and the batch's other samples are stored.
@@ -183,7 +123,7 @@ class InfluxStore:
             self._create_policies()
 
     def _create_policies(self) -> None:
-        error = self._statement(f"CREATE DATABASE {_ident(self.database)}")
+        error = self._statement(f"CREATE DATABASE {ident(self.database)}")
         if error is not None:
             raise StoreQueryError(f"InfluxDB refused database {self.database}: {error}")
         raw = f"DURATION {self.raw_retention_ms + RP_SLACK_MS}ms"
@@ -191,7 +131,7 @@ class InfluxStore:
             (RAW_RP, raw, " DEFAULT"),
             (AGGREGATES_RP, "DURATION INF", ""),
         ):
-            on = f"{_ident(name)} ON {_ident(self.database)}"
+            on = f"{ident(name)} ON {ident(self.database)}"
             error = self._statement(
                 f"CREATE RETENTION POLICY {on} {duration} REPLICATION 1{default}"
             )
@@ -236,7 +176,7 @@ class InfluxStore:
             groups.setdefault(key, {})[(p.device_id, p.seq, p.position)] = p
         lo = min(minute for _, _, minute in groups)
         hi = max(minute for _, _, minute in groups) + MINUTE_MS
-        patients = " OR ".join(f"patient = {_literal(p)}" for p in {k[0] for k in groups})
+        patients = " OR ".join(f"patient = {literal(p)}" for p in {k[0] for k in groups})
         stored = {
             (m.patient_id, m.code, m.minute_ms): m
             for m in self._minutes(
@@ -288,23 +228,35 @@ class InfluxStore:
 
     def compact(self, now_ms: int) -> None:
         """Roll complete minutes up into aggregates, and the minutes late samples touched
-        again. Raw samples expire by the raw policy's duration: nothing is deleted here."""
+        again. Raw samples expire by the raw policy's duration: nothing is deleted here.
+
+        The first compaction in a process also rolls the raw window up again (late samples
+        written before a restart were remembered by the process that ended), a few hours of
+        it per compaction, so that no compaction holds the ingestor's writer for long."""
         until = now_ms - now_ms % MINUTE_MS
         if self._rolled_until_ms is None:  # first time in this process: from what is stored
             stored = self._select(f"SELECT last(rolled_until) FROM {_STATE}")
             persisted = int(stored[0]["values"][0][1]) if stored else 0
-            # and the raw window again (late data we forgot), from the oldest raw it may hold
-            oldest_raw = now_ms - self.raw_retention_ms - RP_SLACK_MS
-            start = max(min(persisted, self._horizon(now_ms)), oldest_raw - oldest_raw % MINUTE_MS)
-        else:
-            start = self._rolled_until_ms
-        for lo in range(start, until, HOUR_MS):  # an hour at a time: bounded answers
-            self._roll_up("", lo, min(lo + HOUR_MS, until))
+            oldest_raw = now_ms - self.raw_retention_ms - RP_SLACK_MS  # raw holds nothing older
+            self._rolled_until_ms = max(persisted, oldest_raw - oldest_raw % MINUTE_MS)
+            self._reroll = (
+                min(self._horizon(now_ms), self._rolled_until_ms),
+                self._rolled_until_ms,
+            )
+        self._roll_hours(self._rolled_until_ms, until)
+        self._rolled_until_ms = max(until, self._rolled_until_ms)
+        lo, hi = self._reroll
+        if lo < hi:
+            self._roll_hours(lo, min(hi, lo + REROLL_PER_COMPACTION_MS))
+            self._reroll = (min(hi, lo + REROLL_PER_COMPACTION_MS), hi)
         for (patient, code), (lo, hi) in self._late.items():
-            self._roll_up(f"patient = {_literal(patient)} AND code = {_literal(code)} AND ", lo, hi)
+            self._roll_up(f"patient = {literal(patient)} AND code = {literal(code)} AND ", lo, hi)
         self._late.clear()
-        self._rolled_until_ms = max(until, self._rolled_until_ms or 0)
         self._write_lines(AGGREGATES_RP, [f"{STATE} rolled_until={self._rolled_until_ms}i 0"])
+
+    def _roll_hours(self, lo: int, hi: int) -> None:
+        for start in range(lo, hi, HOUR_MS):  # an hour at a time: bounded answers
+            self._roll_up("", start, min(start + HOUR_MS, hi))
 
     def _roll_up(self, where: str, lo: int, hi: int) -> None:
         """Aggregate the raw samples of minutes ``[lo, hi)`` (and ``where``, a condition
@@ -345,7 +297,7 @@ class InfluxStore:
         return sorted(value for s in series for _, value in s["values"])
 
     def latest(self, patient_id: str | None = None) -> list[LatestVital]:
-        where = "" if patient_id is None else f" WHERE patient = {_literal(patient_id)}"
+        where = "" if patient_id is None else f" WHERE patient = {literal(patient_id)}"
         series = self._select(
             f"SELECT last(value), unit, entry FROM {_RAW}{where} GROUP BY patient, code"
         )
@@ -362,7 +314,7 @@ class InfluxStore:
         if bucket_ms <= 0:
             raise ValueError("bucket width must be positive")
         where = (
-            f" WHERE patient = {_literal(patient_id)} AND code = {_literal(code)}"
+            f" WHERE patient = {literal(patient_id)} AND code = {literal(code)}"
             f" AND time >= {start_ms}ms AND time < {end_ms}ms"
         )
         group = f" GROUP BY time({bucket_ms}ms, {start_ms % bucket_ms}ms) fill(none)"
@@ -391,11 +343,6 @@ class InfluxStore:
         return int(series[0]["values"][0][1]) if series else 0
 
 
-def _ident(name: str) -> str:
-    """An InfluxQL identifier."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-_RAW = f"{_ident(RAW_RP)}.{_ident(MEASUREMENT)}"
-_AGGREGATES = f"{_ident(AGGREGATES_RP)}.{_ident(MINUTES)}"
-_STATE = f"{_ident(AGGREGATES_RP)}.{_ident(STATE)}"
+_RAW = f"{ident(RAW_RP)}.{ident(MEASUREMENT)}"
+_AGGREGATES = f"{ident(AGGREGATES_RP)}.{ident(MINUTES)}"
+_STATE = f"{ident(AGGREGATES_RP)}.{ident(STATE)}"

@@ -9,7 +9,8 @@ import uuid
 
 import httpx2
 
-from ingest.influx_store import InfluxStore, line
+from ingest.influx_lines import line
+from ingest.influx_store import InfluxStore
 from ingest.store import MINUTE_MS, SamplePoint, wall_clock_ms
 from tests.stack import wait_for
 from vitaltrail.influxdb import Influxd
@@ -102,8 +103,12 @@ def test_compaction_works_through_the_v1_compatible_api_alone(influxd: Influxd) 
         store.compact(NOW)
         store.write([_point(5000, T0 + 1800_000 + 30, value=200)])  # late, in a rolled minute
         store.compact(NOW)
-        reading_later = InfluxStore(
-            influxd.url, database, read_only=True, clock=lambda: NOW + HOUR_MS
+        reading_later = InfluxStore(  # an hour later: the range is past the raw window
+            influxd.url,
+            database,
+            read_only=True,
+            raw_retention_ms=30 * 60_000,
+            clock=lambda: NOW + HOUR_MS,
         )
         buckets = reading_later.series("p 1,x=y", "8867-4", T0 + 1800_000, NOW, 600_000)
         reading_later.close()
@@ -158,3 +163,33 @@ def test_samples_influxd_refuses_as_too_old_are_counted_not_fatal(influxd: Influ
         assert store.count() == 1
     finally:
         store.close()
+
+
+def test_late_samples_from_before_a_restart_are_rolled_up_again_a_slice_at_a_time(
+    influxd: Influxd,
+) -> None:
+    """A late sample written just before the writer stopped (its mark died with the
+    process): the next process rolls the raw window up again, six hours of it per
+    compaction, and so reaches that minute at its second compaction."""
+    database = _database()
+    window = 13 * HOUR_MS  # re-rolled in slices [-13 h, -7 h), [-7 h, -1 h), [-1 h, now)
+    minute = NOW - 2 * HOUR_MS
+    before = InfluxStore(influxd.url, database, raw_retention_ms=window, clock=lambda: NOW)
+    before.write([_point(i, minute + i * 1000, value=60) for i in range(60)])
+    before.compact(NOW)
+    before.write([_point(999, minute + 500, value=180)])  # late; then the process ends
+    before.close()
+    after = InfluxStore(influxd.url, database, raw_retention_ms=window, clock=lambda: NOW)
+    reader = InfluxStore(  # a window later: the aggregates answer for that minute
+        influxd.url, database, read_only=True, raw_retention_ms=window, clock=lambda: NOW + window
+    )
+    try:
+        counts = []
+        for _ in range(3):
+            after.compact(NOW)
+            (bucket,) = reader.series("p 1,x=y", "8867-4", minute, minute + 60_000, 60_000)
+            counts.append((bucket.count, bucket.high))
+        assert counts == [(60, 60), (61, 180), (61, 180)]
+    finally:
+        after.close()
+        reader.close()
