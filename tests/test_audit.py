@@ -8,6 +8,7 @@ import sqlite3
 import struct
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from devices.cose import parse_sign1
@@ -22,6 +23,7 @@ from ledger.entries import EntryKind, LedgerEntry, reading_key
 from ledger.keyfile import load_or_create_signer
 from ledger.ledger import Ledger, LedgerReader
 from ledger.note import NoteVerifier, parse_note
+from tests.postgres import Postgres
 from tests.stack import now_ms, signed
 from vitaltrail.cli import main
 
@@ -29,12 +31,12 @@ ORIGIN = "vitaltrail.local/ledger"
 WITNESS = Cosigner.generate("witness.test/w1")
 
 
-def _build(data_dir: Path, readings: int = 300) -> NoteVerifier:
+def _build(data_dir: Path, readings: int = 300, location: str | None = None) -> NoteVerifier:
     """Two devices' registrations and readings, sealed in three blocks (across a tile edge),
-    each block cosigned by WITNESS."""
+    each block cosigned by WITNESS; in ``data_dir``, or at ``location`` (PostgreSQL)."""
     signer = load_or_create_signer(data_dir / "keys" / "ledger.key", ORIGIN)
     devices = {f"band-{i}": DeviceSigner.generate() for i in range(2)}
-    ledger = Ledger(data_dir / "ledger.db", signer)
+    ledger = Ledger(location or data_dir / "ledger.db", signer)
     ledger.append(
         [
             DeviceKeyStatement(EntryKind.DEVICE_REGISTERED, d, s.key, f"p-{d}").entry(now_ms())
@@ -373,3 +375,36 @@ def test_a_tampered_row_of_any_table_is_a_finding(
         assert first.where.startswith(where), findings
     if "blocks SET height = 'x'" in statement:
         assert ("block", "block row 'x'") in [(f.check, f.where) for f in findings]
+
+
+def test_the_audit_on_postgresql_reads_every_row_in_pages(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    """The shared log's engine: the rows come a page at a time (keyset pagination), all of
+    them, in order; a key-index slot changed there is caught like on SQLite."""
+    dsn = postgres.create_database()
+    key = _build(tmp_path, location=dsn)
+    reader = LedgerReader(dsn)
+    try:
+        assert [r[0] for r in reader.log.page_rows(batch=2)] == [0, 1, 2]
+        rows = list(reader.log.keys.stored_rows(batch=5))
+        assert rows == list(reader.log.keys.stored_rows())
+        assert len(rows) == 2 + 2 * 19  # two device keys' rows; 300 readings = 19 rows each
+        assert audit(reader, key, (WITNESS.verifier,)).ok
+    finally:
+        reader.close()
+    slots = bytearray(128)
+    struct.pack_into(">Q", slots, 0, (1 << 63) | 5)
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute(
+            "UPDATE entry_keys SET slots = %s WHERE grp = 'reading/band-0' AND blk = 18",
+            (bytes(slots),),
+        )
+    reader = LedgerReader(dsn)
+    try:
+        findings = audit(reader, key).findings
+    finally:
+        reader.close()
+    assert [(f.check, f.where) for f in findings] == [
+        ("key index", "key index row 'reading/band-0'/18")
+    ] * 12  # seqs 288-299: slot 0 points at entry 5, the 11 others are free
