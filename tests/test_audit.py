@@ -4,6 +4,7 @@ cosignatures, and a tampered row of any table is a finding, never an exception."
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import struct
 from pathlib import Path
@@ -93,9 +94,20 @@ def _sql(data_dir: Path, statement: str, *params: object) -> None:
     db.close()
 
 
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, NoteVerifier]:
+    """The log built once per module; each test tampers with a copy of it."""
+    data_dir = tmp_path_factory.mktemp("audit-template")
+    return data_dir, _build(data_dir)
+
+
 @pytest.fixture
-def built(tmp_path: Path) -> tuple[Path, NoteVerifier]:
-    return tmp_path, _build(tmp_path)
+def built(template: tuple[Path, NoteVerifier], tmp_path: Path) -> tuple[Path, NoteVerifier]:
+    source, key = template
+    shutil.copytree(source / "keys", tmp_path / "keys")
+    for db_file in source.glob("ledger.db*"):  # the database, and any WAL
+        shutil.copyfile(db_file, tmp_path / db_file.name)
+    return tmp_path, key
 
 
 def test_an_untouched_log_passes(built: tuple[Path, NoteVerifier]) -> None:
