@@ -1,12 +1,34 @@
-"""The time-series store in InfluxDB 1.x, over its HTTP API: line protocol to /write, InfluxQL to /query.
+"""The time-series store in InfluxDB over its 1.x HTTP API: line protocol to /write, InfluxQL to /query.
 
-One measurement, ``vitals``: tags ``patient``, ``device``, ``code``; fields ``value``, ``unit``,
-``entry`` (the ledger entry), ``seq`` and ``pos``. InfluxDB keys a point by its series and
-timestamp, so a sample's timestamp is its time in milliseconds plus a sub-millisecond offset
-made of its sequence number and position: a redelivered sample overwrites itself (writes are
-idempotent, as the store interface requires), and two samples of one vital in the same
-millisecond stay two points. ``/write`` answers only after influxd has fsynced its WAL
-(``wal-fsync-delay = "0s"`` in vitaltrail/influxdb.conf).
+That API is the one InfluxDB 1.x serves natively and 2.x and 3.x serve for compatibility, and
+the store uses only what all three serve: ``/write`` with ``db`` and ``rp``, ``SELECT`` with
+``GROUP BY time(...)``. No ``SELECT INTO``, no ``DELETE``, no continuous queries.
+
+Two retention policies (on 2.x/3.x: two buckets, each mapped to its policy by a DBRP mapping):
+
+* ``raw`` (the database's default) holds measurement ``vitals``: tags ``patient``, ``device``,
+  ``code``; fields ``value``, ``unit``, ``entry`` (the ledger entry), ``seq`` and ``pos``. Its
+  duration is the raw window plus an hour of slack (see :data:`RP_SLACK_MS`); InfluxDB expires
+  raw samples itself, a shard group at a time.
+* ``aggregates`` (kept for good) holds ``vitals_1m``, one point per patient, vital and minute:
+  ``total``, ``n``, ``low``, ``high`` and ``last_entry`` (the latest ledger entry folded in), and
+  the roll-up's progress.
+
+InfluxDB keys a point by its series and timestamp, so a sample's timestamp is its time in
+milliseconds plus a sub-millisecond offset made of its sequence number and position: a
+redelivered sample overwrites itself (writes are idempotent, as the store interface requires),
+and two samples of one vital in the same millisecond stay two points. A minute's aggregate is
+one point too, so rolling a minute up again overwrites it. ``/write`` answers only after
+influxd has fsynced its WAL (``wal-fsync-delay = "0s"`` in vitaltrail/influxdb.conf).
+
+Compaction reads complete minutes from ``raw`` with ``GROUP BY time(1m)`` and writes their
+aggregates back with ``/write`` (:mod:`ingest.influx_lines` writes the text); minutes that late
+samples touched are rolled up again.
+Samples whose minute is already past the raw window when written (a reindex of an old ledger)
+cannot go into ``raw`` - InfluxDB refuses points older than a policy's duration - so they are
+folded straight into their minute's aggregate: only samples of ledger entries later than its
+``last_entry`` are added, which makes a rewrite of the same readings change nothing (writes
+carry whole readings, in log order: reindex and ingest both do).
 
 A write that fails is retried with backoff; if InfluxDB stays down, :class:`StoreUnavailable`
 reaches the ingestor, which stops acknowledging (the broker keeps the messages) and reconnects
@@ -15,13 +37,16 @@ with backoff until InfluxDB is back.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx2
 
+from ingest.influx_lines import MEASUREMENT, MINUTES, Minute, ident, line, literal
 from ingest.store import (
     MINUTE_MS,
     RAW_RETENTION_MS,
@@ -34,9 +59,16 @@ from ingest.store import (
 
 log = logging.getLogger("vitaltrail.ingest")
 
-MEASUREMENT = "vitals"
-MINUTES = "vitals_1m"  # fields total, n, low, high per patient, code and minute
 STATE = "vitaltrail_store"  # the roll-up's progress, one point at time 0
+RAW_RP = "raw"
+AGGREGATES_RP = "aggregates"
+# The raw policy keeps samples an hour longer than the store's raw window: a sample the store
+# still counts as raw is then never refused by influxd for a clock a little ahead of ours, and
+# the policy meets InfluxDB's minimum duration (1 h) whatever the window.
+RP_SLACK_MS = 3_600_000
+HOUR_MS = 3_600_000
+REROLL_PER_COMPACTION_MS = 6 * HOUR_MS
+_BEYOND_RETENTION = re.compile(r"points beyond retention policy dropped=(\d+)")
 
 
 class StoreUnavailable(Exception):
@@ -47,34 +79,8 @@ class StoreQueryError(Exception):
     """InfluxDB refused a query or answered something unreadable."""
 
 
-def _tag(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ").replace("=", "\\=")
-
-
-def _string_field(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _literal(value: str) -> str:
-    """An InfluxQL string literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def timestamp_ns(point: SamplePoint) -> int:
-    return point.time_ms * 1_000_000 + (point.seq % 1000) * 1000 + point.position
-
-
-def line(point: SamplePoint) -> str:
-    return (
-        f"{MEASUREMENT},code={_tag(point.code)},device={_tag(point.device_id)},"
-        f"patient={_tag(point.patient_id)} value={float(point.value)!r},"
-        f"unit={_string_field(point.unit)},entry={point.entry_index}i,seq={point.seq}i,"
-        f"pos={point.position}i {timestamp_ns(point)}"
-    )
-
-
 class InfluxStore:
-    """A :class:`~ingest.store.TimeSeriesStore` on InfluxDB 1.x."""
+    """A :class:`~ingest.store.TimeSeriesStore` on InfluxDB's 1.x HTTP API."""
 
     def __init__(
         self,
@@ -89,14 +95,16 @@ class InfluxStore:
         token: str | None = None,
         raw_retention_ms: int = RAW_RETENTION_MS,
         clock: Callable[[], int] = wall_clock_ms,
+        transport: httpx2.BaseTransport | None = None,
     ) -> None:
-        """``token``: InfluxDB 2's API token, for its 1.x-compatible /write and /query (the
-        database is then a bucket of that name, made by InfluxDB's own setup)."""
+        """``token``: InfluxDB 2's or 3's API token, for its 1.x-compatible /write and /query;
+        the database and its two policies are then buckets and DBRP mappings made by the
+        deployment (deploy/influxdb/10-dbrp.sh), since that API cannot create them. Without
+        a token (InfluxDB 1.x) a writer creates the database and both policies."""
         headers = {"Authorization": f"Token {token}"} if token else {}
-        # InfluxDB 2's 1.x-compatible API has no SELECT INTO nor DELETE: no roll-up there
-        # (the bucket's own retention applies; see docs/decisions.md).
-        self.compacts = token is None
-        self._http = httpx2.Client(base_url=url, timeout=timeout_s, headers=headers)
+        self._http = httpx2.Client(
+            base_url=url, timeout=timeout_s, headers=headers, transport=transport
+        )
         self.database = database
         self._attempts = attempts
         self._backoff_s = backoff_s
@@ -106,29 +114,88 @@ class InfluxStore:
         # Roll-up state lives in this (writer's) process: the first compaction after a start
         # rolls up the whole raw window again, so nothing written before a restart is missed.
         self._rolled_until_ms: int | None = None
+        self._reroll = (0, 0)  # [lo, hi): the raw window still to roll up again after a start
         self._late: dict[tuple[str, str], tuple[int, int]] = {}  # (patient, code) -> [lo, hi)
+        # Samples influxd refused as older than its raw policy (its clock over an hour ahead
+        # of ours): logged and counted, and the batch's other samples are stored.
+        self.dropped_samples = 0
         if not read_only and token is None:
-            self._post("/query", {"q": f'CREATE DATABASE "{database}"'})
+            self._create_policies()
+
+    def _create_policies(self) -> None:
+        error = self._statement(f"CREATE DATABASE {ident(self.database)}")
+        if error is not None:
+            raise StoreQueryError(f"InfluxDB refused database {self.database}: {error}")
+        raw = f"DURATION {self.raw_retention_ms + RP_SLACK_MS}ms"
+        for name, duration, default in (
+            (RAW_RP, raw, " DEFAULT"),
+            (AGGREGATES_RP, "DURATION INF", ""),
+        ):
+            on = f"{ident(name)} ON {ident(self.database)}"
+            error = self._statement(
+                f"CREATE RETENTION POLICY {on} {duration} REPLICATION 1{default}"
+            )
+            if error is not None and "already exists" in error:  # made for another window
+                error = self._statement(f"ALTER RETENTION POLICY {on} {duration}{default}")
+            if error is not None:
+                raise StoreQueryError(f"InfluxDB refused retention policy {name}: {error}")
 
     def close(self) -> None:
         self._http.close()
 
+    def _horizon(self, now_ms: int) -> int:
+        """The start of the oldest minute wholly inside the raw window."""
+        return -(-(now_ms - self.raw_retention_ms) // MINUTE_MS) * MINUTE_MS
+
     def write(self, points: Sequence[SamplePoint]) -> None:
+        horizon = self._horizon(self._clock())
+        raw = [p for p in points if p.time_ms >= horizon]
         if self._rolled_until_ms is not None:
-            horizon = self._clock() - self.raw_retention_ms
-            for p in points:
-                if horizon <= p.time_ms < self._rolled_until_ms:
+            for p in raw:
+                if p.time_ms < self._rolled_until_ms:
                     minute = p.time_ms - p.time_ms % MINUTE_MS
                     lo, hi = self._late.get((p.patient_id, p.code), (minute, minute))
                     self._late[(p.patient_id, p.code)] = (
                         min(lo, minute),
                         max(hi, minute + MINUTE_MS),
                     )
-        for start in range(0, len(points), self._batch_points):
-            body = "\n".join(line(p) for p in points[start : start + self._batch_points])
-            self._post("/write", {"db": self.database, "precision": "ns"}, body.encode())
+        self._write_lines(RAW_RP, [line(p) for p in raw])
+        if len(raw) < len(points):
+            self._fold_in([p for p in points if p.time_ms < horizon])
 
-    def _post(self, path: str, params: dict[str, str], body: bytes | None = None) -> None:
+    def _write_lines(self, rp: str, lines: Sequence[str]) -> None:
+        for start in range(0, len(lines), self._batch_points):
+            body = "\n".join(lines[start : start + self._batch_points]).encode()
+            self._post("/write", {"db": self.database, "rp": rp, "precision": "ns"}, body)
+
+    def _fold_in(self, points: Sequence[SamplePoint]) -> None:
+        """Add samples past the raw window to their minutes' aggregates, each at most once."""
+        groups: dict[tuple[str, str, int], dict[tuple[str, int, int], SamplePoint]] = {}
+        for p in points:
+            key = (p.patient_id, p.code, p.time_ms - p.time_ms % MINUTE_MS)
+            groups.setdefault(key, {})[(p.device_id, p.seq, p.position)] = p
+        lo = min(minute for _, _, minute in groups)
+        hi = max(minute for _, _, minute in groups) + MINUTE_MS
+        patients = " OR ".join(f"patient = {literal(p)}" for p in {k[0] for k in groups})
+        stored = {
+            (m.patient_id, m.code, m.minute_ms): m
+            for m in self._minutes(
+                f"SELECT total, n, low, high, last_entry FROM {_AGGREGATES}"
+                f" WHERE ({patients}) AND time >= {lo}ms AND time < {hi}ms GROUP BY patient, code"
+            )
+        }
+        folded: list[str] = []
+        for (patient, code, minute), samples in groups.items():
+            known = stored.get((patient, code, minute))
+            last = -1 if known is None else known.last_entry
+            new = [p for p in samples.values() if p.entry_index > last]
+            if not new:
+                continue  # a rewrite of readings folded in before
+            base = known or Minute(patient, code, minute, 0.0, 0, new[0].value, new[0].value, -1)
+            folded.append(base.folding(new).line())
+        self._write_lines(AGGREGATES_RP, folded)
+
+    def _post(self, path: str, params: dict[str, str], body: bytes | None = None) -> str:
         delay = self._backoff_s
         for attempt in range(1, self._attempts + 1):
             try:
@@ -137,7 +204,12 @@ class InfluxStore:
                 failure = f"{type(exc).__name__}: {exc}"
             else:
                 if response.status_code < 300:
-                    return
+                    return response.text
+                dropped = _BEYOND_RETENTION.search(response.text)
+                if dropped is not None:  # the batch's other points are stored
+                    self.dropped_samples += int(dropped[1])
+                    log.warning("InfluxDB dropped %s samples older than its raw policy", dropped[1])
+                    return response.text
                 if response.status_code < 500:  # our request is wrong: retrying will not help
                     raise StoreQueryError(f"InfluxDB refused {path}: {response.text[:300]}")
                 failure = f"HTTP {response.status_code}"
@@ -148,46 +220,60 @@ class InfluxStore:
             delay *= 2
         raise AssertionError("unreachable")
 
+    def _statement(self, statement: str) -> str | None:
+        """Run a statement that changes the schema; return its error (None: it succeeded)."""
+        answer = json.loads(self._post("/query", {"q": statement}))
+        errors = [str(r["error"]) for r in answer.get("results", []) if "error" in r]
+        return errors[0] if errors else None
+
     def compact(self, now_ms: int) -> None:
-        if not self.compacts:
-            return
-        horizon = now_ms - self.raw_retention_ms
+        """Roll complete minutes up into aggregates, and the minutes late samples touched
+        again. Raw samples expire by the raw policy's duration: nothing is deleted here.
+
+        The first compaction in a process also rolls the raw window up again (late samples
+        written before a restart were remembered by the process that ended), a few hours of
+        it per compaction, so that no compaction holds the ingestor's writer for long."""
         until = now_ms - now_ms % MINUTE_MS
         if self._rolled_until_ms is None:  # first time in this process: from what is stored
-            stored = self._select(f"SELECT last(rolled_until) FROM {STATE}")
+            stored = self._select(f"SELECT last(rolled_until) FROM {_STATE}")
             persisted = int(stored[0]["values"][0][1]) if stored else 0
-            start = min(persisted, horizon)  # and the raw window again: late data we forgot
-        else:
-            start = self._rolled_until_ms
-        if start < until:
-            self._roll_up(f"time >= {start}ms AND time < {until}ms")
-        for (patient, code), (lo, hi) in self._late.items():
-            self._roll_up(
-                f"patient = {_literal(patient)} AND code = {_literal(code)}"
-                f" AND time >= {lo}ms AND time < {hi}ms"
+            oldest_raw = now_ms - self.raw_retention_ms - RP_SLACK_MS  # raw holds nothing older
+            self._rolled_until_ms = max(persisted, oldest_raw - oldest_raw % MINUTE_MS)
+            self._reroll = (
+                min(self._horizon(now_ms), self._rolled_until_ms),
+                self._rolled_until_ms,
             )
+        self._roll_hours(self._rolled_until_ms, until)
+        self._rolled_until_ms = max(until, self._rolled_until_ms)
+        lo, hi = self._reroll
+        if lo < hi:
+            self._roll_hours(lo, min(hi, lo + REROLL_PER_COMPACTION_MS))
+            self._reroll = (min(hi, lo + REROLL_PER_COMPACTION_MS), hi)
+        for (patient, code), (lo, hi) in self._late.items():
+            self._roll_up(f"patient = {literal(patient)} AND code = {literal(code)} AND ", lo, hi)
         self._late.clear()
-        self._rolled_until_ms = max(until, self._rolled_until_ms or 0)
-        state = f"{STATE} rolled_until={self._rolled_until_ms}i 0"
-        self._post("/write", {"db": self.database, "precision": "ns"}, state.encode())
-        self._post(
-            "/query",
-            {
-                "db": self.database,
-                "q": f"DELETE FROM {MEASUREMENT} WHERE time < {min(horizon, until)}ms",
-            },
-        )
+        self._write_lines(AGGREGATES_RP, [f"{STATE} rolled_until={self._rolled_until_ms}i 0"])
 
-    def _roll_up(self, where: str) -> None:
-        self._post(
-            "/query",
-            {
-                "db": self.database,
-                "q": f"SELECT sum(value) AS total, count(value) AS n, min(value) AS low,"
-                f" max(value) AS high INTO {MINUTES} FROM {MEASUREMENT} WHERE {where}"
-                " GROUP BY time(1m), patient, code",
-            },
+    def _roll_hours(self, lo: int, hi: int) -> None:
+        for start in range(lo, hi, HOUR_MS):  # an hour at a time: bounded answers
+            self._roll_up("", start, min(start + HOUR_MS, hi))
+
+    def _roll_up(self, where: str, lo: int, hi: int) -> None:
+        """Aggregate the raw samples of minutes ``[lo, hi)`` (and ``where``, a condition
+        followed by ``AND``) and write them, overwriting what was rolled up before."""
+        minutes = self._minutes(
+            f"SELECT sum(value), count(value), min(value), max(value), max(entry)"
+            f" FROM {_RAW} WHERE {where}time >= {lo}ms AND time < {hi}ms"
+            " GROUP BY time(1m), patient, code fill(none)"
         )
+        self._write_lines(AGGREGATES_RP, [m.line() for m in minutes])
+
+    def _minutes(self, query: str) -> list[Minute]:
+        return [
+            Minute(s["tags"]["patient"], s["tags"]["code"], t, total, int(n), low, high, int(last))
+            for s in self._select(query)
+            for t, total, n, low, high, last in s["values"]
+        ]
 
     def _select(self, query: str) -> list[dict[str, Any]]:
         try:
@@ -207,13 +293,13 @@ class InfluxStore:
         return series
 
     def patients(self) -> list[str]:
-        series = self._select(f'SHOW TAG VALUES FROM {MEASUREMENT} WITH KEY = "patient"')
+        series = self._select(f'SHOW TAG VALUES FROM {_RAW} WITH KEY = "patient"')
         return sorted(value for s in series for _, value in s["values"])
 
     def latest(self, patient_id: str | None = None) -> list[LatestVital]:
-        where = "" if patient_id is None else f" WHERE patient = {_literal(patient_id)}"
+        where = "" if patient_id is None else f" WHERE patient = {literal(patient_id)}"
         series = self._select(
-            f"SELECT last(value), unit, entry FROM {MEASUREMENT}{where} GROUP BY patient, code"
+            f"SELECT last(value), unit, entry FROM {_RAW}{where} GROUP BY patient, code"
         )
         found = [
             LatestVital(s["tags"]["patient"], s["tags"]["code"], unit, value, t, entry)
@@ -228,14 +314,14 @@ class InfluxStore:
         if bucket_ms <= 0:
             raise ValueError("bucket width must be positive")
         where = (
-            f" WHERE patient = {_literal(patient_id)} AND code = {_literal(code)}"
+            f" WHERE patient = {literal(patient_id)} AND code = {literal(code)}"
             f" AND time >= {start_ms}ms AND time < {end_ms}ms"
         )
         group = f" GROUP BY time({bucket_ms}ms, {start_ms % bucket_ms}ms) fill(none)"
         horizon = self._clock() - self.raw_retention_ms
-        if self.compacts and use_minutes(start_ms, bucket_ms, horizon):
+        if use_minutes(start_ms, bucket_ms, horizon):
             rows = self._select(
-                f"SELECT sum(total), sum(n), min(low), max(high) FROM {MINUTES}{where}{group}"
+                f"SELECT sum(total), sum(n), min(low), max(high) FROM {_AGGREGATES}{where}{group}"
             )
             return [
                 Bucket(t, total / n, low, high, int(n))
@@ -243,8 +329,7 @@ class InfluxStore:
                 for t, total, n, low, high in s["values"]
             ]
         rows = self._select(
-            f"SELECT mean(value), min(value), max(value), count(value) FROM {MEASUREMENT}"
-            f"{where}{group}"
+            f"SELECT mean(value), min(value), max(value), count(value) FROM {_RAW}{where}{group}"
         )
         return [
             Bucket(t, mean, low, high, count)
@@ -253,5 +338,11 @@ class InfluxStore:
         ]
 
     def count(self) -> int:
-        series = self._select(f"SELECT count(value) FROM {MEASUREMENT}")
+        """Raw samples stored (those the raw policy has not expired yet)."""
+        series = self._select(f"SELECT count(value) FROM {_RAW}")
         return int(series[0]["values"][0][1]) if series else 0
+
+
+_RAW = f"{ident(RAW_RP)}.{ident(MEASUREMENT)}"
+_AGGREGATES = f"{ident(AGGREGATES_RP)}.{ident(MINUTES)}"
+_STATE = f"{ident(AGGREGATES_RP)}.{ident(STATE)}"

@@ -4,7 +4,8 @@ The ledger is the record; a store can be dropped and rebuilt from it. Writes are
 (a sample is keyed by device, sequence number and position), so redelivered messages and
 replays after a crash write nothing twice. Raw samples are kept for a retention window; beyond
 it, 1-minute aggregates (sum, count, min, max per patient, vital and minute) answer range
-queries, which pick raw or aggregates by the range asked (:func:`use_minutes`). Backends:
+queries, which pick raw or aggregates by the range asked (:func:`use_minutes`); :meth:`count`
+counts raw samples only. Backends:
 :mod:`ingest.sqlite_store` (embedded default) and :mod:`ingest.influx_store`. Calls are synchronous and made from the ingestor's
 writer thread; :mod:`ingest.reindex` rebuilds a store from the ledger.
 """
@@ -106,7 +107,8 @@ class TimeSeriesStore(Protocol):
         """How many raw sample points are stored."""
 
     def compact(self, now_ms: int) -> None:
-        """Roll complete minutes up into 1-minute aggregates (kept for good), then drop raw
-        samples older than the store's raw retention."""
+        """Roll complete minutes up into 1-minute aggregates (kept for good), and the minutes
+        late samples touched again; raw samples older than the raw retention are dropped (by
+        SQLite's store here; by InfluxDB's raw retention policy on its own schedule)."""
 
     def close(self) -> None: ...

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.checkpoint import Checkpoint
-from ledger.database import Database
+from ledger.database import Database, blob_column, int_column, text_column
 from ledger.note import parse_note
 
 GENESIS_PREV_HASH = bytes(32)
@@ -128,15 +128,32 @@ class BlockStore:
         )
 
     def all(self) -> list[Block]:
-        return [
-            _block(row) for row in self._db.query(f"SELECT {_COLUMNS} FROM blocks ORDER BY height")
-        ]
+        return [parse_block_row(row) for row in self.rows()]
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        """Every block row as stored, in height order (the auditor parses each with
+        :func:`parse_block_row` and reports the ones that do not parse)."""
+        return self._db.query(f"SELECT {_COLUMNS} FROM blocks ORDER BY height")
+
+    def cosignature_rows(self) -> list[tuple[Any, ...]]:
+        """Every stored cosignature ``(height, witness, line)`` as stored, in height order."""
+        return self._db.query(
+            "SELECT height, witness, line FROM cosignatures ORDER BY height, witness"
+        )
 
     def _one(self, sql: str, params: tuple[int, ...] = ()) -> Block | None:
         row = self._db.one(sql, params)
-        return _block(row) if row else None
+        return parse_block_row(row) if row else None
 
 
-def _block(row: tuple[Any, ...]) -> Block:
+def parse_block_row(row: tuple[Any, ...]) -> Block:
+    """A block from its stored row; :class:`~ledger.database.StoredRowError` if a column holds
+    what the schema does not allow."""
     height, tree_size, note, prev_hash, sealed_at = row
-    return Block(int(height), int(tree_size), note, bytes(prev_hash), int(sealed_at))
+    return Block(
+        int_column(height, "height"),
+        int_column(tree_size, "tree_size"),
+        text_column(note, "note"),
+        blob_column(prev_hash, "prev_hash", len(GENESIS_PREV_HASH)),
+        int_column(sealed_at, "sealed_at"),
+    )

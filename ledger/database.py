@@ -44,6 +44,35 @@ class DuplicateKeyError(Exception):
     """A write broke a uniqueness constraint; the transaction was rolled back."""
 
 
+class StoredRowError(Exception):
+    """A stored column holds a type or size its schema does not allow: the database was edited.
+
+    SQLite keeps whatever is written into any column, so a reader that meets such a row says
+    which column is wrong instead of failing somewhere later (the auditor reports it)."""
+
+
+def int_column(value: object, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise StoredRowError(f"{name} is not an integer ({type(value).__name__})")
+    return value
+
+
+def text_column(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise StoredRowError(f"{name} is not text ({type(value).__name__})")
+    return value
+
+
+def blob_column(value: object, name: str, size: int | None = None) -> bytes:
+    """A BLOB column (bytes from SQLite, bytes or memoryview from PostgreSQL)."""
+    if not isinstance(value, bytes | memoryview):
+        raise StoredRowError(f"{name} is not a byte string ({type(value).__name__})")
+    blob = bytes(value)
+    if size is not None and len(blob) != size:
+        raise StoredRowError(f"{name} is {len(blob)} bytes, not {size}")
+    return blob
+
+
 class Database:
     """One connection, used by one thread at a time (the lock makes that true)."""
 

@@ -11,11 +11,11 @@ it with the stored entry (:class:`~ledger.storage.MerkleLog`), on that rare path
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 from ledger.appends import EntryKey, NewEntry
-from ledger.database import Database
+from ledger.database import Database, StoredRowError, blob_column, int_column, text_column
 from ledger.row_cache import RowCache
 
 ROW_KEYS = 16
@@ -83,6 +83,23 @@ class KeyIndex:
     def forget(self) -> None:
         self._cache.clear()
 
+    def stored_rows(self, batch: int = 1000) -> Iterator[tuple[Any, ...]]:
+        """Every index row ``(grp, blk, slots)`` exactly as stored, in key order, a batch at a
+        time (for the auditor, which compares them with the rows the entries make)."""
+        rows = self._db.query(
+            "SELECT grp, blk, slots FROM entry_keys ORDER BY grp, blk LIMIT ?", (batch,)
+        )
+        while rows:
+            yield from rows
+            if len(rows) < batch:
+                return
+            grp, blk = rows[-1][0], rows[-1][1]
+            rows = self._db.query(
+                "SELECT grp, blk, slots FROM entry_keys WHERE grp > ? OR (grp = ? AND blk > ?)"
+                " ORDER BY grp, blk LIMIT ?",
+                (grp, grp, blk, batch),
+            )
+
     def _rows(self, wanted: set[RowKey]) -> dict[RowKey, bytes]:
         return self._cache.read(wanted, self._fetch)
 
@@ -142,3 +159,71 @@ class Claims(NamedTuple):
 
 def _row_key(key: EntryKey) -> RowKey:
     return key.group, key.number // ROW_KEYS
+
+
+class ExpectedKeys:
+    """The index rows a log's entries make, rebuilt entry by entry by the auditor and compared
+    with the stored rows: every entry's key points at it, and nothing else is taken."""
+
+    def __init__(self) -> None:
+        self._rows: dict[RowKey, bytearray] = {}
+        self._unkeyed: set[int] = set()
+
+    def unknown(self, index: int) -> None:
+        """Entry ``index`` does not decode, so its key is unknown (itself a finding): an index
+        slot pointing at it is not another one."""
+        self._unkeyed.add(index)
+
+    def take(self, key: EntryKey, index: int) -> int | None:
+        """Record that entry ``index`` holds ``key``; return the earlier entry holding it, if
+        one does (one entry per key, ever: the second is a finding, and keeps no slot)."""
+        row = self._rows.get(_row_key(key))
+        if row is None:
+            row = self._rows[_row_key(key)] = bytearray(ROW_BYTES)
+        offset = (key.number % ROW_KEYS) * _SLOT.size
+        (slot,) = _SLOT.unpack_from(row, offset)
+        if slot & _TAKEN:
+            return int(slot & ~_TAKEN)
+        _SLOT.pack_into(row, offset, index | _TAKEN)
+        return None
+
+    def differences(self, stored: Iterable[tuple[Any, ...]]) -> Iterator[tuple[str, str]]:
+        """``(where, what)`` for each stored row that is malformed or differs from the rebuilt
+        one, then for each rebuilt row that is not stored."""
+        seen: set[RowKey] = set()
+        for raw in stored:
+            where = f"key index row {raw[0]!r}/{raw[1]!r}"
+            try:
+                grp, blk = text_column(raw[0], "grp"), int_column(raw[1], "blk")
+                slots = blob_column(raw[2], "slots", ROW_BYTES)
+            except StoredRowError as exc:
+                yield where, str(exc)
+                continue
+            seen.add((grp, blk))
+            want = self._rows.get((grp, blk), bytes(ROW_BYTES))
+            for n in range(ROW_KEYS):
+                (have,) = _SLOT.unpack_from(slots, n * _SLOT.size)
+                (expected,) = _SLOT.unpack_from(want, n * _SLOT.size)
+                if have != expected:
+                    if have & _TAKEN and not expected & _TAKEN and have & ~_TAKEN in self._unkeyed:
+                        continue
+                    key = EntryKey(grp, blk * ROW_KEYS + n)
+                    yield (
+                        where,
+                        f"key {key}: {_describe(have)} in the index, {_describe(expected)} in the log",
+                    )
+        for (grp, blk), row in self._rows.items():
+            if (grp, blk) not in seen:
+                taken = [n for n in range(ROW_KEYS) if row[n * _SLOT.size] & 0x80]
+                first = EntryKey(grp, blk * ROW_KEYS + taken[0])
+                (slot,) = _SLOT.unpack_from(row, taken[0] * _SLOT.size)
+                yield (
+                    f"key index row {grp!r}/{blk}",
+                    f"missing: key {first} of {_describe(slot)} (and {len(taken) - 1} more) not in the index",
+                )
+
+
+def _describe(slot: int) -> str:
+    return (
+        f"entry {slot & ~_TAKEN}" if slot & _TAKEN else ("free" if slot == 0 else f"junk {slot:#x}")
+    )

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ledger.appends import AppendResult, AppendResults, AppendStatus, EntryKey, NewEntry
-from ledger.database import Database
+from ledger.database import Database, blob_column, int_column
 from ledger.entry_pages import PAGE_ENTRIES, decode_page, encode_page
 from ledger.key_index import KeyIndex, StagedKeys
 from ledger.merkle import (
@@ -30,7 +30,7 @@ from ledger.merkle import (
     perfect_subtrees,
 )
 from ledger.row_cache import RowCache
-from ledger.tiles import SLOTS, TileKey, blank_tile, edge_tiles, locate, read_slot
+from ledger.tiles import SLOTS, TILE_BYTES, TileKey, blank_tile, edge_tiles, locate, read_slot
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS log_meta (
@@ -88,7 +88,7 @@ class MerkleLog:
     def meta(self, name: str) -> int | None:
         """A number committed with the entries (the size; the writer's own bookmarks)."""
         row = self._db.one("SELECT value FROM log_meta WHERE name = ?", (name,))
-        return None if row is None else int(row[0])
+        return None if row is None else int_column(row[0], f"log_meta {name!r}")
 
     def reload(self) -> None:
         """Read the tree's right edge from storage (at start, or after another writer)."""
@@ -282,7 +282,20 @@ class MerkleLog:
 
     def _page(self, page_idx: int) -> list[bytes]:
         row = self._db.one("SELECT entries FROM entry_pages WHERE idx = ?", (page_idx,))
-        return [] if row is None else decode_page(bytes(row[0]))
+        return [] if row is None else decode_page(blob_column(row[0], f"entry page {page_idx}"))
+
+    def page_rows(self, batch: int = 64) -> Iterator[tuple[Any, Any]]:
+        """Every entry page ``(idx, entries)`` exactly as stored, in order, a few at a time
+        (for the auditor, which checks each column and decodes each page itself)."""
+        rows = self._db.query("SELECT idx, entries FROM entry_pages ORDER BY idx LIMIT ?", (batch,))
+        while rows:
+            yield from rows
+            if len(rows) < batch:
+                return
+            rows = self._db.query(
+                "SELECT idx, entries FROM entry_pages WHERE idx > ? ORDER BY idx LIMIT ?",
+                (rows[-1][0], batch),
+            )
 
     def range_hash(self, lo: int, hi: int) -> bytes:
         """MTH(D[lo:hi]) from stored subtree hashes."""
@@ -321,7 +334,7 @@ class MerkleLog:
     def stored_tile(self, key: TileKey) -> bytes | None:
         """Tile ``key`` exactly as stored (for the auditor), bypassing every cache."""
         row = self._db.one("SELECT hashes FROM tiles WHERE level = ? AND idx = ?", key)
-        return None if row is None else bytes(row[0])
+        return None if row is None else blob_column(row[0], "hashes", TILE_BYTES)
 
     def _read_tiles(self, keys: Iterable[TileKey]) -> dict[TileKey, bytes]:
         return self._full_tiles.read(keys, self._fetch_tiles)

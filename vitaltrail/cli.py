@@ -99,7 +99,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from vitaltrail.commands import run_audit
 
-    return run_audit(_settings(args), args.ledger_key)
+    return run_audit(_settings(args), args.ledger_key, args.witness_key)
 
 
 def cmd_witness(args: argparse.Namespace) -> int:
@@ -314,6 +314,14 @@ def parser() -> argparse.ArgumentParser:
     )
     audit.add_argument(
         "--ledger-key", help="the ledger's verifier key, or a file (default: the data dir's)"
+    )
+    audit.add_argument(
+        "--witness-key",
+        action="append",
+        default=[],
+        help="a witness key (or a file holding it) whose stored cosignatures must all verify;"
+        " repeat for each witness (default: none; other witnesses' cosignatures are counted,"
+        " not checked)",
     )
     audit.set_defaults(func=cmd_audit)
 

@@ -163,13 +163,19 @@ def run_verify(
     return 1
 
 
-def run_audit(settings: Settings, ledger_key: str | None) -> int:
-    """Rebuild the log from its entries and check every signature, tile and chain link."""
+def run_audit(settings: Settings, ledger_key: str | None, witness_keys: list[str]) -> int:
+    """Rebuild the log from its entries and check every signature, tile, chain link, key-index
+    row and stored cosignature (against ``witness_keys``)."""
     key_source = ledger_key or str(settings.ledger_key_path.with_suffix(".pub"))
     try:
         verifier = NoteVerifier.parse(key_text(key_source))
     except (NoteError, OSError) as exc:
         print(f"error: the ledger key is not usable: {exc}", file=sys.stderr)
+        return 2
+    try:
+        witnesses = [CosignatureVerifier.parse(key_text(k)) for k in witness_keys]
+    except (NoteError, OSError) as exc:
+        print(f"error: a witness key is not usable: {exc}", file=sys.stderr)
         return 2
     if settings.ledger_url is None and not settings.ledger_path.exists():
         print(f"error: no ledger in {settings.data_dir.resolve()}", file=sys.stderr)
@@ -178,15 +184,25 @@ def run_audit(settings: Settings, ledger_key: str | None) -> int:
         print(f"pinned ledger key: {key_source} (pass --ledger-key to pin your own copy)")
     reader = LedgerReader(settings.ledger_location)
     try:
-        report = audit(reader, verifier)
+        report = audit(reader, verifier, witnesses)
     finally:
         reader.close()
     print(
         f"audited {report.entries:,} entries, {report.blocks:,} blocks and {report.tiles:,} tiles"
         f" of {verifier.name}"
     )
+    for witness in witnesses:
+        print(
+            f"witness {witness.name}: {report.cosigned[witness.name]:,} of {report.blocks:,}"
+            " blocks carry its cosignature, each verified"
+        )
+    for name, count in sorted(report.unchecked.items()):
+        print(f"not checked: {count:,} cosignatures of {name} (pass its --witness-key to check)")
     if report.ok:
-        print("OK: every entry, tile, block signature and chain link checks out")
+        print(
+            "OK: every entry, tile, ledger key, key-index row, block signature, chain link"
+            " and stored cosignature checks out"
+        )
         return 0
     first, *rest = report.findings
     print(f"FIRST INCONSISTENCY: {first.where} ({first.check}): {first.detail}")
