@@ -123,4 +123,6 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
         registry=lambda: DeviceRegistry(settings.registry_path),
         metrics=metrics.registry if metrics else None,
         proof_cosignatures=settings.witness_quorum,
+        read_threads=settings.api_read_threads,
+        max_pending_reads=settings.api_max_pending_reads,
     )

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # The API's reads run on threads of their own (each with its own database connections),
+    # off the event loop the ingestor may share; past api_max_pending_reads queued, 503.
+    api_read_threads: int = 2
+    api_max_pending_reads: int = 64
 
     batch_max: int = 2000
     check_workers: int = 2  # processes verifying signatures (one per core); 0: on the writer thread
