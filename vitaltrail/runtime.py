@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from dashboards.app import DataSources
 from devices.registry import DeviceRegistry
 from ingest.check_pool import CheckPool
-from ingest.checks import RegistryCache
+from ingest.checks import Limits, RegistryCache
 from ingest.influx_store import InfluxStore
 from ingest.ingestor import IngestConfig, Ingestor
 from ingest.metrics import IngestMetrics
 from ingest.mqtt_source import SourceConfig
 from ingest.pipeline import BatchResult, Pipeline
-from ingest.quarantine import Quarantine
+from ingest.quarantine import Quarantine, QuarantineBudget
 from ingest.sqlite_store import SqliteStore
 from ingest.store import TimeSeriesStore
 from ledger.blocks import Block
@@ -51,6 +51,15 @@ def source_config(settings: Settings) -> SourceConfig:
         username=settings.mqtt_username,
         password=settings.mqtt_password(),
         tls_ca=str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None,
+        max_packet_bytes=Limits().max_packet_bytes,
+    )
+
+
+def quarantine_budget(settings: Settings) -> QuarantineBudget:
+    return QuarantineBudget(
+        keep_bytes=settings.quarantine_keep_bytes,
+        max_bytes=int(settings.quarantine_max_mib * 2**20),
+        max_age_s=settings.quarantine_max_age_days * 86_400,
     )
 
 
@@ -65,7 +74,7 @@ def build_ingest(
     signer = load_or_create_signer(settings.ledger_key_path, settings.origin)
     ledger = Ledger(settings.ledger_location, signer)
     store = open_store(settings)
-    quarantine = Quarantine(settings.quarantine_path)
+    quarantine = Quarantine(settings.quarantine_path, budget=quarantine_budget(settings))
     registry = DeviceRegistry(settings.registry_path)
     metrics = metrics or IngestMetrics()
     pipeline = Pipeline(

@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     api_read_threads: int = 2
     api_max_pending_reads: int = 64
 
+    # The quarantine's budget: of each refused message at most this many bytes are kept
+    # (its length and SHA-256 always), at most this many MiB of records (the oldest go
+    # first), and no record longer than this many days.
+    quarantine_keep_bytes: int = 1024
+    quarantine_max_mib: float = 128.0
+    quarantine_max_age_days: float = 30.0
+
     batch_max: int = 2000
     check_workers: int = 2  # processes verifying signatures (one per core); 0: on the writer thread
     seal_interval_s: float = 1.0
