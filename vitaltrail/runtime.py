@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dashboards.app import DataSources
+from dashboards.app import DataSources, create_app
 from devices.registry import DeviceRegistry
 from ingest.check_pool import CheckPool
 from ingest.checks import Limits, RegistryCache
@@ -22,6 +22,7 @@ from ledger.cosignature import CosignatureVerifier
 from ledger.keyfile import load_or_create_signer
 from ledger.ledger import Ledger, LedgerReader
 from ledger.witnessing import WitnessClient, WitnessEndpoint
+from vitaltrail.services import EmbeddedServer, http_server
 from vitaltrail.settings import Settings
 
 
@@ -123,6 +124,13 @@ def open_store(settings: Settings, *, read_only: bool = False) -> TimeSeriesStor
             raw_retention_ms=retention_ms,
         )
     return SqliteStore(settings.store_path, read_only=read_only, raw_retention_ms=retention_ms)
+
+
+def api_server(settings: Settings, runtime: IngestRuntime | None = None) -> EmbeddedServer:
+    """The web app over the data directory, to serve on the running event loop; beside an
+    ingestor it also serves the ingestor's metrics."""
+    app = create_app(data_sources(settings, runtime.metrics if runtime else None))
+    return http_server(app, settings.http_host, settings.http_port)
 
 
 def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> DataSources:
