@@ -31,6 +31,7 @@ class DataSources:
     proof_cosignatures: int = 0  # witness cosignatures a served proof bundle carries, at least
     read_threads: int = 2  # threads running the API's reads, each with its own connections
     max_pending_reads: int = 64  # reads running or queued; past this, 503
+    read_nice: int = 10  # the read threads' niceness above the process's (Linux); 0: none
 
     def open_readers(self) -> Readers:
         """One reader thread's own connections (all or none)."""
@@ -53,6 +54,7 @@ def create_app(sources: DataSources) -> FastAPI:
             threads=sources.read_threads,
             max_pending=sources.max_pending_reads,
             metrics=ReadMetrics(api_metrics),
+            nice=sources.read_nice,
         )
         app.state.reads = reads
         app.state.metrics = [r for r in (sources.metrics, api_metrics) if r is not None]

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -56,6 +58,20 @@ class Readers:
                 log.warning("closing an API reader failed: %r", exc)
 
 
+def _lower_priority(nice: int) -> None:
+    """Give this thread (Linux: threads have their own nice value) ``nice`` more than the
+    process's, so that on a busy machine the ingestor's threads and check workers win the CPU
+    and reads take what is left. Elsewhere it would renice the whole process: skipped."""
+    if nice <= 0 or sys.platform != "linux":
+        return
+    try:
+        os.setpriority(
+            os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + nice
+        )
+    except OSError as exc:
+        log.warning("could not lower the API read threads' priority: %s", exc)
+
+
 class ReadMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.refused = Counter(
@@ -78,6 +94,7 @@ class ReadPool:
         threads: int,
         max_pending: int,
         metrics: ReadMetrics,
+        nice: int = 0,
     ) -> None:
         if threads < 1 or max_pending < threads:
             raise ValueError("a read pool needs a thread, and room to queue one read per thread")
@@ -89,6 +106,7 @@ class ReadPool:
         self._pending = 0
         self.max_pending = max_pending
         self.metrics = metrics
+        self._nice = nice
 
     @property
     def pending(self) -> int:
@@ -120,6 +138,7 @@ class ReadPool:
     def _read(self, read: Callable[[Readers], T]) -> T:
         readers: Readers | None = getattr(self._local, "readers", None)
         if readers is None:
+            _lower_priority(self._nice)
             readers = self._open_readers()
             self._local.readers = readers
             with self._lock:

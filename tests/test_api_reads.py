@@ -4,6 +4,8 @@ queue that answers 503 when full, and every connection closed with the pool."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -111,3 +113,19 @@ def test_the_app_serves_the_api_s_own_metrics(tmp_path: Path) -> None:
         text = client.get("/metrics").text
     assert "vitaltrail_api_reads_refused_total 0.0" in text
     assert "vitaltrail_api_reads_pending 0.0" in text
+
+
+async def test_read_threads_yield_the_cpu_to_ingest(sources: DataSources) -> None:
+    pool = ReadPool(
+        sources.open_readers,
+        threads=1,
+        max_pending=1,
+        metrics=ReadMetrics(CollectorRegistry()),
+        nice=5,
+    )
+    own = os.getpriority(os.PRIO_PROCESS, 0)  # this (the loop's) thread
+    nice = await pool.run(lambda _: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    # Linux threads have a nice value of their own; elsewhere the whole process would change.
+    assert nice == (min(19, own + 5) if sys.platform == "linux" else own)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == own  # the loop's thread keeps its priority
+    await asyncio.to_thread(pool.close)

@@ -142,4 +142,5 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
         proof_cosignatures=settings.witness_quorum,
         read_threads=settings.api_read_threads,
         max_pending_reads=settings.api_max_pending_reads,
+        read_nice=settings.api_read_nice,
     )

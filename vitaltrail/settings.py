@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     # off the event loop the ingestor may share; past api_max_pending_reads queued, 503.
     api_read_threads: int = 2
     api_max_pending_reads: int = 64
+    api_read_nice: int = 10  # the read threads yield the CPU to ingest (Linux); 0: they do not
 
     # The quarantine's budget: of each refused message at most this many bytes are kept
     # (its length and SHA-256 always), at most this many MiB of records (the oldest go

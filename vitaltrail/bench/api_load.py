@@ -207,6 +207,11 @@ def run_bench_api_load(args: argparse.Namespace) -> int:
                 f" written in {time.perf_counter() - started:.0f}s"
             )
             report["store_samples"] = samples
+            report["api_reads"] = {
+                "threads": settings.api_read_threads,
+                "nice": settings.api_read_nice,
+                "max_pending": settings.api_max_pending_reads,
+            }
             paths = query_paths(args.patients, args.hours, end_ms, args.bucket_s)
             ingest = IngestProcess(settings, work, "api", serve_api=True).start()
             phases: dict[str, Any] = {}
@@ -263,7 +268,11 @@ def run_bench_api_load(args: argparse.Namespace) -> int:
 
 def _print(report: dict[str, Any]) -> None:
     quiet, loaded = report["quiet"], report["loaded"]
-    print(f"live ingest at {report['rate']:,} msg/s; API on the ingestor's event loop")
+    reads = report["api_reads"]
+    print(
+        f"live ingest at {report['rate']:,} msg/s; API on the ingestor's event loop, its reads on"
+        f" {reads['threads']} threads at nice +{reads['nice']}"
+    )
     print(f"{'':28}{'no API load':>16}{report['clients']:>10} clients")
     rows = [
         ("ingest p50 (ms)", "ingest", "publish_to_durable_p50_ms"),
