@@ -6,11 +6,13 @@ A :class:`CheckPool` runs :class:`~ingest.checks.BatchChecker` in ``workers`` pr
 each with its own read-only view of the device registry; with ``workers=0`` the ingestor
 checks on its writer thread instead (simpler, slower). See docs/benchmarks.md for both.
 
-The workers are replaced after ``recycle_after_refused`` refused messages: cbor2's C decoder
-leaks a little memory on some malformed input (agronholm/cbor2#257, ~140 bytes a message), so
-a flood of junk would otherwise grow each worker without bound (1.2 GiB each after 1M junk
-messages). Good traffic never triggers it. A fresh pool is started and warmed up while the old
-one still checks; the old one is shut down once the new one has answered.
+The workers are replaced once one of them has grown past ``max_worker_rss_mib``: cbor2's C
+decoder leaks memory on some malformed input (agronholm/cbor2#257; up to kilobytes a message,
+what the input's lengths declared), so a flood of junk would otherwise grow each worker without
+bound (1.4 GiB each over a 1M-message hostile backlog). Each answer carries the worker's peak
+RSS, so the bound holds whatever leaks; good traffic never reaches it. A fresh pool is started
+and warmed up while the old one still checks; the old one is shut down once the new one has
+answered.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import resource
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -27,7 +31,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from devices.registry import DeviceRegistry
-from ingest.checks import BatchChecker, Limits, RegistryCache, Rejected, Verdict
+from ingest.checks import BatchChecker, Limits, RegistryCache, Verdict
 
 log = logging.getLogger("vitaltrail.ingest")
 
@@ -57,9 +61,17 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _check_in_worker(messages: Sequence[tuple[str, bytes]], now_ms: int) -> list[Verdict]:
+def _peak_rss_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes there, KiB here
+
+
+def _check_in_worker(
+    messages: Sequence[tuple[str, bytes]], now_ms: int
+) -> tuple[list[Verdict], float]:
+    """The verdicts, and this worker's peak RSS (MiB) after them."""
     assert _checker is not None, "worker started without its initializer"
-    return _checker.check(messages, now_ms)
+    return _checker.check(messages, now_ms), _peak_rss_mib()
 
 
 class CheckPool:
@@ -70,13 +82,13 @@ class CheckPool:
         topic_root: str,
         limits: Limits | None = None,
         *,
-        recycle_after_refused: int = 100_000,
+        max_worker_rss_mib: float = 192.0,
     ) -> None:
         self.workers = workers
-        self.recycle_after_refused = recycle_after_refused
+        self.max_worker_rss_mib = max_worker_rss_mib
         self._initargs = (registry_path, topic_root, limits or Limits(), os.getpid())
         self._executor = self._new_executor()
-        self._refused = 0  # by the current workers
+        self._largest_mib = 0.0  # the current workers' largest peak RSS
         self._fresh: ProcessPoolExecutor | None = None  # the next workers, warming up
         self._warming: asyncio.Task[None] | None = None
         self.generation = 0  # how many times the workers were replaced
@@ -100,14 +112,13 @@ class CheckPool:
                 for chunk in chunks
             )
         )
-        verdicts = [verdict for part in parts for verdict in part]
-        self._refused += sum(1 for v in verdicts if isinstance(v, Rejected))
+        self._largest_mib = max(self._largest_mib, *(rss for _, rss in parts))
         self._recycle()
-        return verdicts
+        return [verdict for verdicts, _ in parts for verdict in verdicts]
 
     def _recycle(self) -> None:
-        """Past the refusal budget, warm a fresh pool up in the background; switch to it
-        once it has answered (at the end of a later call, never within one)."""
+        """Once a worker is past its memory budget, warm a fresh pool up in the background;
+        switch to it once it has answered (at the end of a later call, never within one)."""
         if self._warming is not None and self._warming.done():
             warming, fresh = self._warming, self._fresh
             self._warming = self._fresh = None
@@ -118,10 +129,10 @@ class CheckPool:
                 return  # the next call tries again
             old, self._executor = self._executor, fresh
             old.shutdown(wait=False)  # nothing is pending on it: check() awaited its parts
-            self._refused = 0
+            self._largest_mib = 0.0
             self.generation += 1
             log.info("check workers replaced (generation %d)", self.generation)
-        elif self._warming is None and self._refused >= self.recycle_after_refused:
+        elif self._warming is None and self._largest_mib > self.max_worker_rss_mib:
             self._fresh = self._new_executor()
             self._warming = asyncio.get_running_loop().create_task(self._warm(self._fresh))
 

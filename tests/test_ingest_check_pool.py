@@ -1,4 +1,4 @@
-"""The check pool replaces its worker processes after a budget of refused messages (a C
+"""The check pool replaces its worker processes once one outgrows its memory budget (a C
 decoder's leak on junk stays bounded), without losing or reordering a verdict."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from tests.stack import now_ms, register_devices, signed, wait_until
 TOPIC_ROOT = "t/vitaltrail/v1"
 
 
-async def test_workers_are_replaced_after_their_refusal_budget(tmp_path: Path) -> None:
+async def test_workers_are_replaced_once_past_their_memory_budget(tmp_path: Path) -> None:
     signers = register_devices(tmp_path, 1)
     device_id, signer = next(iter(signers.items()))
     topic = readings_topic(TOPIC_ROOT, device_id)
-    pool = CheckPool(2, tmp_path / "registry.db", TOPIC_ROOT, recycle_after_refused=10)
+    pool = CheckPool(2, tmp_path / "registry.db", TOPIC_ROOT, max_worker_rss_mib=1)
     try:
         seq = 0
         for _ in range(6):
@@ -49,15 +49,17 @@ async def test_workers_are_replaced_after_their_refusal_budget(tmp_path: Path) -
     assert multiprocessing.active_children() == []
 
 
-async def test_good_messages_never_replace_the_workers(tmp_path: Path) -> None:
+async def test_within_their_budget_the_workers_stay(tmp_path: Path) -> None:
     signers = register_devices(tmp_path, 1)
     device_id, signer = next(iter(signers.items()))
     topic = readings_topic(TOPIC_ROOT, device_id)
-    pool = CheckPool(1, tmp_path / "registry.db", TOPIC_ROOT, recycle_after_refused=1)
+    pool = CheckPool(1, tmp_path / "registry.db", TOPIC_ROOT, max_worker_rss_mib=4096)
     try:
         for seq in range(5):
-            (verdict,) = await pool.check([(topic, signed(device_id, signer, seq))], now_ms())
+            batch = [(topic, signed(device_id, signer, seq)), (topic, b"\xbf\x01\xa1junk")]
+            verdict, refused = await pool.check(batch, now_ms())
             assert isinstance(verdict, Admitted)
+            assert isinstance(refused, Rejected)
         assert pool.generation == 0
         assert pool._warming is None
     finally:

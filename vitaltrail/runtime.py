@@ -94,7 +94,12 @@ def build_ingest(
     )
     pool = None
     if settings.check_workers > 0:
-        pool = CheckPool(settings.check_workers, settings.registry_path, settings.topic_root)
+        pool = CheckPool(
+            settings.check_workers,
+            settings.registry_path,
+            settings.topic_root,
+            max_worker_rss_mib=settings.check_worker_max_rss_mib,
+        )
     witnesses = None
     if configured := settings.witness_settings():
         witnesses = WitnessClient(

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
 
     batch_max: int = 2000
     check_workers: int = 2  # processes verifying signatures (one per core); 0: on the writer thread
+    check_worker_max_rss_mib: float = 192.0  # a worker past this is replaced (decoder leaks)
     seal_interval_s: float = 1.0
     seal_every: int = 1000  # entries waiting that trigger a block before the interval ends
     log_level: str = "INFO"
