@@ -75,7 +75,8 @@ async def test_reads_run_on_their_own_threads_with_their_own_connections(
 async def test_past_max_pending_a_read_is_refused_with_503_and_counted(
     sources: DataSources,
 ) -> None:
-    pool = pool_of(sources, threads=1, max_pending=2)
+    registry = CollectorRegistry()
+    pool = ReadPool(sources.open_readers, threads=1, max_pending=2, metrics=ReadMetrics(registry))
     release = threading.Event()
     running = [asyncio.create_task(pool.run(lambda _: release.wait(10))) for _ in range(2)]
     await asyncio.sleep(0.05)
@@ -84,7 +85,7 @@ async def test_past_max_pending_a_read_is_refused_with_503_and_counted(
         await pool.run(lambda _: None)
     assert refused.value.status_code == 503
     assert refused.value.headers == {"Retry-After": "1"}
-    assert pool.metrics.refused._value.get() == 1
+    assert registry.get_sample_value("vitaltrail_api_reads_refused_total") == 1
     release.set()
     assert await asyncio.gather(*running) == [True, True]
     assert await pool.run(lambda r: r.ledger.log.stored_size()) == 3  # room again
