@@ -1,4 +1,10 @@
-"""The telemedicine and dashboard API. Routes are thin: they read, shape, and return."""
+"""The telemedicine and dashboard API. Routes are thin: they read, shape, and return.
+
+Every read of the ledger, the store or the registry runs on the app's
+:class:`~dashboards.reads.ReadPool` (threads with their own connections), never on the event
+loop, which an ingestor may share. Every number a request carries has explicit bounds, so a
+value out of range is a 422 that says which bound, never a 500 from the database below.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from dashboards.bundles import (
     proof_bundle_for,
     recorded_reading,
 )
+from dashboards.reads import Readers, ReadPool
 from dashboards.schemas import (
     BlockOut,
     ConsistencyProofOut,
@@ -28,37 +35,33 @@ from dashboards.schemas import (
     SeriesPoint,
     VitalValue,
 )
-from devices.registry import DeviceRegistry
 from devices.vitals import BY_CODE
-from ingest.store import LatestVital, TimeSeriesStore
-from ledger.ledger import LedgerReader
+from ingest.store import LatestVital
 
 router = APIRouter()
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 MAX_SERIES_BUCKETS = 10_000
+# The bounds of the numbers a request may carry. Times: milliseconds since the epoch, up to
+# the end of year 9999. Entry indexes, tree sizes and block heights: far beyond any log, and
+# well inside the 64-bit integers SQLite and PostgreSQL store.
+MAX_TIME_MS = 253_402_300_799_999
+MAX_INDEX = 2**62
+MAX_BUCKET_S = 86_400
 
 
-def _ledger(request: Request) -> LedgerReader:
-    ledger: LedgerReader = request.app.state.ledger
-    return ledger
+def _reads(request: Request) -> ReadPool:
+    reads: ReadPool = request.app.state.reads
+    return reads
 
 
-def _store(request: Request) -> TimeSeriesStore:
-    store: TimeSeriesStore = request.app.state.store
-    return store
-
-
-def _registry(request: Request) -> DeviceRegistry:
-    registry: DeviceRegistry = request.app.state.registry
-    return registry
-
-
-LedgerDep = Annotated[LedgerReader, Depends(_ledger)]
-StoreDep = Annotated[TimeSeriesStore, Depends(_store)]
-RegistryDep = Annotated[DeviceRegistry, Depends(_registry)]
+ReadsDep = Annotated[ReadPool, Depends(_reads)]
 PatientId = Annotated[str, Path(pattern=ID_PATTERN)]
-EntryIndex = Annotated[int, Path(ge=0, le=2**62)]
+EntryIndex = Annotated[int, Path(ge=0, le=MAX_INDEX, description="a ledger entry index")]
+TimeMs = Annotated[
+    int | None, Query(ge=0, le=MAX_TIME_MS, description="milliseconds since the Unix epoch")
+]
+TreeSize = Annotated[int, Query(ge=1, le=MAX_INDEX, description="a tree size (entries)")]
 
 
 def _vital(v: LatestVital) -> VitalValue:
@@ -74,18 +77,19 @@ def _vital(v: LatestVital) -> VitalValue:
 
 
 @router.get("/api/v1/patients", tags=["dashboard"])
-async def patients(store: StoreDep) -> list[PatientVitals]:
+async def patients(reads: ReadsDep) -> list[PatientVitals]:
     """Every patient with the latest value of each vital."""
+    latest = await reads.run(lambda r: r.store.latest())
     grouped: dict[str, list[VitalValue]] = {}
-    for v in store.latest():
+    for v in latest:
         grouped.setdefault(v.patient_id, []).append(_vital(v))
     return [PatientVitals(patient_id=p, vitals=vs) for p, vs in grouped.items()]
 
 
 @router.get("/api/v1/patients/{patient_id}/vitals", tags=["telemedicine"])
-async def latest_vitals(patient_id: PatientId, store: StoreDep) -> PatientVitals:
+async def latest_vitals(patient_id: PatientId, reads: ReadsDep) -> PatientVitals:
     """A patient's latest vitals."""
-    vitals = store.latest(patient_id)
+    vitals = await reads.run(lambda r: r.store.latest(patient_id))
     if not vitals:
         raise HTTPException(404, f"no readings for patient {patient_id}")
     return PatientVitals(patient_id=patient_id, vitals=[_vital(v) for v in vitals])
@@ -95,20 +99,20 @@ async def latest_vitals(patient_id: PatientId, store: StoreDep) -> PatientVitals
 async def vital_series(
     patient_id: PatientId,
     code: Annotated[str, Path(pattern=r"^[0-9]{1,7}-[0-9]$", description="LOINC code")],
-    store: StoreDep,
-    start_ms: Annotated[int | None, Query(ge=0)] = None,
-    end_ms: Annotated[int | None, Query(ge=0)] = None,
-    bucket_s: Annotated[float, Query(gt=0, le=86_400)] = 60,
+    reads: ReadsDep,
+    start_ms: TimeMs = None,
+    end_ms: TimeMs = None,
+    bucket_s: Annotated[float, Query(gt=0, le=MAX_BUCKET_S)] = 60,
 ) -> Series:
     """One vital of one patient over ``[start_ms, end_ms)`` (default: the last hour), downsampled."""
     end = end_ms if end_ms is not None else int(time.time() * 1000)
-    start = start_ms if start_ms is not None else end - 3_600_000
+    start = start_ms if start_ms is not None else max(0, end - 3_600_000)
     bucket_ms = max(1, int(bucket_s * 1000))
     if start >= end:
         raise HTTPException(422, "start_ms must be before end_ms")
     if (end - start) / bucket_ms > MAX_SERIES_BUCKETS:
         raise HTTPException(422, f"at most {MAX_SERIES_BUCKETS} buckets per query: widen bucket_s")
-    buckets = store.series(patient_id, code, start, end, bucket_ms)
+    buckets = await reads.run(lambda r: r.store.series(patient_id, code, start, end, bucket_ms))
     return Series(
         patient_id=patient_id,
         code=code,
@@ -120,20 +124,18 @@ async def vital_series(
     )
 
 
-def _recorded(ledger: LedgerReader, index: int) -> RecordedReading:
+def _recorded(r: Readers, index: int) -> RecordedReading:
     try:
-        return recorded_reading(ledger, index)
+        return recorded_reading(r.ledger, index)
     except NoSuchReading as exc:
         raise HTTPException(404, str(exc)) from exc
 
 
-@router.get("/api/v1/readings/{index}", tags=["telemedicine"])
-async def reading(index: EntryIndex, ledger: LedgerDep, registry: RegistryDep) -> ReadingOut:
-    """A reading by id (its ledger index), decoded from the signed message the device sent."""
-    recorded = _recorded(ledger, index)
+def _reading(r: Readers, index: int) -> ReadingOut:
+    recorded = _recorded(r, index)
     decoded = recorded.reading
-    device = registry.get(decoded.device_id)
-    latest = ledger.blocks.latest()
+    device = r.registry.get(decoded.device_id)
+    latest = r.ledger.blocks.latest()
     return ReadingOut(
         id=index,
         device_id=decoded.device_id,
@@ -149,6 +151,21 @@ async def reading(index: EntryIndex, ledger: LedgerDep, registry: RegistryDep) -
     )
 
 
+@router.get("/api/v1/readings/{index}", tags=["telemedicine"])
+async def reading(index: EntryIndex, reads: ReadsDep) -> ReadingOut:
+    """A reading by id (its ledger index), decoded from the signed message the device sent."""
+    return await reads.run(lambda r: _reading(r, index))
+
+
+def _proof_bundle(r: Readers, index: int, cosignatures: int) -> str:
+    try:
+        return proof_bundle_for(r.ledger, index, cosignatures).to_json()
+    except NoSuchReading as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except NotSealed as exc:
+        raise HTTPException(409, str(exc)) from exc
+
+
 @router.get(
     "/api/v1/readings/{index}/proof",
     tags=["telemedicine"],
@@ -157,33 +174,32 @@ async def reading(index: EntryIndex, ledger: LedgerDep, registry: RegistryDep) -
         409: {"description": "not sealed in a block yet"},
     },
 )
-async def proof_bundle(index: EntryIndex, ledger: LedgerDep, request: Request) -> Response:
+async def proof_bundle(index: EntryIndex, reads: ReadsDep, request: Request) -> Response:
     """The offline proof bundle of a reading: check it with ``vitaltrail verify``.
 
     It proves the reading against the latest block that carries the configured number of
     witness cosignatures (409 until one does)."""
-    try:
-        bundle = proof_bundle_for(ledger, index, request.app.state.proof_cosignatures)
-    except NoSuchReading as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except NotSealed as exc:
-        raise HTTPException(409, str(exc)) from exc
-    return Response(bundle.to_json(), media_type="application/json")
+    bundle = await reads.run(
+        lambda r: _proof_bundle(r, index, request.app.state.proof_cosignatures)
+    )
+    return Response(bundle, media_type="application/json")
+
+
+def _checkpoint(r: Readers) -> str:
+    block = r.ledger.blocks.latest()
+    if block is None:
+        raise HTTPException(404, "no block has been sealed yet")
+    return r.ledger.blocks.cosigned_note(block)
 
 
 @router.get("/api/v1/checkpoint", tags=["telemedicine"], response_class=PlainTextResponse)
-async def checkpoint(ledger: LedgerDep) -> str:
+async def checkpoint(reads: ReadsDep) -> str:
     """The latest signed checkpoint (a C2SP signed note, with any witness cosignatures)."""
-    block = ledger.blocks.latest()
-    if block is None:
-        raise HTTPException(404, "no block has been sealed yet")
-    return ledger.blocks.cosigned_note(block)
+    return await reads.run(_checkpoint)
 
 
-@router.get("/api/v1/blocks/{height}", tags=["audit"])
-async def block(height: Annotated[int, Path(ge=0, le=2**62)], ledger: LedgerDep) -> BlockOut:
-    """A sealed block: its checkpoint and its link to the block before."""
-    found = ledger.blocks.get(height)
+def _block(r: Readers, height: int) -> BlockOut:
+    found = r.ledger.blocks.get(height)
     if found is None:
         raise HTTPException(404, f"no block {height}")
     return BlockOut(
@@ -191,42 +207,55 @@ async def block(height: Annotated[int, Path(ge=0, le=2**62)], ledger: LedgerDep)
         tree_size=found.tree_size,
         sealed_at_ms=found.sealed_at_ms,
         prev_hash=base64.b64encode(found.prev_hash).decode(),
-        checkpoint=ledger.blocks.cosigned_note(found),
+        checkpoint=r.ledger.blocks.cosigned_note(found),
     )
 
 
+@router.get("/api/v1/blocks/{height}", tags=["audit"])
+async def block(
+    height: Annotated[int, Path(ge=0, le=MAX_INDEX, description="a block height")],
+    reads: ReadsDep,
+) -> BlockOut:
+    """A sealed block: its checkpoint and its link to the block before."""
+    return await reads.run(lambda r: _block(r, height))
+
+
+def _consistency(r: Readers, old: int, new: int) -> list[bytes]:
+    if new > r.ledger.log.stored_size():
+        raise HTTPException(404, f"the log holds fewer than {new} entries")
+    return r.ledger.log.consistency_proof(old, new)
+
+
 @router.get("/api/v1/consistency", tags=["audit"])
-async def consistency(
-    old: Annotated[int, Query(ge=1, le=2**62)],
-    new: Annotated[int, Query(ge=1, le=2**62)],
-    ledger: LedgerDep,
-) -> ConsistencyProofOut:
+async def consistency(old: TreeSize, new: TreeSize, reads: ReadsDep) -> ConsistencyProofOut:
     """Proof that the tree of size ``new`` extends the tree of size ``old`` (RFC 9162 2.1.4)."""
     if old > new:
         raise HTTPException(422, "old must not be larger than new")
-    if new > ledger.log.stored_size():
-        raise HTTPException(404, f"the log holds fewer than {new} entries")
-    proof = ledger.log.consistency_proof(old, new)
+    proof = await reads.run(lambda r: _consistency(r, old, new))
     return ConsistencyProofOut(
         old_size=old, new_size=new, proof=[base64.b64encode(h).decode() for h in proof]
     )
 
 
-@router.get("/api/v1/ledger", tags=["telemedicine"])
-async def ledger_status(ledger: LedgerDep) -> LedgerStatus:
-    block = ledger.blocks.latest()
+def _ledger_status(r: Readers) -> LedgerStatus:
+    block = r.ledger.blocks.latest()
     return LedgerStatus(
         origin=block.checkpoint.origin if block else None,
-        tree_size=ledger.log.stored_size(),
+        tree_size=r.ledger.log.stored_size(),
         sealed_size=block.tree_size if block else 0,
         blocks=block.height + 1 if block else 0,
     )
 
 
+@router.get("/api/v1/ledger", tags=["telemedicine"])
+async def ledger_status(reads: ReadsDep) -> LedgerStatus:
+    return await reads.run(_ledger_status)
+
+
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    registry = request.app.state.metrics
-    body = generate_latest(registry) if registry is not None else b""
+    """The ingestor's metrics (when it shares this process) and the API's own."""
+    body = b"".join(generate_latest(registry) for registry in request.app.state.metrics)
     return Response(body, media_type="text/plain; version=0.0.4")
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from dashboards.api import router
 from dashboards.docs_page import add_offline_docs
+from dashboards.reads import Readers, ReadMetrics, ReadPool
 from devices.registry import DeviceRegistry
 from ingest.store import TimeSeriesStore
 from ledger.ledger import LedgerReader
@@ -28,22 +30,41 @@ class DataSources:
     registry: Callable[[], DeviceRegistry]
     metrics: CollectorRegistry | None = None
     proof_cosignatures: int = 0  # witness cosignatures a served proof bundle carries, at least
+    read_threads: int = 2  # threads running the API's reads, each with its own connections
+    max_pending_reads: int = 64  # reads running or queued; past this, 503
+    read_nice: int = 10  # the read threads' niceness above the process's (Linux); 0: none
+
+    def open_readers(self) -> Readers:
+        """One reader thread's own connections (all or none)."""
+        with ExitStack() as opened:
+            ledger = self.ledger()
+            opened.callback(ledger.close)
+            store = self.store()
+            opened.callback(store.close)
+            registry = self.registry()
+            opened.pop_all()
+        return Readers(ledger, store, registry)
 
 
 def create_app(sources: DataSources) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.ledger = sources.ledger()
-        app.state.store = sources.store()
-        app.state.registry = sources.registry()
-        app.state.metrics = sources.metrics
+        api_metrics = CollectorRegistry()
+        reads = ReadPool(
+            sources.open_readers,
+            threads=sources.read_threads,
+            max_pending=sources.max_pending_reads,
+            metrics=ReadMetrics(api_metrics),
+            nice=sources.read_nice,
+        )
+        app.state.reads = reads
+        app.state.metrics = [r for r in (sources.metrics, api_metrics) if r is not None]
         app.state.proof_cosignatures = sources.proof_cosignatures
         try:
+            await reads.run(lambda _: None)  # the data is there to read: fail at start, not later
             yield
         finally:
-            app.state.ledger.close()
-            app.state.store.close()
-            app.state.registry.close()
+            await asyncio.to_thread(reads.close)
 
     app = FastAPI(
         title="vitaltrail",

@@ -23,11 +23,25 @@ from ingest.reasons import Reason
 log = logging.getLogger("vitaltrail.ingest")
 
 
+# Room for a PUBLISH packet's own bytes around a message: fixed header and length (5), topic
+# (2 + up to ~100 for a 64-character device id under the topic root), packet id (2), MQTT 5
+# properties (a few). The broker's max_packet_size (vitaltrail/mosquitto.conf) and the
+# Maximum Packet Size the ingestor announces are Limits.max_packet_bytes; a test holds the two.
+MQTT_OVERHEAD_BYTES = 512
+
+
 @dataclass(frozen=True)
 class Limits:
     max_message_bytes: int = 8192
     max_future_skew_ms: int = 5 * 60 * 1000  # device clocks drift; more than this is refused
     max_age_ms: int = 14 * 24 * 3600 * 1000  # devices replay their queue after outages
+
+    @property
+    def max_packet_bytes(self) -> int:
+        """The largest MQTT packet the broker accepts and the ingestor takes: a message of
+        ``max_message_bytes`` and its topic. A bigger message than that never reaches us; one
+        in between is quarantined as oversize."""
+        return self.max_message_bytes + MQTT_OVERHEAD_BYTES
 
 
 @dataclass(frozen=True)

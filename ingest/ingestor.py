@@ -44,7 +44,7 @@ class IngestConfig:
     reconnect_min_s: float = 0.2
     reconnect_max_s: float = 15.0
     sequence_poll_s: float = 0.02  # shared log: how often the sequencer looks for submissions
-    compact_interval_s: float = 60.0  # the store's roll-up into minutes, and raw retention
+    compact_interval_s: float = 60.0  # store roll-up and raw retention; quarantine expiry
 
 
 class StorageError(Exception):
@@ -204,6 +204,9 @@ class Ingestor:
         m.duplicates.inc(result.duplicates)
         for reason, n in result.rejected.items():
             m.rejected.labels(reason=reason.value).inc(n)
+        m.quarantine_truncated.inc(result.quarantined.truncated)
+        m.quarantine_evicted.labels(cause="size").inc(result.quarantined.evicted)
+        m.quarantine_bytes.set(self.pipeline.quarantine.stored_bytes)
         for msg in batch[:: max(1, len(batch) // 32)]:  # a sample keeps the histogram cheap
             m.durable_latency.observe((done_ns - msg.received_ns) / 1e9)
         m.ledger_size.set(self.pipeline.ledger.size)
@@ -220,7 +223,8 @@ class Ingestor:
                 log.exception("sealing failed; retrying at the next interval")
 
     async def _compact_loop(self, stop: asyncio.Event) -> None:
-        """Roll the store's complete minutes up and drop raw samples past their retention."""
+        """Roll the store's complete minutes up and drop raw samples past their retention;
+        delete quarantine records past their age."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.compact_interval_s):
@@ -229,6 +233,17 @@ class Ingestor:
                 await self._in_writer(self.pipeline.store.compact, _now_ms())
             except Exception as exc:
                 log.warning("store compaction failed (%r); retrying next interval", exc)
+            await self._expire_quarantine()
+
+    async def _expire_quarantine(self) -> None:
+        quarantine = self.pipeline.quarantine
+        try:
+            expired = await self._in_writer(quarantine.expire, _now_ms())
+        except Exception as exc:
+            log.warning("quarantine expiry failed (%r); retrying next interval", exc)
+            return
+        self.metrics.quarantine_evicted.labels(cause="age").inc(expired)
+        self.metrics.quarantine_bytes.set(quarantine.stored_bytes)
 
     async def _sequence_loop(self, stop: asyncio.Event) -> None:
         """On a shared log: append what other ingestors submitted, if this one is the sequencer."""

@@ -28,6 +28,24 @@ class IngestMetrics:
         )
         for reason in Reason:  # every reason shows up at 0, so alerts can be written up front
             self.rejected.labels(reason=reason.value)
+        self.quarantine_truncated = Counter(
+            "vitaltrail_quarantine_truncated",
+            "Quarantined messages stored cut to the quarantine's keep_bytes (digest kept)",
+            registry=r,
+        )
+        self.quarantine_evicted = Counter(
+            "vitaltrail_quarantine_evicted",
+            "Quarantine records deleted to keep to its budget, by cause (size or age)",
+            ["cause"],
+            registry=r,
+        )
+        for cause in ("size", "age"):
+            self.quarantine_evicted.labels(cause=cause)
+        self.quarantine_bytes = Gauge(
+            "vitaltrail_quarantine_bytes",
+            "What the quarantine's records cost against its size budget",
+            registry=r,
+        )
         self.batch_size = Histogram(
             "vitaltrail_batch_size",
             "Messages per durable batch",

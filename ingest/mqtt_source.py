@@ -45,6 +45,9 @@ class SourceConfig:
     topic_root: str = "vitaltrail/v1"
     share_group: str | None = "ingest"  # MQTT 5 shared subscription group; None: plain
     receive_maximum: int = 10000
+    # MQTT 5 Maximum Packet Size announced in CONNECT: the broker sends nothing bigger (it
+    # drops it). With receive_maximum it bounds the bytes received and not yet acked.
+    max_packet_bytes: int | None = None
     session_expiry_s: int = 7 * 24 * 3600  # the broker keeps our backlog this long
     keepalive_s: int = 30
     connect_timeout_s: float = 10.0
@@ -149,6 +152,8 @@ class MqttSource:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = cfg.session_expiry_s
             properties.ReceiveMaximum = cfg.receive_maximum
+            if cfg.max_packet_bytes is not None:
+                properties.MaximumPacketSize = cfg.max_packet_bytes
         try:
             async with asyncio.timeout(cfg.connect_timeout_s):
                 rc = self._client.connect(

@@ -18,7 +18,7 @@ from typing import Protocol
 from devices.registry import KeyEvent
 from ingest.checks import Admitted, BatchChecker, Limits, Lookup, Rejected, Verdict
 from ingest.mqtt_source import InboundMessage
-from ingest.quarantine import Quarantine, QuarantineRecord
+from ingest.quarantine import Quarantine, QuarantineRecord, Stored
 from ingest.reasons import Reason
 from ingest.store import SamplePoint, TimeSeriesStore, sample_points
 from ledger.appends import AppendStatus, NewEntry
@@ -36,6 +36,7 @@ class BatchResult:
     duplicates: int = 0
     rejected: Counter[Reason] = field(default_factory=Counter)
     recorded: list[tuple[str, int, int]] = field(default_factory=list)  # (device, seq, index)
+    quarantined: Stored = field(default_factory=Stored)  # records cut short, and old ones deleted
 
 
 class StoreWriteFailed(Exception):
@@ -153,7 +154,7 @@ class Pipeline:
             self.store.write(points)
         except Exception as exc:
             raise StoreWriteFailed(result.accepted) from exc
-        self.quarantine.add(refused)
+        result.quarantined = self.quarantine.add(refused)
         for record in refused:
             result.rejected[record.reason] += 1
             log.debug(

@@ -84,10 +84,10 @@ async def start_ingest(settings: Settings) -> RunningIngest:
 
 
 def ingest_process(
-    data_dir: Path, port: int, topic_root: str, client_id: str, **env: str
+    data_dir: Path, port: int, topic_root: str, client_id: str, *args: str, **env: str
 ) -> subprocess.Popen[bytes]:
-    """`vitaltrail ingest` as its own process, logging next to the data directory
-    (``<client_id>.log``; :func:`subscribed` reads it)."""
+    """`vitaltrail ingest` (with ``args``, e.g. ``--serve-api``) as its own process, logging
+    next to the data directory (``<client_id>.log``; :func:`subscribed` reads it)."""
     environment = os.environ | {
         "VITALTRAIL_TOPIC_ROOT": topic_root,
         "VITALTRAIL_CLIENT_ID": client_id,
@@ -105,6 +105,7 @@ def ingest_process(
         "ingest",
         "--mqtt-port",
         str(port),
+        *args,
     ]
     with (data_dir.parent / f"{client_id}.log").open("ab") as log:
         return subprocess.Popen(cmd, env=environment, stdout=log, stderr=subprocess.STDOUT)

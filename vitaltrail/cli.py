@@ -134,6 +134,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from vitaltrail.bench.fuzz import run_bench_fuzz
 
         return run_bench_fuzz(args)
+    if args.bench == "api-load":
+        from vitaltrail.bench.api_load import run_bench_api_load
+
+        return run_bench_api_load(args)
+    if args.bench == "hostile":
+        from vitaltrail.bench.hostile import run_bench_hostile
+
+        return run_bench_hostile(args)
     from vitaltrail.bench.ingest import run_bench_ingest
 
     return run_bench_ingest(args)
@@ -388,6 +396,51 @@ def parser() -> argparse.ArgumentParser:
         "--seed", type=int, help="makes a run repeatable (default: a random seed, printed)"
     )
     bf.add_argument(
+        "--output", type=Path, help="also write the results as JSON here (default: printed only)"
+    )
+    ba = command(
+        bsub, "api-load", "live ingest p50/p99 with and without API clients on its event loop"
+    )
+    ba.add_argument(
+        "--rate", type=int, default=1000, help="publishing rate, msg/s (default: %(default)s)"
+    )
+    ba.add_argument("--seconds", type=float, default=20, help="per phase (default: %(default)s)")
+    ba.add_argument(
+        "--clients",
+        type=int,
+        default=8,
+        help="API clients in the loaded phase (default: %(default)s)",
+    )
+    ba.add_argument(
+        "--patients",
+        type=int,
+        default=8,
+        help="patients in the store's history (default: %(default)s)",
+    )
+    ba.add_argument(
+        "--hours", type=float, default=24, help="history per patient at 1 Hz (default: %(default)s)"
+    )
+    ba.add_argument(
+        "--bucket-s", type=int, default=60, help="series query bucket, s (default: %(default)s)"
+    )
+    ba.add_argument(
+        "--devices", type=int, default=100, help="publishing devices (default: %(default)s)"
+    )
+    ba.add_argument(
+        "--output", type=Path, help="also write the results as JSON here (default: printed only)"
+    )
+    bh = command(bsub, "hostile", "the ingestor's peak RSS over a backlog of refused messages")
+    bh.add_argument(
+        "--messages", type=int, default=1_000_000, help="backlog size (default: %(default)s)"
+    )
+    bh.add_argument(
+        "--max-size-share",
+        type=float,
+        default=0.25,
+        help="share of messages at the broker's packet limit; the rest are small junk and"
+        " unsigned or forged readings (default: %(default)s)",
+    )
+    bh.add_argument(
         "--output", type=Path, help="also write the results as JSON here (default: printed only)"
     )
     bench.set_defaults(func=cmd_bench)

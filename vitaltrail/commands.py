@@ -21,7 +21,7 @@ from simulator.fleet import Fleet, FleetStats
 from simulator.ward import SIMULATED_WARD, build_ward
 from vitaltrail.demo import register_ward
 from vitaltrail.progress import live_progress
-from vitaltrail.runtime import build_ingest, data_sources, open_store
+from vitaltrail.runtime import api_server, build_ingest, data_sources, open_store
 from vitaltrail.services import http_server, stop_on_signals
 from vitaltrail.settings import Settings
 
@@ -35,11 +35,7 @@ async def run_ingest(settings: Settings, *, serve_api: bool) -> int:
     tasks = [asyncio.create_task(runtime.ingestor.run(stop))]
     server = None
     if serve_api:
-        server = http_server(
-            create_app(data_sources(settings, runtime.metrics)),
-            settings.http_host,
-            settings.http_port,
-        )
+        server = api_server(settings, runtime)
         tasks.append(asyncio.create_task(server.serve()))
         print(f"dashboard: http://{settings.http_host}:{settings.http_port}/")
     await tasks[0]

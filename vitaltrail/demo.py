@@ -104,7 +104,7 @@ async def run_demo(settings: Settings, devices: int, duration_s: float | None, s
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
                 await stop.wait()
-        bundle = write_sample_bundle(settings)
+        bundle = await asyncio.to_thread(write_sample_bundle, settings)  # off the ingest loop
         if bundle is not None:
             print("  verify a reading offline:")
             key = settings.ledger_key_path.with_suffix(".pub")

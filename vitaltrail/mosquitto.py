@@ -71,6 +71,7 @@ class Mosquitto:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     access: str | None = None
+    extra_conf: str = ""  # appended last, e.g. a benchmark's `persistence false`
 
     def start(self) -> Mosquitto:
         self.port = self.port or free_port()
@@ -82,6 +83,7 @@ class Mosquitto:
             + f"persistence_location {self.workdir}/\n"
             # as root, mosquitto would switch to a user that cannot write this directory
             + ("user root\n" if os.geteuid() == 0 else "")
+            + self.extra_conf
         )
         self.process = spawn([mosquitto_binary(), "-c", str(conf)], self.workdir / "mosquitto.log")
         wait_for_port(self.port)

@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dashboards.app import DataSources
+from dashboards.app import DataSources, create_app
 from devices.registry import DeviceRegistry
 from ingest.check_pool import CheckPool
-from ingest.checks import RegistryCache
+from ingest.checks import Limits, RegistryCache
 from ingest.influx_store import InfluxStore
 from ingest.ingestor import IngestConfig, Ingestor
 from ingest.metrics import IngestMetrics
 from ingest.mqtt_source import SourceConfig
 from ingest.pipeline import BatchResult, Pipeline
-from ingest.quarantine import Quarantine
+from ingest.quarantine import Quarantine, QuarantineBudget
 from ingest.sqlite_store import SqliteStore
 from ingest.store import TimeSeriesStore
 from ledger.blocks import Block
@@ -22,6 +22,7 @@ from ledger.cosignature import CosignatureVerifier
 from ledger.keyfile import load_or_create_signer
 from ledger.ledger import Ledger, LedgerReader
 from ledger.witnessing import WitnessClient, WitnessEndpoint
+from vitaltrail.services import EmbeddedServer, http_server
 from vitaltrail.settings import Settings
 
 
@@ -51,6 +52,15 @@ def source_config(settings: Settings) -> SourceConfig:
         username=settings.mqtt_username,
         password=settings.mqtt_password(),
         tls_ca=str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None,
+        max_packet_bytes=Limits().max_packet_bytes,
+    )
+
+
+def quarantine_budget(settings: Settings) -> QuarantineBudget:
+    return QuarantineBudget(
+        keep_bytes=settings.quarantine_keep_bytes,
+        max_bytes=int(settings.quarantine_max_mib * 2**20),
+        max_age_s=settings.quarantine_max_age_days * 86_400,
     )
 
 
@@ -65,7 +75,7 @@ def build_ingest(
     signer = load_or_create_signer(settings.ledger_key_path, settings.origin)
     ledger = Ledger(settings.ledger_location, signer)
     store = open_store(settings)
-    quarantine = Quarantine(settings.quarantine_path)
+    quarantine = Quarantine(settings.quarantine_path, budget=quarantine_budget(settings))
     registry = DeviceRegistry(settings.registry_path)
     metrics = metrics or IngestMetrics()
     pipeline = Pipeline(
@@ -84,7 +94,12 @@ def build_ingest(
     )
     pool = None
     if settings.check_workers > 0:
-        pool = CheckPool(settings.check_workers, settings.registry_path, settings.topic_root)
+        pool = CheckPool(
+            settings.check_workers,
+            settings.registry_path,
+            settings.topic_root,
+            max_worker_rss_mib=settings.check_worker_max_rss_mib,
+        )
     witnesses = None
     if configured := settings.witness_settings():
         witnesses = WitnessClient(
@@ -116,6 +131,13 @@ def open_store(settings: Settings, *, read_only: bool = False) -> TimeSeriesStor
     return SqliteStore(settings.store_path, read_only=read_only, raw_retention_ms=retention_ms)
 
 
+def api_server(settings: Settings, runtime: IngestRuntime | None = None) -> EmbeddedServer:
+    """The web app over the data directory, to serve on the running event loop; beside an
+    ingestor it also serves the ingestor's metrics."""
+    app = create_app(data_sources(settings, runtime.metrics if runtime else None))
+    return http_server(app, settings.http_host, settings.http_port)
+
+
 def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> DataSources:
     return DataSources(
         ledger=lambda: LedgerReader(settings.ledger_location),
@@ -123,4 +145,7 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
         registry=lambda: DeviceRegistry(settings.registry_path),
         metrics=metrics.registry if metrics else None,
         proof_cosignatures=settings.witness_quorum,
+        read_threads=settings.api_read_threads,
+        max_pending_reads=settings.api_max_pending_reads,
+        read_nice=settings.api_read_nice,
     )

@@ -50,9 +50,22 @@ class Settings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # The API's reads run on threads of their own (each with its own database connections),
+    # off the event loop the ingestor may share; past api_max_pending_reads queued, 503.
+    api_read_threads: int = 2
+    api_max_pending_reads: int = 64
+    api_read_nice: int = 10  # the read threads yield the CPU to ingest (Linux); 0: they do not
+
+    # The quarantine's budget: of each refused message at most this many bytes are kept
+    # (its length and SHA-256 always), at most this many MiB of records (the oldest go
+    # first), and no record longer than this many days.
+    quarantine_keep_bytes: int = 1024
+    quarantine_max_mib: float = 128.0
+    quarantine_max_age_days: float = 30.0
 
     batch_max: int = 2000
     check_workers: int = 2  # processes verifying signatures (one per core); 0: on the writer thread
+    check_worker_max_rss_mib: float = 192.0  # a worker past this is replaced (decoder leaks)
     seal_interval_s: float = 1.0
     seal_every: int = 1000  # entries waiting that trigger a block before the interval ends
     log_level: str = "INFO"

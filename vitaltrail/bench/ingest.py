@@ -157,12 +157,17 @@ def raw_drain_ceiling(port: int, messages: Sequence[Message], work: Path) -> flo
 class IngestProcess:
     """The real ingestor in its own process, instrumented per message."""
 
-    def __init__(self, settings: Settings, work: Path, name: str) -> None:
+    def __init__(
+        self, settings: Settings, work: Path, name: str, *, serve_api: bool = False
+    ) -> None:
         self.out = work / f"{name}-ingest.pkl"
         self.ready = _SPAWN.Event()
         self.stop = _SPAWN.Event()
+        self.handled = _SPAWN.Value("q", 0)  # messages made durable or refused
         self.proc = _SPAWN.Process(
-            target=ingest_worker, args=(settings.model_dump_json(), self.out, self.ready, self.stop)
+            target=ingest_worker,
+            args=(settings.model_dump_json(), self.out, self.ready, self.stop),
+            kwargs={"serve_api": serve_api, "handled": self.handled},
         )
 
     def start(self) -> IngestProcess:

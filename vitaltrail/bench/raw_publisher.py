@@ -92,36 +92,35 @@ def publish_paced(
 
     Returns each message's send time (ns since the epoch) and the seconds until the last PUBACK.
     """
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.sendall(connect_packet(client_id))
-    connack = sock.recv(64)
-    if len(connack) < 4 or connack[0] != 0x20 or connack[3] != 0:
-        raise RawMqttError(f"connection refused: {connack!r}")
-    sock.setblocking(False)
-    acks = AckCounter()
-    sent_ns: list[int] = []
-    start = time.perf_counter()
-    chunk_s = 0.005
-    n = len(messages)
-    while len(sent_ns) < n:
-        due = n if rate <= 0 else min(n, int((time.perf_counter() - start) * rate) + 1)
-        due = min(due, acks.acked + window)
-        if due > len(sent_ns):
-            first = len(sent_ns)
-            packets = b"".join(
-                publish_packet(topic, (first + k) % 65535 + 1, payload)
-                for k, (topic, payload) in enumerate(messages[first:due])
-            )
-            now = time.time_ns()
-            sent_ns.extend([now] * (due - first))
-            _send_all(sock, packets, acks)
-        _read_acks(sock, acks, timeout_s=0 if rate <= 0 and due < n else chunk_s)
-    while acks.acked < n:
-        _read_acks(sock, acks, timeout_s=1.0)
-    elapsed = time.perf_counter() - start
-    sock.sendall(b"\xe0\x00")  # DISCONNECT
-    sock.close()
+    with socket.create_connection(("127.0.0.1", port)) as sock:  # closed on errors too
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(connect_packet(client_id))
+        connack = sock.recv(64)
+        if len(connack) < 4 or connack[0] != 0x20 or connack[3] != 0:
+            raise RawMqttError(f"connection refused: {connack!r}")
+        sock.setblocking(False)
+        acks = AckCounter()
+        sent_ns: list[int] = []
+        start = time.perf_counter()
+        chunk_s = 0.005
+        n = len(messages)
+        while len(sent_ns) < n:
+            due = n if rate <= 0 else min(n, int((time.perf_counter() - start) * rate) + 1)
+            due = min(due, acks.acked + window)
+            if due > len(sent_ns):
+                first = len(sent_ns)
+                packets = b"".join(
+                    publish_packet(topic, (first + k) % 65535 + 1, payload)
+                    for k, (topic, payload) in enumerate(messages[first:due])
+                )
+                now = time.time_ns()
+                sent_ns.extend([now] * (due - first))
+                _send_all(sock, packets, acks)
+            _read_acks(sock, acks, timeout_s=0 if rate <= 0 and due < n else chunk_s)
+        while acks.acked < n:
+            _read_acks(sock, acks, timeout_s=1.0)
+        elapsed = time.perf_counter() - start
+        sock.sendall(b"\xe0\x00")  # DISCONNECT
     if acks.refused:
         raise RawMqttError(f"the broker refused {acks.refused} messages")
     return sent_ns, elapsed

@@ -1,0 +1,153 @@
+"""Every number the API takes is bounded: hostile values get a 4xx that says why, never a 5xx.
+
+The routes are enumerated from the app itself, so a route added later with a parameter this
+table does not know fails here until its hostile values are tried too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from types import NoneType, UnionType
+from typing import Any, Union, get_args, get_origin
+from urllib.parse import urlencode
+
+import pytest
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from starlette.routing import BaseRoute, Mount
+
+from dashboards.app import create_app
+from tests.populated import populate
+from tests.stack import now_ms
+from vitaltrail.runtime import data_sources
+
+# A valid value of every parameter a route may take: the baseline each hostile value replaces.
+VALID = {
+    "patient_id": "patient-1",
+    "code": "8867-4",
+    "index": "3",
+    "height": "0",
+    "old": "1",
+    "new": "2",
+    "start_ms": str(now_ms() - 3_600_000),
+    "end_ms": str(now_ms()),
+    "bucket_s": "60",
+}
+OUT_OF_RANGE = [str(2**63), str(2**64), "-1", str(-(2**63))]
+HUGE = ["9" * 10_000, "x" * 10_000, "1" + "0" * 5000, "1e309", "nan", "-inf", "", "%00"]
+
+
+@pytest.fixture(scope="module")
+def app_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, TestClient]]:
+    settings = populate(tmp_path_factory.mktemp("bounds") / "data", patients=3, readings=5)
+    app = create_app(data_sources(settings))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield app, client
+
+
+def _is_int(annotation: Any) -> bool:
+    if get_origin(annotation) in (Union, UnionType):
+        return any(_is_int(a) for a in get_args(annotation) if a is not NoneType)
+    return annotation is int
+
+
+def parameters(app: FastAPI) -> list[tuple[APIRoute, str, str, bool]]:
+    """(route, parameter, 'path' or 'query', is an integer) for every route of the app."""
+    found = []
+    for route in _routes(app.routes):
+        for dependant in _walk(route.dependant):
+            assert not dependant.header_params, route.path
+            assert not dependant.cookie_params, route.path
+            for kind, params in (
+                ("path", dependant.path_params),
+                ("query", dependant.query_params),
+            ):
+                for field in params:
+                    found.append((route, field.alias, kind, _is_int(field.field_info.annotation)))
+    return found
+
+
+def _routes(routes: Sequence[BaseRoute]) -> Iterator[APIRoute]:
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif (included := getattr(route, "original_router", None)) is not None:
+            yield from _routes(included.routes)  # FastAPI 0.16x includes a router as one route
+        elif not isinstance(route, Mount):
+            path = getattr(route, "path", "")
+            assert "{" not in path, f"{path}: a route whose parameters are not declared"
+
+
+def _walk(dependant: Dependant) -> Iterator[Dependant]:
+    yield dependant
+    for sub in dependant.dependencies:
+        yield from _walk(sub)
+
+
+def request_url(route: APIRoute, values: dict[str, str], kinds: dict[str, str]) -> str:
+    path = route.path
+    query = []
+    for name, value in values.items():
+        if kinds[name] == "path":
+            path = path.replace("{" + name + "}", value)
+        else:
+            query.append((name, value))
+    if query:
+        path += "?" + urlencode(query)
+    return path
+
+
+def test_the_table_knows_every_parameter(app_client: tuple[FastAPI, TestClient]) -> None:
+    app, client = app_client
+    found = parameters(app)
+    assert {name for _, name, _, _ in found} <= set(VALID)
+    integers = {name for _, name, _, is_int in found if is_int}
+    assert integers == {"index", "height", "old", "new", "start_ms", "end_ms"}
+    for route in {route.path: route for route, *_ in found}.values():  # baselines reach handlers
+        kinds = {name: kind for r, name, kind, _ in found if r is route}
+        response = client.get(request_url(route, {n: VALID[n] for n in kinds}, kinds))
+        assert response.status_code in (200, 404, 409), (route.path, response.text)
+
+
+def test_no_hostile_value_of_any_parameter_gets_a_5xx(
+    app_client: tuple[FastAPI, TestClient],
+) -> None:
+    app, client = app_client
+    found = parameters(app)
+    failures: list[str] = []
+    for route, name, _, is_int in found:
+        kinds = {n: k for r, n, k, _ in found if r.path == route.path}
+        for value in OUT_OF_RANGE + HUGE:
+            values = {n: VALID[n] for n in kinds} | {name: value}
+            response = client.get(request_url(route, values, kinds))
+            where = f"{route.path} {name}={value[:20]}: {response.status_code}"
+            if response.status_code >= 500:
+                failures.append(where)
+            elif is_int and value in OUT_OF_RANGE and not _names_the_bound(response.json(), name):
+                failures.append(f"{where} {response.text[:200]}")
+    for route in {route.path: route for route, *_ in found}.values():
+        # Ranges whose ends are both hostile but in order: start_ms=2^63-1&end_ms=2^63 ...
+        kinds = {n: k for r, n, k, _ in found if r.path == route.path}
+        ints = [n for r, n, _, is_int in found if r.path == route.path and is_int]
+        if not ints:
+            continue
+        for bound in (int(v) for v in OUT_OF_RANGE):
+            values = {n: VALID[n] for n in kinds} | {
+                n: str(bound - len(ints) + 1 + i) for i, n in enumerate(ints)
+            }
+            response = client.get(request_url(route, values, kinds))
+            if response.status_code != 422:
+                failures.append(f"{route.path} {values}: {response.status_code}")
+    assert not failures, failures
+    assert len(found) * len(OUT_OF_RANGE + HUGE) > 100
+
+
+def _names_the_bound(body: Any, name: str) -> bool:
+    """A 422 whose one error is about ``name`` and says which bound it broke."""
+    detail = body.get("detail")
+    if not isinstance(detail, list) or len(detail) != 1:
+        return False
+    (error,) = detail
+    return bool(error["loc"][-1] == name and "than or equal to" in error["msg"])
