@@ -15,10 +15,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from tests.stack import settings_for
 from vitaltrail.broker_access import BrokerClient, Kind, Topics, write_access
 from vitaltrail.broker_auth import write_tls
 from vitaltrail.deploy import SecretsLayout
 from vitaltrail.mosquitto import Mosquitto, dynsec_plugin, free_port
+from vitaltrail.settings import Settings
 
 AUTH_CONF = Path(__file__).parents[1] / "deploy" / "mosquitto" / "auth.conf"
 INGESTORS = ("ingest-a", "ingest-b")
@@ -53,6 +55,21 @@ class DeployedBroker:
     @property
     def ca(self) -> Path:
         return self.layout.broker / "certs" / "ca.crt"
+
+    def ingestor_settings(self, data_dir: Path, user: str = "ingest-a") -> Settings:
+        """An ingestor's settings as the deployment gives them: its own user, password file,
+        client id (bound to its user name), the CA and the shared subscription."""
+        password_file = data_dir.parent / f"{user}.password"
+        password_file.write_text(self.passwords[user])
+        return settings_for(
+            data_dir,
+            self.port,
+            TOPICS.root,
+            mqtt_username=user,
+            mqtt_password_file=password_file,
+            mqtt_tls_ca=self.ca,
+            share_group=TOPICS.share_group,
+        ).model_copy(update={"client_id": user})
 
     def connect(
         self,

@@ -19,7 +19,7 @@ from devices.outbox import Outbox
 from devices.publisher import BrokerAddress, DevicePublisher
 from devices.registry import DeviceRegistry
 from tests.deployed_broker import INGESTORS, TOPICS, DeployedBroker, deployment_access
-from tests.stack import settings_for, start_ingest, vitals, wait_for, wait_until
+from tests.stack import start_ingest, vitals, wait_for, wait_until
 from vitaltrail.cli import main
 from vitaltrail.deploy import SecretsLayout
 from vitaltrail.mosquitto import Mosquitto, free_port
@@ -169,16 +169,7 @@ async def test_devices_and_the_ingestor_work_over_tls_with_their_credentials(
     registry = DeviceRegistry(data_dir / "registry.db")
     registry.register("dev-a", "patient-a", signer.key)
     registry.close()
-    (tmp_path / "ingest.password").write_text(broker.passwords["ingest-a"])
-    settings = settings_for(
-        data_dir,
-        broker.port,
-        TOPICS.root,
-        mqtt_username="ingest-a",
-        mqtt_password_file=tmp_path / "ingest.password",
-        mqtt_tls_ca=broker.ca,
-        share_group=TOPICS.share_group,
-    ).model_copy(update={"client_id": "ingest-a"})  # bound to its user name
+    settings = broker.ingestor_settings(data_dir)
     ingest = await start_ingest(settings)
     publisher = DevicePublisher(
         "dev-a",

@@ -24,7 +24,7 @@ from devices.reading import decode_reading
 from devices.registry import DeviceRegistry
 from ledger.entries import LedgerEntry
 from tests.deployed_broker import INGESTORS, TOPICS, DeployedBroker
-from tests.stack import settings_for, start_ingest, vitals, wait_for, wait_until
+from tests.stack import start_ingest, vitals, wait_for, wait_until
 from vitaltrail.broker_auth import PasswordHash
 from vitaltrail.deploy import SecretsLayout
 from vitaltrail.mosquitto import Mosquitto, free_port
@@ -91,16 +91,7 @@ async def test_no_reading_is_lost_while_a_device_attacks(
     registry = DeviceRegistry(data_dir / "registry.db")
     registry.register("dev-a", "patient-a", signer.key)
     registry.close()
-    (tmp_path / "ingest-a.password").write_text(broker.passwords["ingest-a"])
-    settings = settings_for(
-        data_dir,
-        broker.port,
-        TOPICS.root,
-        mqtt_username="ingest-a",
-        mqtt_password_file=tmp_path / "ingest-a.password",
-        mqtt_tls_ca=broker.ca,
-        share_group=TOPICS.share_group,
-    ).model_copy(update={"client_id": "ingest-a"})
+    settings = broker.ingestor_settings(data_dir)
     ingest = await start_ingest(settings)
     attacker = Attacker(broker)
     await asyncio.to_thread(attacker.attack_once)  # an offline attacker session exists first

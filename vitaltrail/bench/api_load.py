@@ -32,6 +32,7 @@ from vitaltrail.bench.ingest import (
     _settings,
     _wait_for,
     _write_batch,
+    command_line,
     machine,
     percentile,
     presign,
@@ -176,17 +177,8 @@ def _phase(
 def run_bench_api_load(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {
         "machine": machine(),
-        "command": "vitaltrail bench api-load "
-        + " ".join(
-            f"--{k.replace('_', '-')} {v}"
-            for k, v in [
-                ("rate", args.rate),
-                ("seconds", args.seconds),
-                ("clients", args.clients),
-                ("patients", args.patients),
-                ("hours", args.hours),
-                ("devices", args.devices),
-            ]
+        "command": command_line(
+            "api-load", args, ["rate", "seconds", "clients", "patients", "hours", "devices"]
         ),
     }
     print(f"machine: {report['machine']}")

@@ -55,6 +55,12 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
+def command_line(bench: str, args: argparse.Namespace, flags: Sequence[str]) -> str:
+    """The command that repeats this run, for the report (``flags``: argparse dest names)."""
+    given = " ".join(f"--{name.replace('_', '-')} {getattr(args, name)}" for name in flags)
+    return f"vitaltrail bench {bench} {given}"
+
+
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
@@ -316,16 +322,8 @@ def live(
 def run_bench_ingest(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {
         "machine": machine(),
-        "command": "vitaltrail bench ingest "
-        + " ".join(
-            f"--{k.replace('_', '-')} {v}"
-            for k, v in [
-                ("messages", args.messages),
-                ("rate", args.rate),
-                ("live_seconds", args.live_seconds),
-                ("devices", args.devices),
-                ("store", args.store),
-            ]
+        "command": command_line(
+            "ingest", args, ["messages", "rate", "live_seconds", "devices", "store"]
         ),
     }
     print(f"machine: {report['machine']}")
