@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 from urllib.parse import parse_qsl
 
+from access.errors import ScopeError
+
 Context = Literal["patient", "user", "system"]
 Interaction = Literal["c", "r", "u", "d", "s"]
 
@@ -37,10 +39,6 @@ _SCOPE_RE = re.compile(
     r"^(?P<context>patient|user|system)/(?P<type>\*|[A-Z][A-Za-z]{0,63})"
     r"\.(?P<perm>[a-z*]{1,5})(?:\?(?P<query>[^\s?]+))?$"
 )
-
-
-class ScopeError(ValueError):
-    """A scope string that looks like a SMART resource scope but breaks its grammar."""
 
 
 @dataclass(frozen=True)
