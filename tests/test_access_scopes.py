@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from access.scopes import Context, Interaction, Scope, ScopeError, ScopeSet, permits
+from access.errors import ScopeError
+from access.scopes import Context, Interaction, Scope, ScopeSet, permits
 
 VITALS = "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"
 LABS = "http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
