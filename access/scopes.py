@@ -100,6 +100,16 @@ class Scope:
         known = facts or {}
         return all(known.get(param) == value for param, value in self.query)
 
+    def covers(self, other: Scope) -> bool:
+        """Whether everything ``other`` delegates, this scope delegates too (a client may be
+        granted ``other`` when it was allowed this)."""
+        return (
+            self.context == other.context
+            and self.resource in ("*", other.resource)
+            and other.interactions <= self.interactions
+            and set(self.query) <= set(other.query)
+        )
+
 
 @dataclass(frozen=True)
 class ScopeSet:
@@ -133,6 +143,12 @@ class ScopeSet:
     ) -> bool:
         """Whether any granted scope delegates this interaction (deny when none does)."""
         return any(s.permits(context, resource, interaction, facts) for s in self.scopes)
+
+    def within(self, allowed: ScopeSet) -> ScopeSet:
+        """The resource scopes of this set that ``allowed`` covers (what a request may be
+        granted); other words are dropped."""
+        kept = {s for s in self.scopes if any(a.covers(s) for a in allowed.scopes)}
+        return ScopeSet(frozenset(kept))
 
     def __str__(self) -> str:
         return " ".join(sorted([*map(str, self.scopes), *self.other]))

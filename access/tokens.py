@@ -109,22 +109,7 @@ class TokenVerifier:
 
     def verify(self, token: str | bytes) -> Principal:
         """The principal a token speaks for, or ``TokenError`` naming the first check failed."""
-        if len(token) > self.max_token_bytes:
-            raise TokenError("too_large", f"a token is at most {self.max_token_bytes} bytes")
-        if isinstance(token, bytes):
-            try:
-                token = token.decode("ascii")
-            except UnicodeDecodeError:
-                raise TokenError("malformed", "a token is ASCII") from None
-        parts = token.split(".")
-        if len(parts) != 3:
-            raise TokenError("malformed", "a token is a compact JWS of three parts")
-        header = _json_part(parts[0], "header")
-        payload = _json_part(parts[1], "payload")
-        if not parts[2]:
-            raise TokenError("alg_not_allowed", "an unsigned token is never accepted")
-        _b64decode(parts[2], "signature")
-
+        header, payload = decode_compact(token, self.max_token_bytes)
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in ASYMMETRIC_ALGORITHMS:
             raise TokenError("alg_not_allowed", f"alg {str(alg)[:20]!r} is not accepted")
@@ -141,8 +126,7 @@ class TokenVerifier:
         if kid is not None and not isinstance(kid, str):
             raise TokenError("malformed", "kid must be a string")
         key = trust.keys.key(kid)
-        _check_key_fits(key, alg)
-        _check_signature(token, key, alg)
+        check_signature(token, key, alg)
         return self._principal(payload, trust)
 
     def _principal(self, claims: dict[str, Any], trust: TrustedIssuer) -> Principal:
@@ -190,6 +174,26 @@ class TokenVerifier:
         )
 
 
+def decode_compact(token: str | bytes, max_bytes: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and payload of a compact JWS, not yet verified: only shape is checked."""
+    if len(token) > max_bytes:
+        raise TokenError("too_large", f"a token is at most {max_bytes} bytes")
+    if isinstance(token, bytes):
+        try:
+            token = token.decode("ascii")
+        except UnicodeDecodeError:
+            raise TokenError("malformed", "a token is ASCII") from None
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise TokenError("malformed", "a token is a compact JWS of three parts")
+    header = _json_part(parts[0], "header")
+    payload = _json_part(parts[1], "payload")
+    if not parts[2]:
+        raise TokenError("alg_not_allowed", "an unsigned token is never accepted")
+    _b64decode(parts[2], "signature")
+    return header, payload
+
+
 def _b64decode(part: str, name: str) -> bytes:
     """Unpadded base64url in its one canonical spelling (RFC 7515 §2): a token has exactly one
     text, so its signature cannot be re-spelled (the unused low bits of the last character)."""
@@ -228,15 +232,14 @@ def _check_type(typ: object, strict: bool) -> None:
     raise TokenError("wrong_type", f"typ {str(typ)[:30]!r} is not an access token (at+jwt)")
 
 
-def _check_key_fits(key: Key, alg: str) -> None:
+def check_signature(token: str | bytes, key: Key, alg: str) -> None:
+    """Verify with ``key`` and ``alg`` only, the key being of the algorithm's type (and of
+    the alg the JWK names, if it names one)."""
     if key.key_type != _KEY_TYPE.get(alg[:2]):
         raise TokenError("alg_not_allowed", f"the issuer's key is not a key for {alg}")
     named = key.get("alg")
     if named is not None and named != alg:
         raise TokenError("alg_not_allowed", f"the issuer's key is for {named}, not {alg}")
-
-
-def _check_signature(token: str, key: Key, alg: str) -> None:
     registry = jws.JWSRegistry(algorithms=[alg], strict_check_header=False)
     try:
         jws.deserialize_compact(token, key, algorithms=[alg], registry=registry)

@@ -171,3 +171,36 @@ def test_scope_set_decides(
 def test_scope_set_round_trips_through_text() -> None:
     text = f"openid patient/Observation.rs?category={VITALS} user/*.cruds"
     assert ScopeSet.parse(str(ScopeSet.parse(text))) == ScopeSet.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "requested", "granted"),
+    [
+        ("system/Observation.rs", "system/Observation.rs", "system/Observation.rs"),
+        ("system/Observation.rs", "system/Observation.r", "system/Observation.r"),
+        (
+            "system/*.rs",
+            "system/Observation.rs system/Patient.s",
+            "system/Observation.rs system/Patient.s",
+        ),
+        ("system/Observation.rs", "system/Observation.cruds", ""),
+        ("system/Observation.rs", "system/*.rs", ""),
+        ("system/Observation.rs", "user/Observation.rs", ""),
+        (f"system/Observation.rs?category={VITALS}", "system/Observation.rs", ""),
+        (
+            f"system/Observation.rs?category={VITALS}",
+            f"system/Observation.r?category={VITALS}",
+            f"system/Observation.r?category={VITALS}",
+        ),
+        (
+            "system/Observation.rs",
+            f"system/Observation.rs?category={LABS}",
+            f"system/Observation.rs?category={LABS}",
+        ),
+        ("system/Observation.rs", "openid system/Observation.s", "system/Observation.s"),
+    ],
+)
+def test_requested_scopes_are_granted_only_within_the_allowed(
+    allowed: str, requested: str, granted: str
+) -> None:
+    assert ScopeSet.parse(requested).within(ScopeSet.parse(allowed)) == ScopeSet.parse(granted)
