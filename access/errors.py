@@ -13,6 +13,8 @@ people and never holds a token, a password or a patient identifier.
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from typing import Literal
 
 TokenReason = Literal[
@@ -111,3 +113,23 @@ class SignInError(AccessError):
         super().__init__(f"{reason}: {description}")
         self.reason: SignInReason = reason
         self.description = description
+
+
+class Refusals:
+    """Refusals counted by reason code: the HTTP layer exports them as metrics."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def add(self, reason: str) -> None:
+        with self._lock:
+            self._counts[reason] += 1
+
+    def __getitem__(self, reason: str) -> int:
+        with self._lock:
+            return self._counts[reason]
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)

@@ -29,7 +29,7 @@ from joserfc import jws
 from joserfc.jwk import ECKey
 
 from access.apps import App, AppStore
-from access.errors import ScopeError, TokenError, TokenRequestError
+from access.errors import Refusals, ScopeError, SignInError, TokenError, TokenRequestError
 from access.jwks import StaticKeys, parse_jwk_set, pick_key
 from access.scopes import ScopeSet
 from access.tokens import TrustedIssuer, check_signature, decode_compact
@@ -124,6 +124,7 @@ class Issuer:
         self.users = users
         self.apps = apps
         self._clock = clock
+        self.refusals = Refusals()  # sign-ins and token requests refused, by reason
 
     @classmethod
     def open(
@@ -150,7 +151,12 @@ class Issuer:
 
     def sign_in(self, name: str, password: str) -> IssuedToken:
         """A token for the user whose password this is (``SignInError`` otherwise)."""
-        return self.token_for(self.users.authenticate(name, password))
+        try:
+            user = self.users.authenticate(name, password)
+        except SignInError as exc:
+            self.refusals.add(f"sign_in_{exc.reason}")
+            raise
+        return self.token_for(user)
 
     def token_for(self, user: User) -> IssuedToken:
         """A token for a user already known to be who they are (signed in, or named by an
@@ -168,6 +174,13 @@ class Issuer:
     def client_credentials(self, form: Mapping[str, str]) -> IssuedToken:
         """The token endpoint for backend apps: ``grant_type=client_credentials`` with a
         ``private_key_jwt`` assertion; ``TokenRequestError`` names why a request failed."""
+        try:
+            return self._client_credentials(form)
+        except TokenRequestError as exc:
+            self.refusals.add(f"token_{exc.reason}")
+            raise
+
+    def _client_credentials(self, form: Mapping[str, str]) -> IssuedToken:
         if form.get("grant_type") != "client_credentials":
             raise TokenRequestError(
                 "unsupported_grant_type", "grant_type", "only client_credentials is served here"

@@ -39,7 +39,7 @@ from joserfc.errors import (
 )
 from joserfc.jwk import Key
 
-from access.errors import ScopeError, TokenError
+from access.errors import Refusals, ScopeError, TokenError
 from access.jwks import KeySource
 from access.scopes import ScopeSet
 
@@ -97,18 +97,32 @@ class TokenVerifier:
         self.leeway_s = leeway_s
         self.max_token_bytes = max_token_bytes
         self._clock = clock
+        self.refusals = Refusals()
 
     def verify_authorization(self, header: str | None) -> Principal:
         """Check an ``Authorization`` header value (``Bearer <token>``, RFC 6750 §2.1)."""
         if not header:
-            raise TokenError("missing", "this resource needs a bearer token")
+            raise self._counted(TokenError("missing", "this resource needs a bearer token"))
         scheme, _, token = header.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise TokenError("malformed", "the Authorization header is not 'Bearer <token>'")
+            raise self._counted(
+                TokenError("malformed", "the Authorization header is not 'Bearer <token>'")
+            )
         return self.verify(token.strip())
 
     def verify(self, token: str | bytes) -> Principal:
-        """The principal a token speaks for, or ``TokenError`` naming the first check failed."""
+        """The principal a token speaks for, or ``TokenError`` naming the first check failed
+        (counted in ``refusals`` by its reason)."""
+        try:
+            return self._verify(token)
+        except TokenError as exc:
+            raise self._counted(exc) from None
+
+    def _counted(self, error: TokenError) -> TokenError:
+        self.refusals.add(error.reason)
+        return error
+
+    def _verify(self, token: str | bytes) -> Principal:
         header, payload = decode_compact(token, self.max_token_bytes)
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in ASYMMETRIC_ALGORITHMS:

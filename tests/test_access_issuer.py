@@ -164,6 +164,10 @@ def test_failed_attempts_lock_the_account_for_a_while(issuer: Issuer, clock: Clo
         issuer.sign_in("dr-ng", PASSWORD)
     clock.now += 2
     assert issuer.sign_in("dr-ng", PASSWORD).access_token
+    assert issuer.refusals.snapshot() == {
+        "sign_in_invalid_credentials": 3,
+        "sign_in_rate_limited": 2,
+    }
 
 
 def test_failures_spread_out_do_not_lock(issuer: Issuer, clock: Clock) -> None:
@@ -323,6 +327,7 @@ def test_replayed_jti_is_refused(issuer: Issuer, app: str, clock: Clock) -> None
     token = assertion(clock)
     issuer.client_credentials(form(token))
     refused(issuer, form(token), "replayed_jti")
+    assert issuer.refusals["token_replayed_jti"] == 1
     clock.now += 100  # still within the assertion's lifetime: still a replay
     refused(issuer, form(assertion(clock, jti=f"a-{clock.now - 100}-ES384")), "replayed_jti")
 

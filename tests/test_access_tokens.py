@@ -273,6 +273,17 @@ def test_authorization_header() -> None:
     assert basic.value.reason == "malformed"
 
 
+def test_refusals_are_counted_by_reason() -> None:
+    check = verifier()
+    for token in (sign(claims(exp=NOW - 100)), sign(claims(exp=NOW - 200)), "junk"):
+        with pytest.raises(TokenError):
+            check.verify(token)
+    with pytest.raises(TokenError):
+        check.verify_authorization(None)
+    check.verify(sign(claims()))
+    assert check.refusals.snapshot() == {"expired": 2, "malformed": 1, "missing": 1}
+
+
 def test_www_authenticate_carries_the_rfc6750_error() -> None:
     error = refused(sign(claims(exp=NOW - 100)), "expired")
     assert error.status == 401
