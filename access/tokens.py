@@ -40,7 +40,7 @@ from joserfc.errors import (
 from joserfc.jwk import Key
 
 from access.errors import Refusals, ScopeError, TokenError
-from access.jwks import KeySource
+from access.jwks import FetchJson, JwkSetCache, KeySource, discover
 from access.scopes import ScopeSet
 
 ASYMMETRIC_ALGORITHMS = frozenset(
@@ -62,6 +62,21 @@ class TrustedIssuer:
     require_at_jwt: bool = True
     roles_claim: tuple[str, ...] = ("roles",)  # Keycloak: ("realm_access", "roles")
     algorithms: frozenset[str] = ASYMMETRIC_ALGORITHMS
+
+
+def trust_discovered(
+    issuer: str,
+    fetch: FetchJson,
+    *,
+    require_at_jwt: bool = True,
+    roles_claim: tuple[str, ...] = ("roles",),
+    algorithms: frozenset[str] = ASYMMETRIC_ALGORITHMS,
+) -> TrustedIssuer:
+    """Trust an OpenID provider named by its issuer URL: its discovery document, then its
+    JWK set from ``jwks_uri``, held in a ``JwkSetCache``. ``ProviderError`` if discovery fails."""
+    meta = discover(issuer, fetch)
+    keys = JwkSetCache(meta.jwks_uri, fetch)
+    return TrustedIssuer(meta.issuer, keys, require_at_jwt, roles_claim, algorithms)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from argon2.profiles import CHEAPEST
 from access.errors import ProviderError, TokenError
 from access.issuer import Issuer, IssuerConfig
 from access.jwks import HttpJson, JwkSetCache, discover
-from access.tokens import TokenVerifier, TrustedIssuer
+from access.tokens import TokenVerifier, TrustedIssuer, trust_discovered
 from tests.oidc.provider import OidcProvider
 from vitaltrail.mosquitto import free_port
 
@@ -49,11 +49,18 @@ def embedded(tmp_path: Path) -> Iterator[Issuer]:
 
 
 def trust(provider: OidcProvider, http: HttpJson) -> tuple[TrustedIssuer, JwkSetCache]:
+    trusted = trust_discovered(provider.issuer, http)
+    assert trusted.issuer == provider.issuer
+    assert trusted.require_at_jwt  # oidc-provider writes typ at+jwt: no leniency needed
+    assert isinstance(trusted.keys, JwkSetCache)
+    assert trusted.keys.jwks_uri == f"{provider.issuer}/jwks"
+    return trusted, trusted.keys
+
+
+def test_discovery_document(provider: OidcProvider, http: HttpJson) -> None:
     meta = discover(provider.issuer, http)
     assert meta.issuer == provider.issuer
     assert meta.token_endpoint == f"{provider.issuer}/token"
-    cache = JwkSetCache(meta.jwks_uri, http)
-    return TrustedIssuer(meta.issuer, cache), cache
 
 
 def test_a_token_the_provider_issued_is_verified_via_discovery(
