@@ -132,11 +132,14 @@ class Issuer:
         data_dir: Path,
         config: IssuerConfig,
         *,
+        key_path: Path | None = None,
         hasher: PasswordHasher | None = None,
         clock: Callable[[], float] = time.time,
     ) -> Issuer:
-        """The issuer of a data directory: ``issuer-key.jwk`` and ``access.db`` in it."""
-        key = load_or_create_signing_key(data_dir / "issuer-key.jwk")
+        """The issuer of a data directory: its key in ``keys/token-issuer.jwk`` (beside the
+        ledger's, unless ``key_path`` puts it elsewhere) and its users and apps in
+        ``access.db``."""
+        key = load_or_create_signing_key(key_path or data_dir / "keys" / "token-issuer.jwk")
         users = UserStore(data_dir / "access.db", hasher=hasher, clock=clock)
         apps = AppStore(data_dir / "access.db", clock=clock)
         return cls(config, key, users, apps, clock=clock)

@@ -66,7 +66,7 @@ def verifier(issuer: Issuer, clock: Clock) -> TokenVerifier:
 
 
 def test_signing_key_is_created_once_private_and_published(tmp_path: Path) -> None:
-    path = tmp_path / "data" / "issuer-key.jwk"
+    path = tmp_path / "data" / "keys" / "token-issuer.jwk"
     key = load_or_create_signing_key(path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert key.kid == key.thumbprint()
@@ -78,10 +78,16 @@ def test_signing_key_is_created_once_private_and_published(tmp_path: Path) -> No
 
 
 def test_a_key_file_of_another_kind_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "issuer-key.jwk"
+    path = tmp_path / "token-issuer.jwk"
     path.write_text(json.dumps(ECKey.generate_key("P-384", private=True).as_dict(private=True)))
     with pytest.raises(ValueError, match="ES256"):
         load_or_create_signing_key(path)
+
+
+def test_the_issuer_keeps_its_key_beside_the_ledgers(issuer: Issuer, tmp_path: Path) -> None:
+    on_disk = json.loads((tmp_path / "keys" / "token-issuer.jwk").read_text())
+    assert on_disk["kid"] == issuer.jwks()["keys"][0]["kid"]
+    assert (tmp_path / "access.db").exists()
 
 
 def test_jwks_publishes_only_the_public_key(issuer: Issuer) -> None:
