@@ -30,6 +30,7 @@ Role = Literal["clinician", "patient", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
 MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1024  # longer is refused before any hashing: no work for a flood
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -86,8 +87,7 @@ class UserStore:
             raise ValueError(f"a role is one of {', '.join(ROLES)}, found {role!r}")
         if (role == "patient") != (patient_id is not None):
             raise ValueError("a patient account, and only a patient account, has a patient id")
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise ValueError(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
+        _check_password(password)
         digest = self._hasher.hash(password)
         with self._db.transaction() as cur:
             if cur.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
@@ -120,8 +120,7 @@ class UserStore:
         return user
 
     def set_password(self, name: str, password: str) -> None:
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise ValueError(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
+        _check_password(password)
         digest = self._hasher.hash(password)
         with self._db.transaction() as cur:
             cur.execute(
@@ -140,6 +139,8 @@ class UserStore:
             name,
         )
         now = self._clock()
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise SignInError("invalid_credentials", "wrong user name or password")
         if not rows:
             self._verify(self._dummy_hash, password)
             raise SignInError("invalid_credentials", "wrong user name or password")
@@ -196,6 +197,13 @@ class UserStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _check_password(password: str) -> None:
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise ValueError(
+            f"a password has {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters"
+        )
 
 
 def _user(row: tuple[object, ...]) -> User:

@@ -3,6 +3,7 @@ signs checked by the same verifier the API uses."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -13,6 +14,8 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 from argon2.profiles import CHEAPEST
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from joserfc import jws
 from joserfc.jwk import ECKey, Key, RSAKey
 
@@ -156,6 +159,13 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(issuer: Issuer) -> 
     assert str(wrong.value) == str(unknown.value)
 
 
+def test_an_overlong_password_is_refused(issuer: Issuer) -> None:
+    issuer.users.add("dr-ng", "clinician", PASSWORD)
+    with pytest.raises(SignInError, match="invalid_credentials"):
+        issuer.sign_in("dr-ng", PASSWORD + "x" * 1024)
+    assert issuer.sign_in("dr-ng", PASSWORD).access_token
+
+
 def test_failed_attempts_lock_the_account_for_a_while(issuer: Issuer, clock: Clock) -> None:
     issuer.users.add("dr-ng", "clinician", PASSWORD)
     for _ in range(3):
@@ -237,7 +247,8 @@ def test_stronger_hash_parameters_apply_at_the_next_sign_in(tmp_path: Path, cloc
     [
         ("Dr Ng", "clinician", PASSWORD, None, "user name"),
         ("dr-ng", "surgeon", PASSWORD, None, "role"),
-        ("dr-ng", "clinician", "short", None, "at least 12"),
+        ("dr-ng", "clinician", "short", None, "12 to 1024"),
+        ("dr-ng", "clinician", "x" * 1025, None, "12 to 1024"),
         ("pat", "patient", PASSWORD, None, "patient id"),
         ("dr-ng", "clinician", PASSWORD, "p-1", "patient id"),
     ],
@@ -441,3 +452,60 @@ def test_app_list(issuer: Issuer, app: str) -> None:
     (listed,) = issuer.apps.list()
     assert (listed.client_id, listed.name, listed.disabled) == (app, "Tele clinic", False)
     assert str(listed.scopes) == "system/Observation.rs system/Patient.rs"
+
+
+# --- hostile token requests: nothing but TokenRequestError ---------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+claim_names = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti")
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["grant_type", "scope", "client_assertion_type", "client_assertion", "client_id"]
+        ),
+        st.text(max_size=200),
+    )
+)
+def test_hostile_forms_raise_only_token_request_error(
+    issuer: Issuer, app: str, body: dict[str, str]
+) -> None:
+    with pytest.raises(TokenRequestError):
+        issuer.client_credentials(body)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.data())
+def test_hostile_assertions_raise_only_token_request_error_or_pass(
+    issuer: Issuer, app: str, clock: Clock, data: st.DataObject
+) -> None:
+    """Signed by the app's registered key: the assertion's claims are the attack."""
+    good = json.loads(base64.urlsafe_b64decode(assertion(clock).split(".")[1] + "=="))
+    claims = {
+        name: data.draw(json_values | st.just(good.get(name, int(clock.now))), label=name)
+        for name in claim_names
+        if data.draw(st.booleans(), label=f"has {name}")
+    }
+    extra = st.dictionaries(st.sampled_from(["typ", "kid"]), st.text(max_size=12), max_size=2)
+    header = {"alg": "ES384", "kid": "es", **data.draw(extra)}
+    token = jws.serialize_compact(header, json.dumps(claims), ES384_KEY, algorithms=["ES384"])
+    try:
+        issued = issuer.client_credentials(form(token))
+    except TokenRequestError:
+        return
+    aud = claims["aud"]
+    assert aud == TOKEN_URL or (isinstance(aud, list) and TOKEN_URL in aud)
+    assert claims["iss"] == claims["sub"] == app
+    assert verifier(issuer, clock).verify(issued.access_token).client_id == app
