@@ -26,6 +26,9 @@ from access.sqlite import SqliteFile
 log = logging.getLogger("vitaltrail.access")
 
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# The client id in the tokens of people signed in on vitaltrail's own pages: no app may take
+# it, and no user name can be it (user names have no ':'), so "sub == client_id" means an app.
+WEB_CLIENT_ID = "vitaltrail:web"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS apps (
@@ -66,6 +69,8 @@ class AppStore:
         """Register an app: its JWK set must hold a signing key, its scopes be ``system/``."""
         if not CLIENT_ID_RE.match(client_id):
             raise ValueError(f"a client id is {CLIENT_ID_RE.pattern}, found {client_id!r}")
+        if client_id == WEB_CLIENT_ID:
+            raise ValueError(f"{WEB_CLIENT_ID} is the pages' own client id")
         try:
             keys = parse_jwk_set(jwks)
         except ProviderError as exc:

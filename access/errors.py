@@ -66,7 +66,7 @@ class TokenError(AccessError):
         error = _RFC6750.get(self.reason, "invalid_token")
         if error is None:
             return "Bearer"
-        safe = self.description.replace("\\", "").replace('"', "'")
+        safe = "".join(c for c in self.description if " " <= c <= "~" and c not in '\\"')
         return f'Bearer error="{error}", error_description="{safe}"'
 
 

@@ -28,7 +28,7 @@ from argon2 import PasswordHasher
 from joserfc import jws
 from joserfc.jwk import ECKey
 
-from access.apps import App, AppStore
+from access.apps import WEB_CLIENT_ID, App, AppStore
 from access.errors import Refusals, ScopeError, SignInError, TokenError, TokenRequestError
 from access.jwks import StaticKeys, parse_jwk_set, pick_key
 from access.scopes import ScopeSet
@@ -42,7 +42,6 @@ SIGNING_ALG = "ES256"
 ASSERTION_ALGORITHMS = frozenset({"ES384", "RS384"})
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_LIFETIME_S = 300
-WEB_CLIENT_ID = "vitaltrail-web"  # the client id in tokens of people signed in on the pages
 
 # What a token delegates, by role. Scopes only delegate: the access rules (care team, own
 # data, consent) still decide each request. An admin's scopes name no clinical data.

@@ -27,6 +27,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 from joserfc import jws
@@ -141,7 +142,7 @@ class TokenVerifier:
         header, payload = decode_compact(token, self.max_token_bytes)
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in ASYMMETRIC_ALGORITHMS:
-            raise TokenError("alg_not_allowed", f"alg {str(alg)[:20]!r} is not accepted")
+            raise TokenError("alg_not_allowed", "alg is not one of the accepted algorithms")
         if "crit" in header:
             raise TokenError("malformed", "no critical header extension is understood here")
         iss = payload.get("iss")
@@ -185,7 +186,7 @@ class TokenVerifier:
         try:
             scopes = ScopeSet.parse(scope)
         except ScopeError as exc:
-            raise TokenError("bad_scope", str(exc)[:200]) from None
+            raise TokenError("bad_scope", "a resource scope breaks the SMART grammar") from exc
         patient = claims.get("patient")
         if patient is not None and not isinstance(patient, str):
             raise TokenError("malformed", "patient must be a string")
@@ -199,7 +200,7 @@ class TokenVerifier:
             issuer=trust.issuer,
             expires_at=int(exp),
             patient=patient,
-            claims=claims,
+            claims=MappingProxyType(claims),
         )
 
 

@@ -46,7 +46,7 @@ def claims(**changes: Any) -> dict[str, Any]:
         "exp": NOW + 300,
         "iat": NOW,
         "jti": "t-1",
-        "client_id": "vitaltrail-web",
+        "client_id": "vitaltrail:web",
         "scope": "user/Observation.rs openid",
         "roles": ["clinician"],
     }
@@ -87,7 +87,7 @@ def test_a_good_token_gives_its_principal() -> None:
     assert isinstance(principal, Principal)
     assert (principal.subject, principal.client_id, principal.kind) == (
         "alice",
-        "vitaltrail-web",
+        "vitaltrail:web",
         "user",
     )
     assert principal.roles == {"clinician"}
@@ -292,8 +292,9 @@ def test_www_authenticate_carries_the_rfc6750_error() -> None:
         == 'Bearer error="invalid_token", error_description="the token has expired"'
     )
     assert TokenError("insufficient_scope", 'needs "x"').status == 403
-    assert TokenError("insufficient_scope", 'needs "x"').www_authenticate == (
-        'Bearer error="insufficient_scope", error_description="needs \'x\'"'
+    hostile = TokenError("insufficient_scope", 'needs "x"\\\r\n\u00e9')
+    assert (
+        hostile.www_authenticate == 'Bearer error="insufficient_scope", error_description="needs x"'
     )
 
 
