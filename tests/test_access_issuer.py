@@ -456,12 +456,13 @@ def test_app_list(issuer: Issuer, app: str) -> None:
 
 # --- hostile token requests: nothing but TokenRequestError ---------------------------------
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
-    ),
-    max_leaves=8,
+# JSON two levels deep, drawn without st.recursive (whose "extend doesn't use its argument"
+# check misfires now and then, and pytest turns its warning into an error)
+scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+json_values = (
+    scalars
+    | st.lists(scalars, max_size=4)
+    | st.dictionaries(st.text(max_size=8), scalars | st.lists(scalars, max_size=3), max_size=4)
 )
 claim_names = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti")
 
