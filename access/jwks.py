@@ -40,10 +40,14 @@ class HttpJson:
 
     def __init__(self, *, timeout_s: float = 5.0, max_bytes: int = 256 * 1024) -> None:
         self._client = httpx2.Client(timeout=timeout_s, follow_redirects=False)
+        self.timeout_s = timeout_s
         self.max_bytes = max_bytes
 
     def __call__(self, url: str) -> Mapping[str, Any]:
+        """The JSON object at ``url``; ``timeout_s`` bounds each wait and the whole body, so a
+        server dripping bytes cannot hold a caller longer."""
         body = bytearray()
+        deadline = time.monotonic() + self.timeout_s
         try:
             with self._client.stream("GET", url, headers={"Accept": "application/json"}) as r:
                 if r.status_code != 200:
@@ -52,6 +56,8 @@ class HttpJson:
                     body += chunk
                     if len(body) > self.max_bytes:
                         raise ProviderError(f"{url} sent more than {self.max_bytes} bytes")
+                    if time.monotonic() > deadline:
+                        raise ProviderError(f"{url} took over {self.timeout_s} s")
         except httpx2.HTTPError as exc:
             raise ProviderError(f"{url}: {type(exc).__name__}") from exc
         try:
@@ -140,7 +146,11 @@ class StaticKeys:
 
 class JwkSetCache:
     """An issuer's JWK set fetched from ``jwks_uri``: kept ``max_age_s``, refreshed early when
-    a token names an unknown ``kid``, but never more than once per ``min_refresh_s``."""
+    a token names an unknown ``kid``, but never more than once per ``min_refresh_s``.
+
+    The fetch runs outside the lock: while one request refreshes the set, requests naming a
+    key already held are served at once; those that need the new set wait for that one fetch
+    (at most ``wait_s``) instead of starting their own."""
 
     def __init__(
         self,
@@ -150,6 +160,7 @@ class JwkSetCache:
         max_age_s: float = 3600.0,
         min_refresh_s: float = 30.0,
         max_keys: int = 64,
+        wait_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.jwks_uri = jwks_uri
@@ -157,40 +168,56 @@ class JwkSetCache:
         self.max_age_s = max_age_s
         self.min_refresh_s = min_refresh_s
         self.max_keys = max_keys
+        self.wait_s = wait_s
         self._clock = clock
         self._keys: dict[str | None, Key] = {}
         self._fetched_at: float | None = None
         self._tried_at: float | None = None
-        self._lock = threading.Lock()
+        self._fetching = False
+        self._changed = threading.Condition()
         self.fetches = 0
 
     def key(self, kid: str | None) -> Key:
         now = self._clock()
-        with self._lock:
-            found = None if self._stale(now) else pick_key(self._keys, kid)
-            if found is None and (
+        mine = False
+        with self._changed:
+            found = self._find(kid, now)
+            if found is None and self._fetching:
+                self._changed.wait_for(lambda: not self._fetching, timeout=self.wait_s)
+                found = self._find(kid, now)
+            elif found is None and (
                 self._tried_at is None or now - self._tried_at >= self.min_refresh_s
             ):
-                self._refresh(now)
-                found = None if self._stale(now) else pick_key(self._keys, kid)
-            if found is None and self._stale(now):
+                self._fetching, self._tried_at, mine = True, now, True
+                self.fetches += 1
+        if mine:
+            keys = self._fetch_keys()
+            with self._changed:
+                if keys is not None:
+                    self._keys, self._fetched_at = keys, now
+                self._fetching = False
+                self._changed.notify_all()
+                found = self._find(kid, now)
+        if found is not None:
+            return found
+        with self._changed:
+            if self._stale(now):
                 raise TokenError("keys_unavailable", "the token's issuer keys cannot be fetched")
-        if found is None:
-            raise TokenError("unknown_key", "the token names a key its issuer does not publish")
-        return found
+        raise TokenError("unknown_key", "the token names a key its issuer does not publish")
+
+    def _find(self, kid: str | None, now: float) -> Key | None:
+        return None if self._stale(now) else pick_key(self._keys, kid)
 
     def _stale(self, now: float) -> bool:
         return self._fetched_at is None or now - self._fetched_at > self.max_age_s
 
-    def _refresh(self, now: float) -> None:
-        self._tried_at = now
-        self.fetches += 1
+    def _fetch_keys(self) -> dict[str | None, Key] | None:
+        """The JWK set now published, or None when it cannot be had: keys already held then
+        serve until they grow stale, and are refused after (fail closed)."""
         try:
             keys = parse_jwk_set(self._fetch(self.jwks_uri), max_keys=self.max_keys)
         except ProviderError as exc:
-            # keys already held serve until they grow stale; then refuse (fail closed)
             log.warning("could not refresh the JWK set at %s: %s", self.jwks_uri, exc)
-            return
-        self._keys = keys
-        self._fetched_at = now
+            return None
         log.info("fetched %d signing keys from %s", len(keys), self.jwks_uri)
+        return keys
