@@ -81,8 +81,13 @@ class IssuerConfig:
     issuer: str  # this issuer's URL, the tokens' iss
     audience: str  # the API's resource identifier, the tokens' aud
     token_endpoint: str  # where apps post assertions: their aud
+    jwks_uri: str | None = None  # where jwks() is served; default <issuer>/.well-known/jwks.json
     token_ttl_s: int = 300
     leeway_s: int = 30
+
+    @property
+    def published_jwks_uri(self) -> str:
+        return self.jwks_uri or f"{self.issuer.rstrip('/')}/.well-known/jwks.json"
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,25 @@ class Issuer:
     def jwks(self) -> dict[str, Any]:
         """The public JWK set to publish at ``jwks_uri``."""
         return {"keys": [self._key.as_dict(private=False)]}
+
+    def metadata(self) -> dict[str, Any]:
+        """What ``/.well-known/smart-configuration`` (SMART App Launch 2.2) and the OAuth
+        server metadata (RFC 8414) say about this issuer: a backend app finds the token
+        endpoint and what it accepts there; a resource server finds the JWK set."""
+        return {
+            "issuer": self.config.issuer,
+            "jwks_uri": self.config.published_jwks_uri,
+            "token_endpoint": self.config.token_endpoint,
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": sorted(ASSERTION_ALGORITHMS),
+            "scopes_supported": sorted(
+                {str(s) for text in ROLE_SCOPES.values() for s in ScopeSet.parse(text).scopes}
+                | {"system/*.rs"}
+            ),
+            "code_challenge_methods_supported": ["S256"],
+            "capabilities": ["client-confidential-asymmetric", "permission-v2"],
+        }
 
     def trusted_issuer(self) -> TrustedIssuer:
         """How the API's token check trusts this issuer."""

@@ -27,6 +27,7 @@ from access.issuer import (
     IssuerConfig,
     load_or_create_signing_key,
 )
+from access.jwks import discover
 from access.scopes import ScopeSet
 from access.tokens import TokenVerifier
 from access.users import SignInPolicy
@@ -91,6 +92,22 @@ def test_the_issuer_keeps_its_key_beside_the_ledgers(issuer: Issuer, tmp_path: P
     on_disk = json.loads((tmp_path / "keys" / "token-issuer.jwk").read_text())
     assert on_disk["kid"] == issuer.jwks()["keys"][0]["kid"]
     assert (tmp_path / "access.db").exists()
+
+
+def test_metadata_tells_a_backend_app_what_it_needs(issuer: Issuer) -> None:
+    meta = issuer.metadata()
+    assert meta["issuer"] == ISS
+    assert meta["token_endpoint"] == TOKEN_URL
+    assert meta["jwks_uri"] == f"{ISS}/.well-known/jwks.json"
+    assert meta["grant_types_supported"] == ["client_credentials"]
+    assert meta["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
+    assert meta["token_endpoint_auth_signing_alg_values_supported"] == ["ES384", "RS384"]
+    assert "client-confidential-asymmetric" in meta["capabilities"]
+    assert "permission-v2" in meta["capabilities"]
+    assert meta["code_challenge_methods_supported"] == ["S256"]
+    assert "patient/Observation.rs" in meta["scopes_supported"]
+    # it is the same document discovery reads: the API can trust its own issuer that way too
+    assert discover(ISS, lambda url: meta).jwks_uri == meta["jwks_uri"]
 
 
 def test_jwks_publishes_only_the_public_key(issuer: Issuer) -> None:
