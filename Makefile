@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit bench clean system-deps
+.PHONY: demo test lint typecheck unit bench clean system-deps oidc-provider
 
 $(STAMP): pyproject.toml package-lock.json
 	bash scripts/vendor-assets.sh
@@ -16,10 +16,13 @@ $(STAMP): pyproject.toml package-lock.json
 system-deps:
 	bash scripts/system-deps.sh
 
+oidc-provider: $(STAMP)
+	bash scripts/oidc-provider.sh
+
 demo: $(STAMP)
 	$(BIN)/vitaltrail demo
 
-test: $(STAMP) system-deps lint typecheck
+test: $(STAMP) system-deps oidc-provider lint typecheck
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -36,4 +39,4 @@ bench: $(STAMP) system-deps
 	$(BIN)/vitaltrail bench ingest
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache node_modules dashboards/static/vendor
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache node_modules dashboards/static/vendor tests/oidc/node_modules

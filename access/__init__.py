@@ -1,0 +1,36 @@
+"""Who may read what: token checks, roles and SMART scopes, patient consent, the access trail.
+
+Knows the ledger, not HTTP or MQTT: the web layer hands it a bearer token and gets back a
+typed ``Principal``, or one ``TokenError`` whose reason code it answers with a 401 (403 for
+scopes) and ``WWW-Authenticate``. Modules: ``scopes`` (SMART v2 scopes as data), ``tokens``
+(the RFC 9068 check), ``jwks`` (discovery, JWK sets), ``issuer`` (the embedded issuer),
+``users`` and ``apps`` (who may sign in), ``errors`` (the one error tree).
+"""
+
+from access.errors import (
+    AccessError,
+    ProviderError,
+    Refusals,
+    ScopeError,
+    SignInError,
+    TokenError,
+    TokenRequestError,
+)
+from access.scopes import Scope, ScopeSet, permits
+from access.tokens import Principal, TokenVerifier, TrustedIssuer
+
+__all__ = [
+    "AccessError",
+    "Principal",
+    "ProviderError",
+    "Refusals",
+    "Scope",
+    "ScopeError",
+    "ScopeSet",
+    "SignInError",
+    "TokenError",
+    "TokenRequestError",
+    "TokenVerifier",
+    "TrustedIssuer",
+    "permits",
+]
