@@ -88,6 +88,8 @@ def load_map(
     present = set(obj)
     if not keys <= present or present - keys - optional:
         return f"a map with keys {sorted(keys)} and optionally {sorted(optional)}"
+    if any(value is None for value in obj.values()):
+        return "a map without nulls (a field that is not there is left out)"
     return obj
 
 

@@ -209,6 +209,7 @@ def _invalid(doc: Any) -> str | None:
         not isinstance(agent, dict)
         or not set(agent) >= _AGENT
         or set(agent) - _AGENT - _AGENT_OPTIONAL
+        or any(value is None for value in agent.values())
     ):
         return f"an agent is a map of {sorted(_AGENT)} and optionally {sorted(_AGENT_OPTIONAL)}"
     if not (isinstance(agent["kind"], str) and agent["kind"] in AGENT_KINDS) or not is_principal(
