@@ -96,8 +96,15 @@ Build = Callable[[int], tuple[EntryKind, EntryKey, bytes, Sequence[str]]]
 class Journal:
     """One append-only SQLite file. Thread-safe; several processes may share the file."""
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+    def __init__(
+        self, path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S, create: bool = True
+    ) -> None:
+        """Open (or, with ``create``, make) the journal at ``path``. A reader that must not
+        start a journal of its own - the ingestor - passes ``create=False`` and gets a
+        :class:`JournalError` while the API has not made it yet."""
         self._lock = threading.RLock()  # a check inside append reads the journal too
+        if not create and not path.exists():
+            raise JournalError(f"no access journal at {path} yet")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -108,7 +115,7 @@ class Journal:
             self._db.executescript(_SCHEMA)
             with self._transaction():
                 self.journal_id = self._id()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"cannot open the access journal {path}: {exc}") from exc
         self.path = path
 

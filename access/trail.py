@@ -26,13 +26,14 @@ The ledger key is ``("access/<trail>", seq)``: the journal's id and sequence num
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Self
 
 from access.consent import is_data_class
 from access.consent_state import ConsentState
 from access.consent_store import ConsentStore
-from access.errors import AccessEventError, ConsentRefused
+from access.errors import AccessEventError, ConsentRefused, JournalError
 from access.fields import (
     dump_map,
     is_code,
@@ -246,6 +247,7 @@ class AccessTrail:
     def __init__(self, journal: Journal, consents: ConsentStore | None = None) -> None:
         self._journal = journal
         self._consents = consents or ConsentStore(journal)
+        self.unrecorded: Counter[str] = Counter()  # "journal-error", "withdrawn"
 
     @property
     def trail_id(self) -> str:
@@ -273,7 +275,14 @@ class AccessTrail:
             event = AccessEvent(self.trail_id, seq, access)
             return EntryKind.ACCESS, event.ledger_key, event.encode(), access.patients
 
-        row = self._journal.append(build, access.time_ms, check)
+        try:
+            row = self._journal.append(build, access.time_ms, check)
+        except ConsentRefused:
+            self.unrecorded["withdrawn"] += 1
+            raise
+        except JournalError:
+            self.unrecorded["journal-error"] += 1
+            raise
         return AccessEvent(self.trail_id, row.seq, access)
 
     def for_patient(self, patient_id: str) -> list[AccessEvent]:

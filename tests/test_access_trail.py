@@ -81,6 +81,7 @@ def test_no_trail_no_data(tmp_path: Path) -> None:
     blocker.execute("BEGIN EXCLUSIVE")
     with pytest.raises(JournalError):
         trail.record(app_read())
+    assert trail.unrecorded == {"journal-error": 1}
     blocker.execute("ROLLBACK")
     assert trail.record(app_read()).seq == 2  # nothing half-written
 
@@ -111,6 +112,7 @@ def test_a_permit_on_a_consent_withdrawn_since_the_decision_is_not_recorded(
     with pytest.raises(ConsentRefused) as refused:
         trail.record(decided)
     assert refused.value.reason == "withdrawn"
+    assert trail.unrecorded == {"withdrawn": 1}
     assert trail.for_patient("p-17") == []
     refusal = trail.record(app_read(outcome=DENY, reason="no-consent", consents=[]))
     assert trail.for_patient("p-17") == [refusal]
@@ -165,3 +167,17 @@ def test_a_refused_ward_search_with_break_glass_exports_as_a_patient_query() -> 
     assert btg["text"] == "patient collapsed in corridor"
     patients = [e["what"]["reference"] for e in resource["entity"] if e["role"]["code"] == "1"]
     assert patients == ["Patient/p-1", "Patient/p-2"]
+
+
+def test_the_ingestor_does_not_start_a_journal_of_its_own(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="no access journal"):
+        Journal(tmp_path / "api" / "access-journal.sqlite", create=False)
+    made = Journal(tmp_path / "api" / "access-journal.sqlite")
+    opened = Journal(tmp_path / "api" / "access-journal.sqlite", create=False)
+    assert opened.journal_id == made.journal_id
+
+
+def test_a_file_that_is_not_a_journal_is_a_journal_error(tmp_path: Path) -> None:
+    (tmp_path / "junk.sqlite").write_bytes(b"not a database" * 100)
+    with pytest.raises(JournalError):
+        Journal(tmp_path / "junk.sqlite")
