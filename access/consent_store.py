@@ -49,8 +49,8 @@ class ConsentStore:
 
     def __init__(self, journal: Journal) -> None:
         self._journal = journal
-        self.keys = PatientKeys(journal)
         self.refused: Counter[str] = Counter()
+        self.keys = PatientKeys(journal, self.refused)  # its refusals counted here too
 
     def record_signed(self, message: bytes, now_ms: int) -> Row:
         """Record a statement the patient signed (a COSE_Sign1 from the patient's app)."""

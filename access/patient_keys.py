@@ -14,10 +14,11 @@ the COSE kid of what it signs.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Self
 
-from access.errors import ConsentRefused, PatientKeyError
+from access.errors import ConsentRefused, JournalConflict, PatientKeyError
 from access.fields import dump_map, is_patient_id, load_map
 from access.journal import Journal, Row
 from devices.boundary import decoder
@@ -75,24 +76,31 @@ class PatientKeyStatement:
 
 
 class PatientKeys:
-    """Patients' keys as the journal records them (what the consent store verifies against)."""
+    """Patients' keys as the journal records them (what the consent store verifies against).
+    Refusals: ``invalid-patient``, ``key-taken`` (registered to another patient),
+    ``unknown-key`` (a revocation of a key the patient does not have)."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, refused: Counter[str] | None = None) -> None:
         self._journal = journal
+        self.refused: Counter[str] = Counter() if refused is None else refused
+
+    def _refuse(self, reason: str, detail: str) -> ConsentRefused:
+        self.refused[reason] += 1
+        return ConsentRefused(reason, detail)
 
     def register(self, patient_id: str, key: DeviceKey, now_ms: int) -> Row:
         """Record that ``key`` speaks for ``patient_id`` (once; a key serves one patient)."""
         if not is_patient_id(patient_id):
-            raise ConsentRefused("invalid-patient", "not a valid patient id")
+            raise self._refuse("invalid-patient", "not a valid patient id")
         statement = PatientKeyStatement(EntryKind.PATIENT_KEY_REGISTERED, patient_id, key)
-        earlier = self._journal.by_key(statement.ledger_key)
-        if earlier is not None and earlier.body != statement.body():
-            raise ConsentRefused("key-taken", "this key is registered to another patient")
-        return self._journal.append(lambda _: _record(statement), now_ms)
+        try:
+            return self._journal.append(lambda _: _record(statement), now_ms)
+        except JournalConflict as exc:
+            raise self._refuse("key-taken", "this key is registered to another patient") from exc
 
     def revoke(self, patient_id: str, key: DeviceKey, now_ms: int) -> Row:
         if self.patient_of(key.kid) != patient_id:
-            raise ConsentRefused("unknown-key", "the key is not registered to this patient")
+            raise self._refuse("unknown-key", "the key is not registered to this patient")
         statement = PatientKeyStatement(EntryKind.PATIENT_KEY_REVOKED, patient_id, key)
         return self._journal.append(lambda _: _record(statement), now_ms)
 

@@ -226,3 +226,19 @@ def test_a_recorded_withdrawal_exports_as_an_inactive_consent() -> None:
     assert resource["provision"]["actor"][0]["reference"]["identifier"]["value"] == "telemed-1"
     assert "sourceAttachment" not in resource
     assert _valid_r4(consent_resource(signed_grant(), withdrawn=True)).status == "inactive"
+
+
+def test_a_key_speaks_for_one_patient(store: ConsentStore) -> None:
+    again = store.keys.register("p-17", PATIENT_KEY.key, NOW)  # the same registration
+    assert again.seq == 1
+    with pytest.raises(ConsentRefused) as taken:
+        store.keys.register("p-18", PATIENT_KEY.key, NOW)
+    with pytest.raises(ConsentRefused) as unknown:
+        store.keys.revoke("p-18", PATIENT_KEY.key, NOW)
+    with pytest.raises(ConsentRefused) as invalid:
+        store.keys.register("p 18", signer("other").key, NOW)
+    assert (taken.value.reason, unknown.value.reason) == ("key-taken", "unknown-key")
+    assert invalid.value.reason == "invalid-patient"
+    assert store.refused == {"key-taken": 1, "unknown-key": 1, "invalid-patient": 1}
+    assert [k.patient_id for k in store.keys.of_patient("p-17")] == ["p-17"]
+    assert store.keys.of_patient("p-18") == []
