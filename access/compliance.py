@@ -203,6 +203,24 @@ class _Replay:
             self.report.add("role", index, f"the role {who.role!r} reads no patient data")
 
 
+def consents_at(
+    entries: Iterable[tuple[int, bytes]], position: int, roles: RoleLookup
+) -> ConsentState:
+    """The consents in force just before ledger index ``position``, each statement verified as
+    :func:`check_compliance` verifies it (a forged or unauthorised one grants nothing)."""
+    replay = _Replay(roles, ComplianceReport())
+    for index, data in entries:
+        if index >= position:
+            break
+        try:
+            entry = LedgerEntry.decode(data)
+        except EntryError:
+            continue
+        if entry.kind is not EntryKind.ACCESS:
+            replay.entry(index, entry)
+    return replay.consents
+
+
 def check_compliance(entries: Iterable[tuple[int, bytes]], roles: RoleLookup) -> ComplianceReport:
     """Check the ledger's ``(index, leaf data)`` pairs, in log order (e.g.
     ``reader.log.entries(0, size)``). Leaves that are not entries are the ledger auditor's

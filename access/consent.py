@@ -28,9 +28,9 @@ COSE_Sign1 (devices.cose) over the statement, its kid the patient key's thumbpri
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 
 from access.errors import ConsentError
 from access.fields import (
@@ -64,7 +64,6 @@ _COMMON = frozenset({"patient", "seq", "status", "time"})
 _GRANT = _COMMON | {"grantee", "actions", "data", "purpose", "start"}
 _WITHDRAWAL = _COMMON | {"ends"}
 _RECORDED = frozenset({"statement", "by", "role", "reason"})
-_LOINC = re.compile(LOINC_PATTERN.pattern)
 
 
 def consent_key(patient_id: str, seq: int) -> EntryKey:
@@ -72,7 +71,9 @@ def consent_key(patient_id: str, seq: int) -> EntryKey:
 
 
 def is_data_class(value: object) -> bool:
-    return value == VITAL_SIGNS or (isinstance(value, str) and _LOINC.fullmatch(value) is not None)
+    return value == VITAL_SIGNS or (
+        isinstance(value, str) and LOINC_PATTERN.fullmatch(value) is not None
+    )
 
 
 @dataclass(frozen=True)
@@ -178,9 +179,8 @@ class ConsentStatement:
         return statement
 
 
-def _invalid(doc: dict[str, object] | object) -> str | None:
+def _invalid(doc: Mapping[str, Any]) -> str | None:
     """Why a decoded statement map is not a valid statement, or None."""
-    assert isinstance(doc, dict)
     present = {k for k, v in doc.items() if v is not None}
     if not is_patient_id(doc.get("patient")):
         return "a consent statement names no valid patient"
@@ -192,7 +192,7 @@ def _invalid(doc: dict[str, object] | object) -> str | None:
     if status == WITHDRAWAL:
         if present != _WITHDRAWAL:
             return f"a withdrawal is a map of {sorted(_WITHDRAWAL)}"
-        if not is_uint(doc["ends"], MAX_SEQ) or not doc["ends"] < doc["seq"]:  # type: ignore[operator]
+        if not is_uint(doc["ends"], MAX_SEQ) or not doc["ends"] < doc["seq"]:
             return "a withdrawal ends an earlier grant of the patient, by its seq"
         return None
     if status != GRANT:
@@ -217,7 +217,7 @@ def _invalid(doc: dict[str, object] | object) -> str | None:
     start, end = doc["start"], doc.get("end")
     if not is_time(start) or (end is not None and not is_time(end)):
         return "a grant's period is milliseconds since the Unix epoch"
-    if end is not None and not start < end:  # type: ignore[operator]
+    if end is not None and not start < end:
         return "a grant's period ends after it starts"
     return None
 

@@ -136,10 +136,11 @@ class Journal:
         self._db.execute("BEGIN IMMEDIATE")  # take the write lock first: no upgrade deadlock
         try:
             yield
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # a failed COMMIT (disk full) leaves it open too
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
@@ -187,12 +188,9 @@ class Journal:
         return _row(row) if row else None
 
     def by_key(self, key: EntryKey) -> Row | None:
-        with self._lock:
-            return self._by_key(key)
-
-    def in_group(self, group: str) -> list[Row]:
-        """Every row whose ledger key is in ``group``, in journal order."""
-        return self._select("WHERE grp = ? ORDER BY seq", (group,))
+        """The row recorded under a ledger key, if any."""
+        rows = self._select("WHERE grp = ? AND num = ?", (key.group, key.number))
+        return rows[0] if rows else None
 
     def of_kinds(self, kinds: Sequence[EntryKind], patient: str) -> list[Row]:
         """The rows of these kinds that concern ``patient``, in journal order."""

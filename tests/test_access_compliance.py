@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from access.compliance import ComplianceReport, UserRole, check_compliance
+from access.compliance import ComplianceReport, UserRole, check_compliance, consents_at
 from access.consent import ConsentStatement, sign_consent
+from access.consent_state import ConsentState
 from access.consent_store import ConsentStore
 from access.journal import Journal
 from access.trail import DENY, Access, AccessEvent, AccessTrail
@@ -18,6 +19,7 @@ from ledger.entries import EntryKind, LedgerEntry
 from ledger.keyfile import load_or_create_signer
 from ledger.ledger import Ledger, LedgerReader
 from tests.access_helpers import (
+    APP,
     DAY,
     NOW,
     PATIENT_KEY,
@@ -182,3 +184,23 @@ def test_a_malformed_leaf_of_an_access_kind_is_a_finding(world: World) -> None:
     )
     report = world.check()
     assert [f.check for f in report.findings] == ["entry"]
+
+
+def test_the_consents_in_force_at_any_position_of_the_log(world: World) -> None:
+    world.consents.record_signed(signed_grant().message, NOW - DAY)
+    end = ConsentStatement.withdrawal("p-17", 1, NOW, ends=0)
+    world.consents.record_signed(sign_consent(PATIENT_KEY, end).message, NOW)
+    world.copy()
+    withdrawn_at = world.ledger.log.index_of(end.ledger_key)
+    assert withdrawn_at is not None
+    reader = LedgerReader(world.path)
+    try:
+
+        def state_at(position: int) -> ConsentState:
+            return consents_at(reader.log.entries(0, reader.log.stored_size()), position, roles)
+
+        assert state_at(withdrawn_at).in_force("p-17", APP, "8867-4", "TREAT", NOW)
+        assert state_at(withdrawn_at + 1).in_force("p-17", APP, "8867-4", "TREAT", NOW) is None
+        assert state_at(withdrawn_at - 1).in_force("p-17", APP, "8867-4", "TREAT", NOW) is None
+    finally:
+        reader.close()
