@@ -112,15 +112,35 @@ class ConsentState:
         """The grant that allows this request now (the earliest, if several), or None."""
         for recorded in self.grants(patient_id):
             grant = recorded.statement
-            if (
-                (patient_id, grant.seq) not in self._withdrawn
-                and grant.grantee == grantee
-                and action in grant.actions
-                and purpose in grant.purpose
-                and covers(grant.data, data_class)
-                and grant.start_ms is not None
-                and grant.start_ms <= at_ms
-                and (grant.end_ms is None or at_ms < grant.end_ms)
-            ):
+            if self.allows(grant, grantee, data_class, purpose, at_ms, action):
                 return grant
         return None
+
+    def allows(
+        self,
+        grant: ConsentStatement,
+        grantee: Grantee,
+        data_class: str,
+        purpose: str,
+        at_ms: int,
+        action: str = "access",
+    ) -> bool:
+        """Whether ``grant``, applied here and not withdrawn, allows this request."""
+        key = (grant.patient_id, grant.seq)
+        return (
+            self._statements.get(key) is not None
+            and self._statements[key].statement == grant
+            and key not in self._withdrawn
+            and grant.is_grant
+            and grant.grantee == grantee
+            and action in grant.actions
+            and purpose in grant.purpose
+            and covers(grant.data, data_class)
+            and grant.start_ms is not None
+            and grant.start_ms <= at_ms
+            and (grant.end_ms is None or at_ms < grant.end_ms)
+        )
+
+    def statement(self, patient_id: str, seq: int) -> ConsentStatement | None:
+        recorded = self._statements.get((patient_id, seq))
+        return None if recorded is None else recorded.statement

@@ -30,8 +30,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Self
 
-from access.consent import is_data_class
-from access.consent_state import ConsentState
+from access.consent import Grantee, is_data_class
 from access.consent_store import ConsentStore
 from access.errors import AccessEventError, ConsentRefused, JournalError
 from access.fields import (
@@ -247,7 +246,7 @@ class AccessTrail:
     def __init__(self, journal: Journal, consents: ConsentStore | None = None) -> None:
         self._journal = journal
         self._consents = consents or ConsentStore(journal)
-        self.unrecorded: Counter[str] = Counter()  # "journal-error", "withdrawn"
+        self.unrecorded: Counter[str] = Counter()  # journal-error, withdrawn, not-in-force
 
     @property
     def trail_id(self) -> str:
@@ -256,20 +255,18 @@ class AccessTrail:
     def record(self, access: Access) -> AccessEvent:
         """Commit the event; return it with its sequence number.
 
-        A permit that relies on consents is checked against the journal inside the commit: if
-        one of them was withdrawn since the decision, :class:`~access.errors.ConsentRefused`
-        (``withdrawn``) is raised and nothing is recorded - decide again, the request after a
-        withdrawal is refused. :class:`~access.errors.JournalError`: nothing was committed,
-        serve nothing.
+        A permit that names the consents it relies on is checked against the journal inside
+        the commit: every patient, data class and purpose it names must be allowed, for its
+        agent and time, by one of those grants. If not, nothing is recorded and
+        :class:`~access.errors.ConsentRefused` says why - ``withdrawn`` (one was withdrawn
+        since the decision) or ``not-in-force`` - and the caller decides again (a refusal).
+        :class:`~access.errors.JournalError`: nothing was committed; serve nothing.
         """
         AccessEvent(self.trail_id, 1, access).encode()  # validate before taking the lock
 
         def check() -> None:
-            states: dict[str, ConsentState] = {}
-            for patient, seq in access.consents if access.outcome == PERMIT else ():
-                state = states.setdefault(patient, self._consents.state(patient))
-                if state.withdrawal_of(patient, seq) is not None:
-                    raise ConsentRefused("withdrawn", f"consent {seq} was withdrawn")
+            if access.outcome == PERMIT and access.consents:
+                _check_basis(access, self._consents)
 
         def build(seq: int) -> tuple[EntryKind, EntryKey, bytes, tuple[str, ...]]:
             event = AccessEvent(self.trail_id, seq, access)
@@ -277,8 +274,8 @@ class AccessTrail:
 
         try:
             row = self._journal.append(build, access.time_ms, check)
-        except ConsentRefused:
-            self.unrecorded["withdrawn"] += 1
+        except ConsentRefused as refused:
+            self.unrecorded[refused.reason] += 1
             raise
         except JournalError:
             self.unrecorded["journal-error"] += 1
@@ -289,3 +286,25 @@ class AccessTrail:
         """Every recorded access that named the patient, permitted or refused, in order."""
         rows = self._journal.of_kinds([EntryKind.ACCESS], patient_id)
         return [AccessEvent.decode(row.body) for row in rows]
+
+
+def _check_basis(access: Access, consents: ConsentStore) -> None:
+    """Raise ConsentRefused unless the named grants allow everything the permit names."""
+    if not (access.patients and access.data and access.purpose):
+        raise ConsentRefused("not-in-force", "a permit on consent names patients, data, purpose")
+    grantee = Grantee(access.agent.kind, access.agent.id)
+    for patient in access.patients:
+        state = consents.state(patient)
+        grants = [
+            grant
+            for p, seq in access.consents
+            if p == patient and (grant := state.statement(p, seq)) is not None
+        ]
+        if any(state.withdrawal_of(patient, g.seq) is not None for g in grants):
+            raise ConsentRefused("withdrawn", "a consent relied on was withdrawn")
+        for data_class in access.data:
+            for purpose in access.purpose:
+                if not any(
+                    state.allows(g, grantee, data_class, purpose, access.time_ms) for g in grants
+                ):
+                    raise ConsentRefused("not-in-force", "no consent relied on allows this")

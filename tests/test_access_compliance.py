@@ -107,9 +107,9 @@ def test_an_app_read_after_the_withdrawal_is_a_finding(world: World) -> None:
 @pytest.mark.parametrize(
     ("access", "check"),
     [
-        (app_read(data=["2339-0"]), "consent"),  # glucose is not granted
-        (app_read(purpose=["HMARKT"]), "consent"),  # nor marketing
-        (app_read(purpose=[]), "consent"),  # nor no purpose at all
+        (app_read(data=["2339-0"], consents=[]), "consent"),  # glucose is not granted
+        (app_read(purpose=["HMARKT"], consents=[]), "consent"),  # nor marketing
+        (app_read(purpose=[], consents=[]), "consent"),  # nor no purpose at all
         (user_read("u-nurse-3", "clinician", ("p-18",)), "role"),  # outside the care team
         (user_read("u-p17", "patient", ("p-17", "p-18"), reason="self"), "role"),
         (user_read("u-admin", "admin", ("p-17",)), "role"),  # admins read no vitals
@@ -153,7 +153,7 @@ def test_a_consent_the_operator_forged_allows_nothing(world: World) -> None:
             )
         ]
     )
-    read = world.access(app_read())
+    read = world.access(app_read(consents=[]))
     report = world.check()
     assert [f.check for f in report.findings] == ["consent signature", "consent"]
     assert report.findings[1].where == world.index(read)

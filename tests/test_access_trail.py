@@ -15,7 +15,7 @@ from access.consent_store import ConsentStore
 from access.errors import AccessEventError, ConsentRefused, JournalError
 from access.fhir import LEDGER_INDEX, audit_event
 from access.journal import Journal
-from access.trail import DENY, SEARCH, AccessEvent, AccessTrail
+from access.trail import DENY, SEARCH, Access, AccessEvent, AccessTrail, Agent
 from tests.access_helpers import DAY, NOW, PATIENT_KEY, app_read, journal, signed_grant, user_read
 
 
@@ -57,7 +57,7 @@ def test_a_malformed_event_is_an_access_event_error(change: dict[str, object]) -
 
 
 def test_record_returns_once_the_event_is_committed(trail: AccessTrail, tmp_path: Path) -> None:
-    first = trail.record(app_read())
+    first = trail.record(app_read(consents=[]))
     second = trail.record(user_read("u-doc-1", "clinician", ("p-17",)))
     assert (first.seq, second.seq) == (1, 2)
     other = sqlite3.connect(tmp_path / "access-journal.sqlite")  # another process's view
@@ -76,18 +76,18 @@ def test_the_journal_syncs_every_commit(trail: AccessTrail) -> None:
 def test_no_trail_no_data(tmp_path: Path) -> None:
     """A journal that cannot commit raises: the caller serves nothing."""
     trail = AccessTrail(Journal(tmp_path / "j.sqlite", busy_timeout_s=0.2))
-    trail.record(app_read())
+    trail.record(app_read(consents=[]))
     blocker = sqlite3.connect(tmp_path / "j.sqlite", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     with pytest.raises(JournalError):
-        trail.record(app_read())
+        trail.record(app_read(consents=[]))
     assert trail.unrecorded == {"journal-error": 1}
     blocker.execute("ROLLBACK")
-    assert trail.record(app_read()).seq == 2  # nothing half-written
+    assert trail.record(app_read(consents=[])).seq == 2  # nothing half-written
 
 
 def test_the_journal_refuses_to_change_a_line(trail: AccessTrail, tmp_path: Path) -> None:
-    trail.record(app_read())
+    trail.record(app_read(consents=[]))
     db = sqlite3.connect(tmp_path / "access-journal.sqlite")
     for sql in (
         "UPDATE journal SET body = x'00'",
@@ -181,3 +181,29 @@ def test_a_file_that_is_not_a_journal_is_a_journal_error(tmp_path: Path) -> None
     (tmp_path / "junk.sqlite").write_bytes(b"not a database" * 100)
     with pytest.raises(JournalError):
         Journal(tmp_path / "junk.sqlite")
+
+
+@pytest.mark.parametrize(
+    "access",
+    [
+        app_read(consents=[("p-17", 5)]),  # a grant that was never made
+        app_read(purpose=["HMARKT"]),  # a purpose the grant does not name
+        app_read(data=["2339-0"]),  # data it does not cover
+        app_read(time_ms=NOW + 60 * DAY),  # after its period
+        app_read(agent=Agent("app", "another-app", "app")),  # another grantee
+        app_read(purpose=[]),  # no purpose to check
+    ],
+)
+def test_a_permit_its_named_consents_do_not_allow_is_not_recorded(
+    tmp_path: Path, access: Access
+) -> None:
+    j = journal(tmp_path)
+    consents = ConsentStore(j)
+    consents.keys.register("p-17", PATIENT_KEY.key, NOW - 2 * DAY)
+    consents.record_signed(signed_grant().message, NOW - DAY)
+    trail = AccessTrail(j, consents)
+    with pytest.raises(ConsentRefused) as refused:
+        trail.record(access)
+    assert refused.value.reason == "not-in-force"
+    assert trail.unrecorded == {"not-in-force": 1}
+    assert trail.record(app_read()).seq == 3  # what the grant allows is recorded

@@ -127,12 +127,12 @@ def test_a_withdrawal_lands_between_the_accesses_it_separates(
 
 def test_a_journal_made_anew_keeps_its_own_keys_and_cursor(ledger: Ledger, tmp_path: Path) -> None:
     old = journal(tmp_path, "old.sqlite")
-    first = AccessTrail(old).record(app_read())
+    first = AccessTrail(old).record(app_read(consents=[]))
     copy(ledger, old, NOW)
     new = journal(tmp_path, "new.sqlite")  # the old file was lost
     assert new.journal_id != old.journal_id
     assert new.cursor_name != old.cursor_name
-    second = AccessTrail(new).record(app_read())
+    second = AccessTrail(new).record(app_read(consents=[]))
     assert second.seq == first.seq == 1
     _, results = copy(ledger, new, NOW + 1)
     assert [r.status for r in results] == [AppendStatus.APPENDED]
