@@ -11,11 +11,13 @@ systems (see docs/formats.md).
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from access.consent import VITAL_SIGNS, Consent, ConsentStatement, RecordedConsent, SignedConsent
 from access.trail import PERMIT, READ, AccessEvent
+from ledger.appends import EntryKey
 
 LEDGER_INDEX = "urn:vitaltrail:fhir:ledger-index"  # extension: valueUnsignedInt
 RECORDED_BY = "urn:vitaltrail:fhir:consent-recorded-by"  # extension: who, role, reason
@@ -113,6 +115,25 @@ def consent_resource(
     if provision_of is not None:
         resource["provision"] = _provision(provision_of)
     return resource
+
+
+def consent_resources(
+    consents: Sequence[Consent], index_of: Callable[[EntryKey], int | None] | None = None
+) -> list[dict[str, Any]]:
+    """A patient's statements, in the order recorded, as Consents with today's status: a grant
+    a later withdrawal ended is ``inactive``, and each withdrawal repeats its grant's provision.
+    ``index_of`` (e.g. ``LedgerReader.log.index_of``) adds the ledger index of each one sealed."""
+    grants = {c.statement.seq: c.statement for c in consents if c.statement.is_grant}
+    ended = {c.statement.ends for c in consents if not c.statement.is_grant}
+    return [
+        consent_resource(
+            c,
+            index_of(c.statement.ledger_key) if index_of is not None else None,
+            grant=grants.get(c.statement.ends) if c.statement.ends is not None else None,
+            withdrawn=c.statement.is_grant and c.statement.seq in ended,
+        )
+        for c in consents
+    ]
 
 
 def _provision(grant: ConsentStatement) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from access.consent import (
 )
 from access.consent_store import ConsentStore
 from access.errors import ConsentError, ConsentRefused
-from access.fhir import LEDGER_INDEX, RECORDED_BY, WITHDRAWS, consent_resource
+from access.fhir import LEDGER_INDEX, RECORDED_BY, WITHDRAWS, consent_resource, consent_resources
 from devices.cose import encode_sign1, parse_sign1
 from ledger.entries import EntryKind
 from tests.access_helpers import APP, DAY, NOW, PATIENT_KEY, grant, journal, signed_grant, signer
@@ -242,3 +242,16 @@ def test_a_key_speaks_for_one_patient(store: ConsentStore) -> None:
     assert store.refused == {"key-taken": 1, "unknown-key": 1, "invalid-patient": 1}
     assert [k.patient_id for k in store.keys.of_patient("p-17")] == ["p-17"]
     assert store.keys.of_patient("p-18") == []
+
+
+def test_a_patients_consents_export_with_todays_status(store: ConsentStore) -> None:
+    store.record_signed(signed_grant().message, NOW - DAY)
+    store.record_signed(signed_grant(1, purpose=["PATRQT"]).message, NOW - DAY)
+    end = ConsentStatement.withdrawal("p-17", 2, NOW, ends=0)
+    store.record_signed(sign_consent(PATIENT_KEY, end).message, NOW)
+    sealed = {grant(0).ledger_key: 5}
+    resources = consent_resources([c for _, c in store.statements("p-17")], index_of=sealed.get)
+    assert [_valid_r4(r).status for r in resources] == ["inactive", "active", "inactive"]
+    assert resources[0]["extension"] == [{"url": LEDGER_INDEX, "valueUnsignedInt": 5}]
+    assert "extension" not in resources[1]  # not sealed yet
+    assert resources[2]["provision"] == resources[0]["provision"]
