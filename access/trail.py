@@ -98,13 +98,12 @@ class Access:
     consents: tuple[tuple[str, int], ...] = ()  # (patient, seq) of the grants relied on
     request_id: str | None = None
 
-    @classmethod
-    def of(cls, **fields: Any) -> Self:
-        """An access with its sets sorted (the order a request lists them in is not recorded)."""
+    def __post_init__(self) -> None:
+        """Sets are kept sorted and distinct: the order a request lists them in is not recorded
+        (and any iterable is taken)."""
         for name in ("patients", "data", "purpose"):
-            fields[name] = sorted_set(fields.get(name, ()))
-        fields["consents"] = tuple(sorted(set(fields.get("consents", ()))))
-        return cls(**fields)
+            object.__setattr__(self, name, sorted_set(getattr(self, name)))
+        object.__setattr__(self, "consents", tuple(sorted({tuple(c) for c in self.consents})))
 
     @property
     def is_break_glass(self) -> bool:

@@ -58,7 +58,7 @@ def app_read(patients: tuple[str, ...] = ("p-17",), **overrides: Any) -> Access:
         "consents": [(p, 0) for p in patients],
     }
     fields |= overrides
-    return Access.of(**fields)
+    return Access(**fields)
 
 
 def user_read(user: str, role: str, patients: tuple[str, ...], **overrides: Any) -> Access:
