@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from access.consent import KINDS as CONSENT_KINDS
 from access.consent import Grantee, RecordedConsent, SignedConsent, decode_consent
 from access.consent_state import ConsentState
-from access.errors import AccessRecordError
+from access.errors import AccessRecordError, ConsentError
 from access.patient_keys import KINDS as KEY_KINDS
 from access.patient_keys import PatientKeyStatement
 from access.trail import BREAK_GLASS, PERMIT, AccessEvent
@@ -133,7 +133,11 @@ class _Replay:
             if key.statement.patient_id != statement.patient_id:
                 self.report.add("consent signature", index, "signed by another patient's key")
                 return
-            consent.verify(key.statement.key)  # ConsentError: reported as a finding
+            try:
+                consent.verify(key.statement.key)
+            except ConsentError as exc:
+                self.report.add("consent signature", index, str(exc))
+                return
         elif isinstance(consent, RecordedConsent):
             who = self.roles(consent.recorder, statement.time_ms)
             if who is None or who.role != consent.role or who.role not in STAFF_ROLES:

@@ -3,7 +3,7 @@ roles in force at its position in the log; break-glass accesses listed; findings
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from access.consent_state import ConsentState
 from access.consent_store import ConsentStore
 from access.journal import Journal
 from access.trail import DENY, Access, AccessEvent, AccessTrail
+from devices.cose import encode_sign1, parse_sign1
 from ledger.appends import NewEntry
 from ledger.entries import EntryKind, LedgerEntry
 from ledger.keyfile import load_or_create_signer
@@ -140,16 +141,27 @@ def test_break_glass_is_listed_not_refused(world: World) -> None:
     ]
 
 
-def test_a_consent_the_operator_forged_allows_nothing(world: World) -> None:
-    """A grant signed by a key no registration gave the patient is a finding, and so is every
-    access that relied on it."""
-    forged = sign_consent(signer("operator"), grant(0))
+def _forged_by_operator() -> bytes:
+    return sign_consent(signer("operator"), grant(0)).message
+
+
+def _bad_signature() -> bytes:
+    message = parse_sign1(signed_grant().message)  # the patient's kid, another signature
+    return encode_sign1(message.kid, message.payload, bytes(64))
+
+
+@pytest.mark.parametrize("forge", [_forged_by_operator, _bad_signature])
+def test_a_consent_the_operator_forged_allows_nothing(
+    world: World, forge: Callable[[], bytes]
+) -> None:
+    """A grant the patient's registered key did not sign is a finding, and so is every access
+    that relied on it."""
     world.copy()
     world.ledger.append(
         [
             NewEntry(
-                forged.statement.ledger_key,
-                LedgerEntry(EntryKind.CONSENT_SIGNED, NOW, forged.message).encode(),
+                grant(0).ledger_key,
+                LedgerEntry(EntryKind.CONSENT_SIGNED, NOW, forge()).encode(),
             )
         ]
     )
