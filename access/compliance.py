@@ -139,7 +139,7 @@ class _Replay:
                 self.report.add("consent signature", index, str(exc))
                 return
         elif isinstance(consent, RecordedConsent):
-            who = self.roles(consent.recorder, statement.time_ms)
+            who = self.roles(consent.recorder, entry.logged_at_ms)  # when the ledger took it
             if who is None or who.role != consent.role or who.role not in STAFF_ROLES:
                 self.report.add(
                     "consent recorder", index, "recorded by someone who was not staff in that role"
