@@ -5,7 +5,16 @@
      ├── TokenError          a bearer token refused: the HTTP layer answers 401 (403 for scope)
      ├── ProviderError       an issuer's discovery document or JWK set could not be had
      ├── TokenRequestError   the embedded issuer's token endpoint refused (RFC 6749 §5.2)
-     └── SignInError         a password sign-in refused
+     ├── SignInError         a password sign-in refused
+     └── AccessRecordError   a consent, patient key or access record cannot be accepted
+         ├── PatientKeyError      bytes that are not a patient key statement (patient_keys)
+         ├── ConsentError         bytes that are not a consent statement (consent)
+         ├── AccessEventError     bytes that are not an access event (trail)
+         ├── ConsentRefused       a well-formed statement the store refuses, with a reason code
+         └── JournalError         the journal could not commit: serve nothing (journal)
+             └── JournalConflict  the key is recorded with other bytes
+
+Each decoder of outside bytes raises only its own type (:func:`devices.boundary.decoder`).
 
 The reason codes are stable strings, for counters, logs and tests; the text beside them is for
 people and never holds a token, a password or a patient identifier.
@@ -133,3 +142,36 @@ class Refusals:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self._counts)
+
+
+class AccessRecordError(AccessError):
+    """A consent, patient key or access record that cannot be accepted."""
+
+
+class PatientKeyError(AccessRecordError):
+    """Bytes that are not a well-formed, deterministically encoded patient key statement."""
+
+
+class ConsentError(AccessRecordError):
+    """Bytes that are not a well-formed, deterministically encoded consent statement."""
+
+
+class AccessEventError(AccessRecordError):
+    """Bytes that are not a well-formed, deterministically encoded access event."""
+
+
+class ConsentRefused(AccessRecordError):
+    """A statement the consent store does not record; ``reason`` is a stable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class JournalError(AccessRecordError):
+    """The journal did not commit the record: the caller must not serve the data (fail closed)."""
+
+
+class JournalConflict(JournalError):
+    """The record's key is already taken by other bytes (a reused consent sequence number)."""

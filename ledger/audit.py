@@ -25,7 +25,7 @@ being trustworthy.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from devices.cose import parse_sign1
@@ -65,6 +65,7 @@ class AuditReport:
     findings: list[Finding] = field(default_factory=list)
     cosigned: Counter[str] = field(default_factory=Counter)  # pinned witness -> blocks verified
     unchecked: Counter[str] = field(default_factory=Counter)  # unpinned witness -> cosignatures
+    unkeyed: Counter[str] = field(default_factory=Counter)  # entry kind without a key rule -> n
 
     @property
     def ok(self) -> bool:
@@ -117,13 +118,19 @@ class _Rebuild:
         return fold_subtrees([h for _, h in self.frontier]) if self.frontier else EMPTY_ROOT
 
 
+KeyRule = Callable[[LedgerEntry], EntryKey]  # the key an entry of some kind is stored under
+
+
 def audit(
     reader: LedgerReader,
     ledger_key: NoteVerifier,
     witness_keys: Sequence[CosignatureVerifier] = (),
+    key_rules: Mapping[EntryKind, KeyRule] | None = None,
 ) -> AuditReport:
     """Check the whole stored ledger; ``witness_keys``: the witnesses whose stored
-    cosignatures must verify (others' are counted in ``unchecked``)."""
+    cosignatures must verify (others' are counted in ``unchecked``); ``key_rules``: the key
+    rule of each entry kind the ledger does not own (e.g. the read side's), whose body the
+    owner's rule decodes. An entry of a kind with no rule is counted in ``unkeyed``."""
     report = AuditReport()
     cosignatures = CosignatureCheck(witness_keys)
     cosignatures.load(reader.blocks.cosignature_rows())
@@ -140,7 +147,7 @@ def audit(
     size = _stored_size(reader, report)
     pages = _Pages(reader, size, report)
     for index, data in pages.entries():
-        key = _check_entry(index, data, keys, report)
+        key = _check_entry(index, data, keys, key_rules or {}, report)
         if key is None:
             expected_keys.unknown(index)
         else:
@@ -332,20 +339,40 @@ def _check_tile(
 
 
 def _check_entry(
-    index: int, data: bytes, keys: dict[bytes, _KeyState], report: AuditReport
+    index: int,
+    data: bytes,
+    keys: dict[bytes, _KeyState],
+    key_rules: Mapping[EntryKind, KeyRule],
+    report: AuditReport,
 ) -> EntryKey | None:
-    """Check one entry; return the ledger key it is stored under (None: it does not parse)."""
+    """Check one entry; return the ledger key it is stored under (None: not known)."""
     where = f"entry {index}"
     try:
         entry = LedgerEntry.decode(data)
         if entry.kind is EntryKind.READING:
             return _check_reading(index, entry, keys, report)
+        if entry.kind not in (EntryKind.DEVICE_REGISTERED, EntryKind.DEVICE_REVOKED):
+            return _other_kind(index, entry, key_rules, report)
         statement = DeviceKeyStatement.from_entry(entry)
         _note_key_statement(index, statement, keys, report)
         event = REGISTERED if statement.kind is EntryKind.DEVICE_REGISTERED else REVOKED
         return key_entry_key(statement.key.kid, event)
     except (EntryError, ReadingError) as exc:
         report.add("entry", where, str(exc))
+        return None
+
+
+def _other_kind(
+    index: int, entry: LedgerEntry, key_rules: Mapping[EntryKind, KeyRule], report: AuditReport
+) -> EntryKey | None:
+    rule = key_rules.get(entry.kind)
+    if rule is None:
+        report.unkeyed[entry.kind.name.lower()] += 1
+        return None
+    try:
+        return rule(entry)
+    except Exception as exc:  # the owner's decoder: its one error type, or a bug - a finding
+        report.add("entry", f"entry {index}", f"not a {entry.kind.name.lower()} entry: {exc}")
         return None
 
 

@@ -23,7 +23,12 @@ class EntryKind(enum.IntEnum):
     READING = 1  # body: the device's COSE_Sign1 message
     DEVICE_REGISTERED = 2  # body: see ledger.device_keys
     DEVICE_REVOKED = 3
-    # Consent and access events come later.
+    # What these mean lives in the package that owns them (access/, see docs/formats.md):
+    PATIENT_KEY_REGISTERED = 4  # body: see access.patient_keys
+    PATIENT_KEY_REVOKED = 5
+    CONSENT_SIGNED = 6  # body: the patient's COSE_Sign1 over a consent statement (access.consent)
+    CONSENT_RECORDED = 7  # body: a statement recorded by staff on the patient's behalf
+    ACCESS = 8  # body: an access event of the read side's trail (access.trail)
 
 
 class EntryError(Exception):

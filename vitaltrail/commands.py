@@ -7,6 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from access.entry_keys import KEY_RULES
 from dashboards.app import create_app
 from devices.keys import public_key_from_pem
 from devices.publisher import BrokerAddress, PublisherConfig
@@ -180,7 +181,7 @@ def run_audit(settings: Settings, ledger_key: str | None, witness_keys: list[str
         print(f"pinned ledger key: {key_source} (pass --ledger-key to pin your own copy)")
     reader = LedgerReader(settings.ledger_location)
     try:
-        report = audit(reader, verifier, witnesses)
+        report = audit(reader, verifier, witnesses, KEY_RULES)
     finally:
         reader.close()
     print(
@@ -194,6 +195,8 @@ def run_audit(settings: Settings, ledger_key: str | None, witness_keys: list[str
         )
     for name, count in sorted(report.unchecked.items()):
         print(f"not checked: {count:,} cosignatures of {name} (pass its --witness-key to check)")
+    for kind, count in sorted(report.unkeyed.items()):
+        print(f"not checked: {count:,} entries of kind {kind} (no key rule for it)")
     if report.ok:
         print(
             "OK: every entry, tile, ledger key, key-index row, block signature, chain link"
