@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     # each ingestor has its own data dir; the registry and the ledger key are common).
     registry_file: Path | None = None
     ledger_key_file: Path | None = None
+    access_journal_file: Path | None = None  # the API's journal, when not in this data directory
     # The ledger in PostgreSQL (postgresql://...), for several ingestors sharing one log;
     # unset: SQLite in the data directory.
     ledger_url: str | None = None
@@ -119,6 +120,17 @@ class Settings(BaseSettings):
     @property
     def witness_dir(self) -> Path:
         return self.data_dir / "witness"
+
+    @property
+    def access_db_path(self) -> Path:
+        """Users, apps and care teams (access/): who may sign in and whom they may read."""
+        return self.data_dir / "access.db"
+
+    @property
+    def access_journal_path(self) -> Path:
+        """Consents, patient keys and access events, durable before data leaves; the ingestor
+        copies them into the ledger (access/journal.py)."""
+        return self.access_journal_file or self.data_dir / "access-journal.db"
 
     @property
     def simulator_dir(self) -> Path:
