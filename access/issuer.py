@@ -184,15 +184,22 @@ class Issuer:
             raise
         return self.token_for(user)
 
-    def token_for(self, user: User) -> IssuedToken:
+    def token_for(self, user: User, scope: str | None = None) -> IssuedToken:
         """A token for a user already known to be who they are (signed in, or named by an
-        operator at the command line)."""
+        operator at the command line); ``scope`` narrows the role's scopes, never widens them
+        (``ValueError`` when none of it is the role's)."""
         if user.disabled:
             raise ValueError(f"user {user.name!r} is disabled")
+        granted = ROLE_SCOPES[user.role]
+        if scope is not None:
+            narrowed = ScopeSet.parse(scope).within(ScopeSet.parse(granted))
+            if not narrowed.scopes:
+                raise ValueError(f"none of the scopes asked for is a {user.role}'s")
+            granted = str(narrowed)
         return self._issue(
             subject=user.name,
             client_id=WEB_CLIENT_ID,
-            scope=ROLE_SCOPES[user.role],
+            scope=granted,
             extra={"roles": [user.role]},
             patient=user.patient_id,
         )
