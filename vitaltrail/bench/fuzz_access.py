@@ -4,14 +4,17 @@
 
 Seeds are real: statements signed with the corpus's device key standing in as the patient's
 key (so a re-signed hostile statement reaches the statement decoder behind the signature),
-tokens from a real embedded issuer, assertions signed ES384 and RS384 by a registered app's
-keys. JWT targets carry a ``resign`` that signs edited header and claims with the right key,
-so the claim checks behind the signature check get hostile claims too.
+tokens as the embedded issuer writes them, signed with its key, an assertion signed ES384 by a
+registered app's key. JWT targets carry a ``resign`` that signs an edited header and claims
+with the key the decoder trusts, so the checks behind the signature meet hostile claims too.
+Keys are fixed and ECDSA nonces deterministic (RFC 6979), and each run gets an issuer that has
+seen no assertion yet: ``--seed`` repeats a run input for input.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
-from joserfc import jws
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc.jwk import ECKey, RSAKey
 
-from access.apps import AppStore
+from access.apps import WEB_CLIENT_ID, AppStore
 from access.consent import ConsentStatement, Grantee, RecordedConsent, SignedConsent, sign_consent
 from access.errors import (
     AccessEventError,
@@ -32,11 +37,11 @@ from access.errors import (
     TokenError,
     TokenRequestError,
 )
-from access.issuer import ASSERTION_TYPE, Issuer, IssuerConfig
+from access.issuer import ASSERTION_TYPE, ROLE_SCOPES, Issuer, IssuerConfig
 from access.patient_keys import PatientKeyStatement
 from access.tokens import TokenVerifier
 from access.trail import DENY, PERMIT, READ, SEARCH, Access, AccessEvent, Agent
-from access.users import User, UserStore
+from access.users import UserStore
 from ledger.entries import EntryKind
 from vitaltrail.bench.fuzz_corpus import NOW_MS, Target, corpus, text
 
@@ -45,6 +50,7 @@ ISSUER = "https://fuzz.example"
 AUDIENCE = "https://fuzz.example/api"
 TOKEN_ENDPOINT = "https://fuzz.example/oauth/token"  # noqa: S105 (a URL)
 APP_ID = "telemed-fuzz"
+ISSUER_KID = "fuzz-issuer"
 
 
 def _clock() -> float:
@@ -60,10 +66,10 @@ class AccessCorpus:
     patient_keys: tuple[bytes, ...]
     tokens: tuple[bytes, ...]
     assertions: tuple[bytes, ...]
-    issuer: Issuer
-    verifier: TokenVerifier
-    issuer_key: ECKey
-    app_keys: Mapping[str, ECKey | RSAKey]  # by alg
+    issuer_jwk: ECKey
+    app_jwks: Mapping[str, Any]
+    sign_token: Callable[[Mapping[str, Any], bytes], bytes]
+    sign_assertion: Callable[[Mapping[str, Any], bytes], bytes]
 
 
 def _statements() -> list[ConsentStatement]:
@@ -133,23 +139,55 @@ def _accesses() -> list[Access]:
     ]
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
-def jwt_signer(key: ECKey | RSAKey, alg: str) -> Callable[[Mapping[str, Any], bytes], bytes]:
-    """Sign an (edited) header and claims payload as a compact JWS with ``key``."""
+def _ec_key(label: str, curve: ec.EllipticCurve) -> ec.EllipticCurvePrivateKey:
+    """A fixed key, so a seed repeats a run input for input."""
+    scalar = int.from_bytes(hashlib.sha256(label.encode()).digest()) >> 1  # below every order
+    return ec.derive_private_key(scalar, curve)
+
+
+def _jwk(key: ec.EllipticCurvePrivateKey, kid: str, alg: str) -> ECKey:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return ECKey.import_key(pem, {"kid": kid, "alg": alg})
+
+
+def jwt_signer(key: ec.EllipticCurvePrivateKey) -> Callable[[Mapping[str, Any], bytes], bytes]:
+    """Sign a header, however hostile, and a payload as a compact JWS: ECDSA with RFC 6979
+    nonces (the same input, the same token) and the hash of the key's size."""
+    size = (key.curve.key_size + 7) // 8
+    digest = hashes.SHA256() if size == 32 else hashes.SHA384()
 
     def sign(header: Mapping[str, Any], payload: bytes) -> bytes:
-        protected = {**header, "alg": alg}
-        try:
-            return jws.serialize_compact(protected, payload, key, algorithms=[alg]).encode()
-        except Exception:  # a header joserfc will not write: sign by hand
-            signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(payload)}"
-            bare = jws.serialize_compact({"alg": alg}, payload, key, algorithms=[alg])
-            return f"{signing_input}.{bare.rsplit('.', 1)[1]}".encode()
+        head = json.dumps(header, separators=(",", ":")).encode("utf-8", "surrogatepass")
+        signing_input = _b64url(head) + b"." + _b64url(payload)
+        der = key.sign(signing_input, ec.ECDSA(digest, deterministic_signing=True))
+        r, s = decode_dss_signature(der)
+        return signing_input + b"." + _b64url(r.to_bytes(size) + s.to_bytes(size))
 
     return sign
+
+
+def _token(sign: Callable[[Mapping[str, Any], bytes], bytes], sub: str, **claims: Any) -> bytes:
+    """A token as the embedded issuer writes one (access.issuer), with a fixed jti."""
+    body = {
+        "iss": ISSUER,
+        "sub": sub,
+        "aud": AUDIENCE,
+        "exp": NOW_S + 300,
+        "iat": NOW_S,
+        "nbf": NOW_S,
+        "jti": f"fuzz-{sub}",
+        **claims,
+    }
+    header = {"alg": "ES256", "typ": "at+jwt", "kid": ISSUER_KID}
+    return sign(header, json.dumps(body, separators=(",", ":")).encode())
 
 
 @cache
@@ -166,61 +204,64 @@ def access_corpus() -> AccessCorpus:
         PatientKeyStatement(EntryKind.PATIENT_KEY_REGISTERED, "p-17", signer.key),
         PatientKeyStatement(EntryKind.PATIENT_KEY_REVOKED, "p-18", signer.key),
     ]
-    issuer_key = ECKey.generate_key("P-256", parameters={"alg": "ES256"}, private=True)
-    issuer_key = ECKey.import_key({**issuer_key.as_dict(private=True), "kid": "fuzz-issuer"})
-    fast = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    users = UserStore(Path(":memory:"), hasher=fast, clock=_clock)
-    apps = AppStore(Path(":memory:"), clock=_clock)
-    app_keys: dict[str, ECKey | RSAKey] = {
-        "ES384": ECKey.generate_key("P-384", parameters={"kid": "es"}, private=True),
-        "RS384": RSAKey.generate_key(2048, parameters={"kid": "rs"}, private=True),
-    }
-    apps.register(
-        APP_ID,
-        "fuzz app",
-        {"keys": [k.as_dict(private=False) for k in app_keys.values()]},
-        "system/Observation.rs system/Patient.rs",
-    )
-    config = IssuerConfig(ISSUER, AUDIENCE, TOKEN_ENDPOINT)
-    issuer = Issuer(config, issuer_key, users, apps, clock=_clock)
+    issuer_key = _ec_key("issuer", ec.SECP256R1())
+    app_key = _ec_key("app", ec.SECP384R1())
+    sign_token, sign_assertion = jwt_signer(issuer_key), jwt_signer(app_key)
+    web = {"client_id": WEB_CLIENT_ID}
     tokens = [
-        issuer.token_for(User("dr.lee", "clinician")).access_token,
-        issuer.token_for(User("pat", "patient", "p-17")).access_token,
-        issuer.token_for(User("root", "admin")).access_token,
+        _token(sign_token, "dr.lee", **web, scope=ROLE_SCOPES["clinician"], roles=["clinician"]),
+        _token(
+            sign_token,
+            "pat",
+            **web,
+            scope=ROLE_SCOPES["patient"],
+            roles=["patient"],
+            patient="p-17",
+        ),
+        _token(sign_token, "root", **web, scope=ROLE_SCOPES["admin"], roles=["admin"]),
+        _token(sign_token, APP_ID, client_id=APP_ID, scope="system/Observation.rs"),
     ]
-    assertions = [
-        jws.serialize_compact(
-            {"alg": alg, "kid": key.kid, "typ": "JWT"},
-            json.dumps(
-                {
-                    "iss": APP_ID,
-                    "sub": APP_ID,
-                    "aud": TOKEN_ENDPOINT,
-                    "exp": NOW_S + 240,
-                    "iat": NOW_S,
-                    "jti": f"seed-{alg}",
-                }
-            ),
-            key,
-            algorithms=[alg],
-        )
-        for alg, key in app_keys.items()
-    ]
-    tokens.append(_app_token(issuer, assertions[0]))
-    verifier = TokenVerifier(AUDIENCE, [issuer.trusted_issuer()], clock=_clock)
+    claims = {
+        "iss": APP_ID,
+        "sub": APP_ID,
+        "aud": TOKEN_ENDPOINT,
+        "exp": NOW_S + 240,
+        "iat": NOW_S,
+        "jti": "seed-ES384",
+    }
+    assertion = sign_assertion(
+        {"alg": "ES384", "kid": "es", "typ": "JWT"}, json.dumps(claims).encode()
+    )
+    # A registered RS384 key (random: only its public half is used, and no seed is signed
+    # with it, so an assertion naming it fails the same way in every run).
+    rsa = RSAKey.generate_key(2048, parameters={"kid": "rs", "alg": "RS384"}, private=True)
+    app_jwks = {
+        "keys": [_jwk(app_key, "es", "ES384").as_dict(private=False), rsa.as_dict(private=False)]
+    }
     return AccessCorpus(
         statements=tuple(s.encode() for s in statements),
         signed=tuple(s.body for s in signed),
         recorded=tuple(r.body for r in recorded),
         events=tuple(e.encode() for e in events),
         patient_keys=tuple(k.body() for k in keys),
-        tokens=tuple(t.encode() for t in tokens),
-        assertions=tuple(a.encode() for a in assertions),
-        issuer=issuer,
-        verifier=verifier,
-        issuer_key=issuer_key,
-        app_keys=app_keys,
+        tokens=tuple(tokens),
+        assertions=(assertion,),
+        issuer_jwk=_jwk(issuer_key, ISSUER_KID, "ES256"),
+        app_jwks=app_jwks,
+        sign_token=sign_token,
+        sign_assertion=sign_assertion,
     )
+
+
+def fresh_issuer(c: AccessCorpus) -> Issuer:
+    """An embedded issuer with the corpus's key and app, and no assertion seen yet: each run
+    starts from the same state, so a seed repeats it."""
+    fast = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    users = UserStore(Path(":memory:"), hasher=fast, clock=_clock)
+    apps = AppStore(Path(":memory:"), clock=_clock)
+    apps.register(APP_ID, "fuzz app", c.app_jwks, "system/Observation.rs system/Patient.rs")
+    config = IssuerConfig(ISSUER, AUDIENCE, TOKEN_ENDPOINT)
+    return Issuer(config, c.issuer_jwk, users, apps, clock=_clock)
 
 
 def _form(assertion: str) -> dict[str, str]:
@@ -232,26 +273,22 @@ def _form(assertion: str) -> dict[str, str]:
     }
 
 
-def _app_token(issuer: Issuer, assertion: str) -> str:
-    """An app's token, from the token endpoint (its seed assertion is spent doing it)."""
-    return issuer.client_credentials(_form(assertion)).access_token
-
-
 def _signed_consent(data: bytes) -> object:
     consent = SignedConsent.decode(data)
     consent.verify(corpus().signer.key)
     return consent
 
 
-def _client_assertion(data: bytes) -> object:
-    """The token endpoint with a hostile assertion. A hostile assertion that passes every
-    check spends its jti (one row for five minutes of the issuer's clock, which stands still
-    here: the table grows by the accepted ones only)."""
-    return access_corpus().issuer.client_credentials(_form(text(data)))
-
-
 def access_targets() -> list[Target]:
     c = access_corpus()
+    issuer = fresh_issuer(c)
+    verifier = TokenVerifier(AUDIENCE, [issuer.trusted_issuer()], clock=_clock)
+
+    def client_assertion(data: bytes) -> object:
+        """The token endpoint with a hostile assertion; one that passes every check spends its
+        jti (the issuer's clock stands still: the table grows by the accepted ones only)."""
+        return issuer.client_credentials(_form(text(data)))
+
     return [
         Target("consent statement", ConsentStatement.decode, (ConsentError,), c.statements, "cbor"),
         Target("signed consent", _signed_consent, (ConsentError,), c.signed, "cbor"),
@@ -266,18 +303,18 @@ def access_targets() -> list[Target]:
         ),
         Target(
             "bearer token",
-            lambda d: c.verifier.verify(text(d)),
+            lambda d: verifier.verify(text(d)),
             (TokenError,),
             c.tokens,
             "jwt",
-            resign=jwt_signer(c.issuer_key, "ES256"),
+            resign=c.sign_token,
         ),
         Target(
             "client assertion",
-            _client_assertion,
+            client_assertion,
             (TokenRequestError,),
             c.assertions,
             "jwt",
-            resign=jwt_signer(c.app_keys["ES384"], "ES384"),
+            resign=c.sign_assertion,
         ),
     ]
