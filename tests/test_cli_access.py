@@ -141,12 +141,15 @@ def test_apps_register_list_disable(tmp_path: Path, capsys: pytest.CaptureFixtur
         "system/Observation.rs",
         "--scope",
         "system/Patient.r",
+        "--name",
+        "Telemed One",
     )
     assert code == 0, err
     assert out == "registered telemed-1: system/Observation.rs system/Patient.r\n"
     listed = _run(capsys, data, "apps", "list")[1]
     assert (
-        listed == "telemed-1\ttelemed-1\tsystem/Observation.rs system/Patient.r\t1 key(s)\tactive\n"
+        listed
+        == "telemed-1\tTelemed One\tsystem/Observation.rs system/Patient.r\t1 key(s)\tactive\n"
     )
     assert _run(capsys, data, "apps", "disable", "telemed-1")[1] == "disabled telemed-1\n"
     apps = AppStore(data / "access.db")

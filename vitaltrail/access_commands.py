@@ -43,7 +43,7 @@ def _error(message: str) -> int:
 def _password(args: argparse.Namespace) -> str:
     if args.password_file is not None:
         return cast(Path, args.password_file).read_text().rstrip("\r\n")
-    first = getpass.getpass(f"password for {args.name}: ")
+    first = getpass.getpass(f"password for {args.user}: ")
     if getpass.getpass("again: ") != first:
         raise ValueError("the two passwords differ")
     return first
@@ -54,13 +54,13 @@ def run_users(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.action == "add":
             user = users.add(
-                args.name, cast(Role, args.role), _password(args), patient_id=args.patient
+                args.user, cast(Role, args.role), _password(args), patient_id=args.patient
             )
             print(
                 f"added {user.role} {user.name}" + (f" ({user.patient_id})" * bool(user.patient_id))
             )
         elif args.action == "disable":
-            user = users.set_disabled(args.name)
+            user = users.set_disabled(args.user)
             print(f"disabled {user.name}")
         else:
             for user in users.list():
@@ -83,7 +83,7 @@ def run_apps(settings: Settings, args: argparse.Namespace) -> int:
             if not isinstance(jwks, dict):
                 raise ValueError("the JWK set is a JSON object with a 'keys' list")
             app = apps.register(
-                args.client_id, args.name or args.client_id, jwks, " ".join(args.scope)
+                args.client_id, args.app_name or args.client_id, jwks, " ".join(args.scope)
             )
             print(f"registered {app.client_id}: {app.scopes}")
         elif args.action == "disable":

@@ -379,7 +379,9 @@ def parser() -> argparse.ArgumentParser:
     users = command(sub, "users", "the people who sign in: clinicians, patients, admins")
     usub = users.add_subparsers(dest="action", required=True, metavar="ACTION")
     uadd = command(usub, "add", "add an account (the password is asked for, or read from a file)")
-    uadd.add_argument("name", help="the user name: 1-64 of [a-z0-9._@-], starting [a-z0-9]")
+    uadd.add_argument(  # not "name": that is the witness's name in the settings
+        "user", metavar="NAME", help="the user name: 1-64 of [a-z0-9._@-], starting [a-z0-9]"
+    )
     uadd.add_argument(
         "--role", required=True, choices=["clinician", "patient", "admin"], help="what they do"
     )
@@ -394,7 +396,7 @@ def parser() -> argparse.ArgumentParser:
     )
     command(usub, "list", "every account, its role and state")
     udis = command(usub, "disable", "disable an account: it signs in no more")
-    udis.add_argument("name", help="the user name")
+    udis.add_argument("user", metavar="NAME", help="the user name")
     users.set_defaults(func=cmd_users)
 
     apps = command(sub, "apps", "telemedicine apps (SMART Backend Services clients)")
@@ -408,7 +410,7 @@ def parser() -> argparse.ArgumentParser:
         required=True,
         help="a system/ scope it may be granted, e.g. system/Observation.rs; repeat for each",
     )
-    areg.add_argument("--name", help="its display name (default: the client id)")
+    areg.add_argument("--name", dest="app_name", help="its display name (default: the client id)")
     command(asub, "list", "every app, its scopes and state")
     adis = command(asub, "disable", "disable an app: it gets no more tokens")
     adis.add_argument("client_id", help="the app's client id")
