@@ -8,6 +8,8 @@ import logging
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
+from argon2.profiles import CHEAPEST
 from joserfc.jwk import ECKey
 
 from access.apps import AppStore
@@ -27,6 +29,14 @@ from vitaltrail.access_commands import current_roles, embedded_issuer_config, pr
 from vitaltrail.settings import Settings
 
 PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2's cheapest profile: the stores under test are the same, the tests fast."""
+    monkeypatch.setattr(
+        "access.users.PasswordHasher", lambda: PasswordHasher.from_parameters(CHEAPEST)
+    )
 
 
 def _run(capsys: pytest.CaptureFixture[str], data_dir: Path, *argv: str) -> tuple[int, str, str]:

@@ -5,8 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import pytest
+from argon2 import PasswordHasher
+from argon2.profiles import CHEAPEST
+
 from access.users import UserStore
 from vitaltrail.demo_accounts import assign_demo_ward, ensure_demo_accounts
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2's cheapest profile: the stores under test are the same, the tests fast."""
+    monkeypatch.setattr(
+        "access.users.PasswordHasher", lambda: PasswordHasher.from_parameters(CHEAPEST)
+    )
 
 
 def test_accounts_are_made_once_and_their_passwords_kept_in_a_private_file(
