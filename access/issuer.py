@@ -28,7 +28,7 @@ from argon2 import PasswordHasher
 from joserfc import jws
 from joserfc.jwk import ECKey
 
-from access.apps import WEB_CLIENT_ID, App, AppStore
+from access.apps import CLIENT_ID_RE, WEB_CLIENT_ID, App, AppStore
 from access.errors import Refusals, ScopeError, SignInError, TokenError, TokenRequestError
 from access.jwks import StaticKeys, parse_jwk_set, pick_key
 from access.scopes import ScopeSet
@@ -184,15 +184,22 @@ class Issuer:
             raise
         return self.token_for(user)
 
-    def token_for(self, user: User) -> IssuedToken:
+    def token_for(self, user: User, scope: str | None = None) -> IssuedToken:
         """A token for a user already known to be who they are (signed in, or named by an
-        operator at the command line)."""
+        operator at the command line); ``scope`` narrows the role's scopes, never widens them
+        (``ValueError`` when none of it is the role's)."""
         if user.disabled:
             raise ValueError(f"user {user.name!r} is disabled")
+        granted = ROLE_SCOPES[user.role]
+        if scope is not None:
+            narrowed = ScopeSet.parse(scope).within(ScopeSet.parse(granted))
+            if not narrowed.scopes:
+                raise ValueError(f"none of the scopes asked for is a {user.role}'s")
+            granted = str(narrowed)
         return self._issue(
             subject=user.name,
             client_id=WEB_CLIENT_ID,
-            scope=ROLE_SCOPES[user.role],
+            scope=granted,
             extra={"roles": [user.role]},
             patient=user.patient_id,
         )
@@ -247,14 +254,14 @@ class Issuer:
         except TokenError as exc:
             raise refuse(exc.reason, exc.description) from None
         alg = header.get("alg")
-        if alg not in ASSERTION_ALGORITHMS:
+        if not isinstance(alg, str) or alg not in ASSERTION_ALGORITHMS:
             raise refuse("alg_not_allowed", "a client assertion is signed ES384 or RS384")
         if "jku" in header or "x5u" in header or "jwk" in header:
             raise refuse("key_not_registered", "keys are taken from the registration only")
         iss, sub = claims.get("iss"), claims.get("sub")
         if not isinstance(iss, str) or iss != sub or client_id not in (None, iss):
             raise refuse("wrong_client", "iss and sub must both be the client id")
-        app = self.apps.get(iss)
+        app = self.apps.get(iss) if CLIENT_ID_RE.fullmatch(iss) else None  # no odd text to SQL
         if app is None:
             raise refuse("unknown_client", "no app is registered with this client id")
         if app.disabled:
@@ -286,6 +293,8 @@ class Issuer:
                 raise refuse("not_yet_valid", f"the assertion's {name} is in the future")
         if not isinstance(jti, str) or not 0 < len(jti) <= 256:
             raise refuse("missing_claim", "the assertion needs a jti")
+        if not jti.isprintable():  # nor a lone surrogate, which no database takes
+            raise refuse("malformed", "the assertion's jti is not printable Unicode text")
         return app, float(exp) + leeway, jti
 
     def _issue(

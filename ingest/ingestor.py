@@ -4,7 +4,9 @@ One asyncio task receives and batches; check worker processes verify each batch
 (:class:`~ingest.check_pool.CheckPool`) while one writer thread, which owns every database,
 records the batch before (:class:`~ingest.pipeline.Pipeline`). A batch is acknowledged to
 the broker only after the writer returns, in the order the batches arrived. Blocks are sealed every ``seal_interval_s`` or sooner
-when ``seal_every`` entries wait. On stop, everything received is flushed, acknowledged and
+when ``seal_every`` entries wait; before each seal the access journal's new rows are copied in
+(:meth:`~ingest.pipeline.Pipeline.copy_journal`), so accesses are sealed even when no
+reading arrives. On stop, everything received is flushed, acknowledged and
 sealed before the connection closes. If the broker or a store fails, nothing unflushed is
 acknowledged: the broker keeps it, and the ingestor reconnects with backoff.
 """
@@ -207,9 +209,15 @@ class Ingestor:
         m.quarantine_truncated.inc(result.quarantined.truncated)
         m.quarantine_evicted.labels(cause="size").inc(result.quarantined.evicted)
         m.quarantine_bytes.set(self.pipeline.quarantine.stored_bytes)
+        self._record_journal(result)
         for msg in batch[:: max(1, len(batch) // 32)]:  # a sample keeps the histogram cheap
             m.durable_latency.observe((done_ns - msg.received_ns) / 1e9)
         m.ledger_size.set(self.pipeline.ledger.size)
+
+    def _record_journal(self, result: BatchResult) -> None:
+        self.metrics.access_entries.inc(result.access_entries)
+        if result.journal_unreadable:
+            self.metrics.journal_unreadable.inc()
 
     async def _seal_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -258,6 +266,10 @@ class Ingestor:
                 await asyncio.sleep(self.config.sequence_poll_s)
 
     async def _seal(self) -> None:
+        try:
+            self._record_journal(await self._in_writer(self.pipeline.copy_journal, _now_ms()))
+        except Exception as exc:  # the ledger refused: seal what it holds, copy next time
+            log.warning("copying the access journal failed (%r); retrying next interval", exc)
         block = await self._in_writer(self.pipeline.seal, _now_ms())
         if block is not None:
             self.metrics.blocks_sealed.inc()

@@ -81,6 +81,16 @@ class IngestMetrics:
         self.unacked = Gauge(
             "vitaltrail_messages_unacked", "Received messages not yet acknowledged", registry=r
         )
+        self.access_entries = Counter(
+            "vitaltrail_access_entries_copied",
+            "Access-journal rows (consents, patient keys, access events) newly logged",
+            registry=r,
+        )
+        self.journal_unreadable = Counter(
+            "vitaltrail_access_journal_unreadable",
+            "Times the access journal could not be read (its rows are copied later)",
+            registry=r,
+        )
         self.connected = Gauge(
             "vitaltrail_broker_connected", "1 while connected to the broker", registry=r
         )

@@ -5,6 +5,14 @@ handle. When :meth:`Pipeline.process` returns, the batch is committed everywhere
 be, and only then does the ingestor acknowledge it to the broker. The ledger commits first
 (it is the record); store writes are idempotent, so a redelivered message whose ledger entry
 exists rewrites its samples harmlessly, which also repairs a crash between the two commits.
+
+Before each batch's readings, in the same append, go what other parts of the system recorded
+first: the device registry's key events and the access journal's consents, patient keys and
+access events (:mod:`ingest.access_copy`), each with its cursor in the ledger's meta, committed
+with the entries. :meth:`Pipeline.seal` copies the journal too, so an access is sealed with the
+next block even when no reading arrives. Every entry has a ledger key, so a copy made twice -
+a crash before the cursor moved, or several ingestors on a shared log copying the same
+journal - finds the entries logged (DUPLICATE) and adds nothing.
 """
 
 from __future__ import annotations
@@ -15,13 +23,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from access.errors import JournalError
+from access.journal import Pending
 from devices.registry import KeyEvent
+from ingest.access_copy import JournalSource
 from ingest.checks import Admitted, BatchChecker, Limits, Lookup, Rejected, Verdict
 from ingest.mqtt_source import InboundMessage
 from ingest.quarantine import Quarantine, QuarantineRecord, Stored
 from ingest.reasons import Reason
 from ingest.store import SamplePoint, TimeSeriesStore, sample_points
-from ledger.appends import AppendStatus, NewEntry
+from ledger.appends import AppendResult, AppendStatus, NewEntry
 from ledger.blocks import Block
 from ledger.device_keys import REVOKED, DeviceKeyStatement, key_entry_key
 from ledger.entries import EntryKind, LedgerEntry, reading_key
@@ -37,6 +48,8 @@ class BatchResult:
     rejected: Counter[Reason] = field(default_factory=Counter)
     recorded: list[tuple[str, int, int]] = field(default_factory=list)  # (device, seq, index)
     quarantined: Stored = field(default_factory=Stored)  # records cut short, and old ones deleted
+    access_entries: int = 0  # access-journal rows newly logged
+    journal_unreadable: bool = False  # the journal exists but could not be read this time
 
 
 class StoreWriteFailed(Exception):
@@ -68,12 +81,14 @@ class Pipeline:
         *,
         topic_root: str,
         limits: Limits | None = None,
+        journal: JournalSource | None = None,
     ) -> None:
         self.ledger = ledger
         self.store = store
         self.quarantine = quarantine
         self.checker = BatchChecker(lookup, topic_root, limits)
         self._key_events = key_events
+        self._journal = journal
 
     @property
     def unsealed(self) -> int:
@@ -102,9 +117,15 @@ class Pipeline:
 
         events = self._pending_key_events()
         key_entries = [_statement(event).entry(now_ms) for event in events]
+        journal = self._pending_journal(now_ms, result)
+        journal_entries = journal.entries if journal else []
+        meta = {REGISTRY_CURSOR: events[-1].seq} if events else {}
+        if journal is not None:
+            meta |= journal.meta
         appended = self.ledger.append(
             [
                 *key_entries,
+                *journal_entries,
                 *(
                     NewEntry(
                         reading_key(a.reading.device_id, a.reading.seq),
@@ -115,7 +136,7 @@ class Pipeline:
                     for msg, a in admitted
                 ),
             ],
-            meta={REGISTRY_CURSOR: events[-1].seq} if events else None,
+            meta=meta or None,
         )
         for event, outcome in zip(events, appended[: len(key_entries)], strict=True):
             if outcome.status is AppendStatus.CONFLICT:  # the registry never reuses a key
@@ -124,8 +145,10 @@ class Pipeline:
                     event.kind,
                     event.device.device_id,
                 )
+        copied = len(key_entries) + len(journal_entries)
+        result.access_entries = _count_journal(journal_entries, appended[len(key_entries) : copied])
         points: list[SamplePoint] = []
-        reading_outcomes = appended[len(key_entries) :]
+        reading_outcomes = appended[copied:]
         for (msg, a), outcome in zip(admitted, reading_outcomes, strict=True):
             if outcome.status is AppendStatus.REFUSED:
                 detail = f"the key of {a.reading.device_id} is revoked (entry {outcome.index})"
@@ -171,8 +194,44 @@ class Pipeline:
             seq = page[-1].seq
         return events
 
+    def _pending_journal(self, now_ms: int, result: BatchResult) -> Pending | None:
+        """The access journal's rows not in the ledger yet; None when there are none to copy
+        (no journal, nothing new, or a journal that cannot be read now: it is read again next
+        time, and its rows keep their order)."""
+        if self._journal is None:
+            return None
+        try:
+            pending = self._journal.pending(self.ledger, now_ms)
+        except JournalError as exc:
+            log.warning("the access journal cannot be read (%s); copying it later", exc)
+            result.journal_unreadable = True
+            return None
+        return pending if pending is not None and pending.entries else None
+
+    def copy_journal(self, now_ms: int) -> BatchResult:
+        """Copy the access journal's new rows into the ledger without readings (on the
+        ingestor's timer: a quiet ward's accesses are sealed with the next block too)."""
+        result = BatchResult()
+        pending = self._pending_journal(now_ms, result)
+        if pending is not None:
+            outcomes = self.ledger.append(pending.entries, meta=pending.meta)
+            result.access_entries = _count_journal(pending.entries, outcomes)
+        return result
+
     def seal(self, now_ms: int) -> Block | None:
         return self.ledger.seal(now_ms)
+
+
+def _count_journal(entries: Sequence[NewEntry], outcomes: Sequence[AppendResult]) -> int:
+    """How many journal rows were newly logged; a conflict means the ledger holds other bytes
+    under a journal's key, which a journal (append-only, keyed by its own id) never makes."""
+    appended = 0
+    for entry, outcome in zip(entries, outcomes, strict=True):
+        if outcome.status is AppendStatus.APPENDED:
+            appended += 1
+        elif outcome.status is AppendStatus.CONFLICT:
+            log.error("access-journal entry %s is logged with other bytes", entry.key)
+    return appended
 
 
 def _statement(event: KeyEvent) -> DeviceKeyStatement:

@@ -7,7 +7,7 @@ import base64
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -527,3 +527,28 @@ def test_hostile_assertions_raise_only_token_request_error_or_pass(
     assert aud == TOKEN_URL or (isinstance(aud, list) and TOKEN_URL in aud)
     assert claims["iss"] == claims["sub"] == app
     assert verifier(issuer, clock).verify(issued.access_token).client_id == app
+
+
+def _unsigned_shape(header: dict[str, Any], claims: dict[str, Any]) -> str:
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part(header)}.{part(claims)}.{part({'sig': 1})}"
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda c: _unsigned_shape({"alg": ["ES384"], "kid": "es"}, {}), "alg_not_allowed"),
+        (lambda c: assertion(c, iss="tele-1\udc80", sub="tele-1\udc80"), "unknown_client"),
+        (lambda c: assertion(c, jti="a\udc80"), "malformed"),
+    ],
+    ids=["alg-is-a-list", "iss-lone-surrogate", "jti-lone-surrogate"],
+)
+def test_hostile_assertion_fields_found_by_the_fuzzer_are_refusals(
+    issuer: Issuer, app: str, clock: Clock, make: Callable[[Clock], str], reason: str
+) -> None:
+    """`vitaltrail bench fuzz` found these escaping as TypeError and UnicodeEncodeError."""
+    with pytest.raises(TokenRequestError) as refused:
+        issuer.client_credentials(form(make(clock)))
+    assert refused.value.reason == reason

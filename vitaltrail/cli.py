@@ -121,6 +121,24 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return run_devices(_settings(args), args)
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    from vitaltrail.access_commands import run_users
+
+    return run_users(_settings(args), args)
+
+
+def cmd_apps(args: argparse.Namespace) -> int:
+    from vitaltrail.access_commands import run_apps
+
+    return run_apps(_settings(args), args)
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from vitaltrail.access_commands import run_token
+
+    return run_token(_settings(args), args)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.bench == "store":
         from vitaltrail.bench.store import run_bench_store
@@ -357,6 +375,57 @@ def parser() -> argparse.ArgumentParser:
     rev.add_argument("device_id", help="the device to revoke")
     command(dsub, "list", "every registered device and its state")
     devices.set_defaults(func=cmd_devices)
+
+    users = command(sub, "users", "the people who sign in: clinicians, patients, admins")
+    usub = users.add_subparsers(dest="action", required=True, metavar="ACTION")
+    uadd = command(usub, "add", "add an account (the password is asked for, or read from a file)")
+    uadd.add_argument(  # not "name": that is the witness's name in the settings
+        "user", metavar="NAME", help="the user name: 1-64 of [a-z0-9._@-], starting [a-z0-9]"
+    )
+    uadd.add_argument(
+        "--role", required=True, choices=["clinician", "patient", "admin"], help="what they do"
+    )
+    uadd.add_argument(
+        "--patient",
+        help="the patient a patient account is (default: none; required for --role patient)",
+    )
+    uadd.add_argument(
+        "--password-file",
+        type=Path,
+        help="read the password from this file, first line (default: none, asked for twice)",
+    )
+    command(usub, "list", "every account, its role and state")
+    udis = command(usub, "disable", "disable an account: it signs in no more")
+    udis.add_argument("user", metavar="NAME", help="the user name")
+    users.set_defaults(func=cmd_users)
+
+    apps = command(sub, "apps", "telemedicine apps (SMART Backend Services clients)")
+    asub = apps.add_subparsers(dest="action", required=True, metavar="ACTION")
+    areg = command(asub, "register", "register an app by its public JWK set and allowed scopes")
+    areg.add_argument("client_id", help="its OAuth client id: 1-128 of [A-Za-z0-9._:-]")
+    areg.add_argument("--jwks", type=Path, required=True, help="a file holding its public JWK set")
+    areg.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        help="a system/ scope it may be granted, e.g. system/Observation.rs; repeat for each",
+    )
+    areg.add_argument("--name", dest="app_name", help="its display name (default: the client id)")
+    command(asub, "list", "every app, its scopes and state")
+    adis = command(asub, "disable", "disable an app: it gets no more tokens")
+    adis.add_argument("client_id", help="the app's client id")
+    apps.set_defaults(func=cmd_apps)
+
+    token = command(
+        sub, "token", "print a bearer token for a user, for scripts and curl (never logged)"
+    )
+    token.add_argument("--user", required=True, help="the user name it is issued to")
+    token.add_argument(
+        "--scope",
+        action="append",
+        help="narrow the token to this scope; repeat for each (default: all of the role's)",
+    )
+    token.set_defaults(func=cmd_token)
 
     bench = command(sub, "bench", "measure throughput and latency on this machine")
     bsub = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")

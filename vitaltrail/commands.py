@@ -1,4 +1,5 @@
-"""The subcommands other than demo and bench: ingest, serve, simulate, verify, devices."""
+"""The subcommands other than demo and bench: ingest, serve, simulate, verify, audit, devices
+(users, apps and token are in :mod:`vitaltrail.access_commands`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ledger.note import NoteError, NoteVerifier
 from ledger.verifier import Policy, verify_bundle
 from simulator.fleet import Fleet, FleetStats
 from simulator.ward import SIMULATED_WARD, build_ward
+from vitaltrail.access_commands import CareTeamLookup, print_compliance
 from vitaltrail.demo import register_ward
 from vitaltrail.progress import live_progress
 from vitaltrail.runtime import api_server, build_ingest, data_sources, open_store
@@ -160,9 +162,15 @@ def run_verify(
     return 1
 
 
-def run_audit(settings: Settings, ledger_key: str | None, witness_keys: list[str]) -> int:
+def run_audit(
+    settings: Settings,
+    ledger_key: str | None,
+    witness_keys: list[str],
+    care_teams: CareTeamLookup | None = None,
+) -> int:
     """Rebuild the log from its entries and check every signature, tile, chain link, key-index
-    row and stored cosignature (against ``witness_keys``)."""
+    row and stored cosignature (against ``witness_keys``); then check every recorded access
+    against the roles and consents in force (``care_teams``: whom a clinician may read)."""
     key_source = ledger_key or str(settings.ledger_key_path.with_suffix(".pub"))
     try:
         verifier = NoteVerifier.parse(key_text(key_source))
@@ -181,9 +189,21 @@ def run_audit(settings: Settings, ledger_key: str | None, witness_keys: list[str
         print(f"pinned ledger key: {key_source} (pass --ledger-key to pin your own copy)")
     reader = LedgerReader(settings.ledger_location)
     try:
-        report = audit(reader, verifier, witnesses, KEY_RULES)
+        if not _audit_ledger(reader, verifier, witnesses):
+            print("access: not checked (the ledger itself does not check out)")
+            return 1
+        access = print_compliance(
+            reader.log.entries(0, reader.log.stored_size()), settings, care_teams
+        )
     finally:
         reader.close()
+    return 0 if access.ok else 1
+
+
+def _audit_ledger(
+    reader: LedgerReader, verifier: NoteVerifier, witnesses: list[CosignatureVerifier]
+) -> bool:
+    report = audit(reader, verifier, witnesses, KEY_RULES)
     print(
         f"audited {report.entries:,} entries, {report.blocks:,} blocks and {report.tiles:,} tiles"
         f" of {verifier.name}"
@@ -202,12 +222,12 @@ def run_audit(settings: Settings, ledger_key: str | None, witness_keys: list[str
             "OK: every entry, tile, ledger key, key-index row, block signature, chain link"
             " and stored cosignature checks out"
         )
-        return 0
+        return True
     first, *rest = report.findings
     print(f"FIRST INCONSISTENCY: {first.where} ({first.check}): {first.detail}")
     for finding in rest:
         print(f"  also: {finding.where} ({finding.check}): {finding.detail}")
-    return 1
+    return False
 
 
 def run_reindex(settings: Settings) -> int:

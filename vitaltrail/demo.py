@@ -17,6 +17,7 @@ from ledger.ledger import LedgerReader
 from simulator.fleet import Fleet
 from simulator.ward import build_ward
 from vitaltrail.broker import embedded_broker
+from vitaltrail.demo_accounts import DemoAccounts, assign_demo_ward, ensure_demo_accounts
 from vitaltrail.mosquitto import free_port, port_is_free
 from vitaltrail.runtime import build_ingest, data_sources
 from vitaltrail.services import http_server, stop_on_signals
@@ -59,6 +60,23 @@ def command_name() -> str:
     return str(argv0) if argv0.name == "vitaltrail" else "vitaltrail"
 
 
+def print_sign_in(
+    settings: Settings, accounts: DemoAccounts, assigned: bool, data_dir: Path
+) -> None:
+    """How to sign in as each demo account, where the passwords are, and a token command."""
+    ward = "the demo ward's patients" if assigned else "no patients assigned yet"
+    print(f"  sign in: http://{settings.http_host}:{settings.http_port}/sign-in as")
+    print(f"    {accounts.clinician} (clinician: {ward})")
+    print(f"    {accounts.patient} (patient {accounts.patient_id})")
+    print(f"    {accounts.admin} (admin: devices, users, apps; no vitals)")
+    print(f"  passwords: {accounts.passwords_file.resolve()} (readable by you only)")
+    print("  a bearer token for scripts and curl:")
+    print(
+        f"    {command_name()} token --data-dir {shlex.quote(str(data_dir))}"
+        f" --user {accounts.clinician}"
+    )
+
+
 async def run_demo(settings: Settings, devices: int, duration_s: float | None, seed: int) -> int:
     stop = stop_on_signals()
     broker_port = free_port()
@@ -78,6 +96,9 @@ async def run_demo(settings: Settings, devices: int, duration_s: float | None, s
         PublisherConfig(topic_root=settings.topic_root),
     )
     register_ward(fleet, settings.registry_path)
+    accounts = ensure_demo_accounts(settings.access_db_path, settings.data_dir)
+    # LEAD: pass the care-team store (access/care_teams.py) here instead of None.
+    assigned = assign_demo_ward(None, accounts.clinician, ward.patients)
     app = create_app(data_sources(settings, runtime.metrics))
     server = http_server(app, settings.http_host, settings.http_port)
     data_dir = settings.data_dir.resolve()
@@ -94,6 +115,7 @@ async def run_demo(settings: Settings, devices: int, duration_s: float | None, s
         print(f"  dashboard: http://{settings.http_host}:{settings.http_port}/")
         print(f"  API docs:  http://{settings.http_host}:{settings.http_port}/docs")
         print(f"  MQTT broker (embedded, MQTT 3.1.1): {settings.mqtt_host}:{broker_port}")
+        print_sign_in(settings, accounts, assigned, data_dir)
         print("  add a simulated ward of your own (new devices, new patients):")
         print(
             f"    {command_name()} simulate --data-dir {shlex.quote(str(data_dir))}"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from dashboards.app import DataSources, create_app
 from devices.registry import DeviceRegistry
+from ingest.access_copy import JournalSource
 from ingest.check_pool import CheckPool
 from ingest.checks import Limits, RegistryCache
 from ingest.influx_store import InfluxStore
@@ -34,10 +35,11 @@ class IngestRuntime:
     store: TimeSeriesStore
     quarantine: Quarantine
     metrics: IngestMetrics
+    journal: JournalSource
 
     def close(self) -> None:
         self.ingestor.close()
-        for part in (self.ledger, self.store, self.quarantine, self.registry):
+        for part in (self.ledger, self.store, self.quarantine, self.registry, self.journal):
             part.close()
 
 
@@ -78,6 +80,7 @@ def build_ingest(
     quarantine = Quarantine(settings.quarantine_path, budget=quarantine_budget(settings))
     registry = DeviceRegistry(settings.registry_path)
     metrics = metrics or IngestMetrics()
+    journal = JournalSource(settings.access_journal_path)
     pipeline = Pipeline(
         ledger,
         store,
@@ -85,6 +88,7 @@ def build_ingest(
         RegistryCache(registry.by_kid),
         registry,
         topic_root=settings.topic_root,
+        journal=journal,
     )
     config = IngestConfig(
         source=source_config(settings),
@@ -114,7 +118,7 @@ def build_ingest(
         check_pool=pool,
         witnesses=witnesses,
     )
-    return IngestRuntime(ingestor, ledger, registry, store, quarantine, metrics)
+    return IngestRuntime(ingestor, ledger, registry, store, quarantine, metrics, journal)
 
 
 def open_store(settings: Settings, *, read_only: bool = False) -> TimeSeriesStore:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from access.users import UserStore
 from devices.keys import DeviceSigner, public_key_to_pem
 from tests.servers import Mosquitto, free_port
 
@@ -85,6 +86,41 @@ def test_demo_runs_until_ctrl_c_and_prints_commands_that_work(tmp_path: Path) ->
     )
     assert verified.returncode == 0, verified.stdout
     assert "VERIFIED" in verified.stdout
+    _check_sign_in_lines(stdout, tmp_path / "data", port)
+
+
+def _check_sign_in_lines(stdout: str, data_dir: Path, port: int) -> None:
+    """The demo's accounts: how to sign in, where the passwords are, a token command that works."""
+    lines = [line.strip() for line in stdout.splitlines()]
+    assert f"sign in: http://127.0.0.1:{port}/sign-in as" in lines
+    assert any(line.startswith("demo-clinician (clinician") for line in lines)
+    assert "demo-patient (patient patient-001)" in lines
+    assert any(line.startswith("demo-admin (admin") for line in lines)
+    passwords = data_dir.resolve() / "demo-accounts.txt"
+    assert f"passwords: {passwords} (readable by you only)" in lines
+    assert passwords.stat().st_mode & 0o777 == 0o600
+    rows = [line.split("\t") for line in passwords.read_text().splitlines()]
+    assert [(name, role) for name, role, _ in rows] == [
+        ("demo-clinician", "clinician"),
+        ("demo-patient", "patient"),
+        ("demo-admin", "admin"),
+    ]
+    for _, _, password in rows:
+        assert password not in stdout, "passwords only in the file"
+    users = UserStore(data_dir / "access.db")
+    assert users.authenticate("demo-patient", rows[1][2]).patient_id == "patient-001"
+    users.close()
+    token_line = next(line for line in lines if line.split()[1:2] == ["token"])
+    token = subprocess.run(
+        [*VITALTRAIL, *shlex.split(token_line)[1:]],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert token.returncode == 0, token.stderr
+    assert token.stdout.count(".") == 2, "a compact JWS, alone on stdout"
+    assert "scope: user/" in token.stderr
 
 
 def test_simulate_shows_progress_and_a_summary(

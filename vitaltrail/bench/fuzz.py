@@ -16,12 +16,14 @@ import argparse
 import base64
 import contextlib
 import json
+import logging
 import os
 import platform
 import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,7 +117,25 @@ def run_one(target: Target, data: bytes, stats: DecoderStats) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _quiet_refusals() -> Iterator[None]:
+    """The decoders log some refusals (a replayed client assertion) at WARNING: expected here,
+    and a million of them would bury the report."""
+    logger = logging.getLogger("vitaltrail")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def fuzz(inputs: int, seed: int, progress: bool = False) -> FuzzResult:
+    with _quiet_refusals():
+        return _fuzz(inputs, seed, progress)
+
+
+def _fuzz(inputs: int, seed: int, progress: bool) -> FuzzResult:
     rng = random.Random(seed)
     chosen = targets()
     stats = {t.name: DecoderStats() for t in chosen}

@@ -1,4 +1,5 @@
-"""The decoders `vitaltrail bench fuzz` feeds, and a valid encoding of each to start from.
+"""The decoders `vitaltrail bench fuzz` feeds, and a valid encoding of each to start from
+(the read side's are in :mod:`vitaltrail.bench.fuzz_access`).
 
 Every decoder that takes outside bytes is a :class:`Target`: the function a caller runs on
 the bytes, the one error type it documents, and seeds (valid encodings made here with real
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -32,7 +34,7 @@ from ledger.cosignature import Cosigner, add_signature_lines
 from ledger.device_keys import DeviceKeyStatement
 from ledger.entries import EntryError, EntryKind, LedgerEntry, reading_key
 from ledger.ledger import Ledger, LedgerReader
-from ledger.note import NoteError, NoteSigner, open_note, parse_note, sign_note
+from ledger.note import NoteError, NoteSigner, NoteVerifier, open_note, parse_note, sign_note
 from ledger.tlog_proof import ProofFormatError, TlogProof
 from ledger.verifier import Policy, verify_bundle
 from ledger.witness import BadRequest, parse_submission, submission_body
@@ -52,7 +54,10 @@ class Target:
     decode: Callable[[bytes], object]
     errors: tuple[type[Exception], ...]  # the documented error; () for "never raises"
     seeds: tuple[bytes, ...]
-    kind: str  # "cbor", "text" or "json": which structure-aware mutations apply
+    kind: str  # "cbor", "text", "json" or "jwt": which structure-aware mutations apply
+    # jwt: sign an edited (header, payload) with the key the decoder trusts, so the checks
+    # behind the signature check meet hostile claims too
+    resign: Callable[[Mapping[str, Any], bytes], bytes] | None = None
 
 
 def text(data: bytes) -> str:
@@ -219,8 +224,14 @@ def _submission(data: bytes) -> object:
 
 
 def targets() -> list[Target]:
+    from vitaltrail.bench.fuzz_access import access_targets  # it builds on this corpus
+
     c = corpus()
     verifier = c.ledger_key.verifier
+    return [*_ledger_targets(c, verifier), *access_targets()]
+
+
+def _ledger_targets(c: Corpus, verifier: NoteVerifier) -> list[Target]:
     return [
         Target("cose", parse_sign1, (CoseError,), c.messages, "cbor"),
         Target("reading", decode_reading, (PayloadError,), c.payloads, "cbor"),

@@ -22,6 +22,7 @@ from devices.cose import sign1
 from vitaltrail.bench.fuzz_corpus import Target, corpus
 
 MAX_INPUT = 16 * 1024
+RESIGNED = ("ingest checks", "cose", "signed consent")  # COSE seeds re-signed after an edit
 OPS = ("set", "delete", "insert", "duplicate", "truncate", "splice")
 Edit = tuple[str, int, bytes]  # (op, position, bytes): position is taken modulo the length
 
@@ -141,9 +142,11 @@ def structured(rng: random.Random, target: Target) -> bytes:
     """An edit that knows the target's format."""
     seed = rng.choice(target.seeds)
     if target.kind == "cbor":
-        return _cbor_edit(rng, seed, resign=target.name in ("ingest checks", "cose"))
+        return _cbor_edit(rng, seed, resign=target.name in RESIGNED)
     if target.kind == "json":
         return _json_edit(rng, seed)
+    if target.kind == "jwt":
+        return _jwt_edit(rng, seed, target)
     return _text_edit(rng, seed.decode("utf-8", "surrogateescape")).encode(
         "utf-8", "surrogateescape"
     )
@@ -303,3 +306,33 @@ def _json_replace(rng: random.Random, value: Any) -> Any:
             return value + rng.choice(_texts())
         return base64.b64encode(_cbor_edit(rng, raw, resign=False)).decode()
     return rng.choice(JSON_VALUES)
+
+
+# --- JWT -------------------------------------------------------------------------------------
+
+
+def _jwt_edit(rng: random.Random, seed: bytes, target: Target) -> bytes:
+    """A compact JWS with its header or claims edited as JSON; re-signed half the time with
+    the key the decoder trusts (so the claim checks are reached), else with the old signature."""
+    parts = seed.split(b".")
+    if len(parts) != 3 or rng.random() < 0.15:
+        return _text_edit(rng, seed.decode("utf-8", "surrogateescape")).encode(
+            "utf-8", "surrogateescape"
+        )
+    try:
+        header, claims = (json.loads(base64.urlsafe_b64decode(p + b"==")) for p in parts[:2])
+    except ValueError:  # an edited seed: edit its text instead
+        return apply_edits(seed, random_edits(rng, "jwt"))
+    if rng.random() < 0.3:
+        header = _json_replace(rng, header)
+    else:
+        claims = _json_replace(rng, claims)
+    payload = json.dumps(claims, ensure_ascii=rng.random() < 0.5).encode("utf-8", "surrogatepass")
+    if target.resign is not None and isinstance(header, dict) and rng.random() < 0.5:
+        return target.resign(header, payload)
+    head = json.dumps(header).encode("utf-8", "surrogatepass")
+    return b".".join([_b64url(head), _b64url(payload), parts[2]])
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")

@@ -1,0 +1,51 @@
+"""The demo's accounts: made once with generated passwords kept in a 0600 file, then found."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+from argon2.profiles import CHEAPEST
+
+from access.users import UserStore
+from vitaltrail.demo_accounts import assign_demo_ward, ensure_demo_accounts
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2's cheapest profile: the stores under test are the same, the tests fast."""
+    monkeypatch.setattr(
+        "access.users.PasswordHasher", lambda: PasswordHasher.from_parameters(CHEAPEST)
+    )
+
+
+def test_accounts_are_made_once_and_their_passwords_kept_in_a_private_file(
+    tmp_path: Path,
+) -> None:
+    first = ensure_demo_accounts(tmp_path / "access.db", tmp_path)
+    assert first.created
+    assert first.passwords_file.stat().st_mode & 0o777 == 0o600
+    written = first.passwords_file.read_text()
+    again = ensure_demo_accounts(tmp_path / "access.db", tmp_path)
+    assert not again.created
+    assert again.passwords_file.read_text() == written  # nothing new, nothing lost
+    users = UserStore(tmp_path / "access.db")
+    for line in written.splitlines():
+        name, role, password = line.split("\t")
+        assert users.authenticate(name, password).role == role
+    assert [u.name for u in users.list()] == ["demo-admin", "demo-clinician", "demo-patient"]
+    users.close()
+
+
+def test_the_ward_is_assigned_to_the_clinician_when_there_is_a_care_team_store() -> None:
+    assigned: dict[str, list[str]] = {}
+
+    class Teams:
+        def assign(self, clinician: str, patients: Iterable[str]) -> None:
+            assigned[clinician] = list(patients)
+
+    assert not assign_demo_ward(None, "demo-clinician", ["patient-001"])
+    assert assign_demo_ward(Teams(), "demo-clinician", ["patient-002", "patient-001"])
+    assert assigned == {"demo-clinician": ["patient-001", "patient-002"]}

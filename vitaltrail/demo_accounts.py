@@ -1,0 +1,78 @@
+"""The demo's people: a clinician for the demo ward, a patient (patient-001) and an admin.
+
+Made at the demo's first run with generated passwords, which go to one file in the data
+directory readable by its owner only (mode 0600) and nowhere else: not the terminal, not the
+log. A later run finds the accounts and the file and makes nothing new.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from access.users import Role, UserStore
+from ledger.keyfile import write_private
+
+log = logging.getLogger("vitaltrail.demo")
+
+PASSWORDS_FILE = "demo-accounts.txt"
+CLINICIAN, PATIENT, ADMIN = "demo-clinician", "demo-patient", "demo-admin"
+DEMO_PATIENT = "patient-001"  # the first patient of the demo's ward
+
+
+@dataclass(frozen=True)
+class DemoAccounts:
+    clinician: str
+    patient: str
+    admin: str
+    patient_id: str
+    passwords_file: Path
+    created: bool  # made by this run (False: found from an earlier one)
+
+
+class CareTeams(Protocol):
+    """Where a clinician is assigned patients (the care-team store, access/care_teams.py)."""
+
+    def assign(self, clinician: str, patients: Iterable[str]) -> None: ...
+
+
+def ensure_demo_accounts(access_db: Path, data_dir: Path) -> DemoAccounts:
+    """The demo accounts, made with fresh passwords if any of them is missing."""
+    path = data_dir / PASSWORDS_FILE
+    wanted: list[tuple[str, Role, str | None]] = [
+        (CLINICIAN, "clinician", None),
+        (PATIENT, "patient", DEMO_PATIENT),
+        (ADMIN, "admin", None),
+    ]
+    users = UserStore(access_db)
+    created = False
+    try:
+        missing = [w for w in wanted if users.get(w[0]) is None]
+        if missing:
+            lines = []
+            for name, role, patient_id in missing:
+                password = secrets.token_urlsafe(15)  # 120 bits, 20 characters
+                users.add(name, role, password, patient_id=patient_id)
+                lines.append(f"{name}\t{role}\t{password}\n")
+            previous = path.read_text() if path.exists() else ""
+            write_private(path, (previous + "".join(lines)).encode())
+            created = True
+            log.info("created %d demo accounts; their passwords are in %s", len(missing), path)
+    finally:
+        users.close()
+    return DemoAccounts(CLINICIAN, PATIENT, ADMIN, DEMO_PATIENT, path, created)
+
+
+def assign_demo_ward(care_teams: CareTeams | None, clinician: str, patients: Iterable[str]) -> bool:
+    """Put the demo ward's patients in the demo clinician's care team; False while there is
+    no care-team store to do it with.
+
+    LEAD: pass the care-team store (access/care_teams.py) from run_demo once it exists."""
+    if care_teams is None:
+        return False
+    care_teams.assign(clinician, sorted(patients))
+    return True
