@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from access.journal import JOURNAL_FILE
+
 
 class WitnessSetting(BaseModel):
     """A witness the ledger asks for cosignatures: where it listens, and its pinned key."""
@@ -130,7 +132,7 @@ class Settings(BaseSettings):
     def access_journal_path(self) -> Path:
         """Consents, patient keys and access events, durable before data leaves; the ingestor
         copies them into the ledger (access/journal.py)."""
-        return self.access_journal_file or self.data_dir / "access-journal.db"
+        return self.access_journal_file or self.data_dir / JOURNAL_FILE
 
     @property
     def simulator_dir(self) -> Path:
