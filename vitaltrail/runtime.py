@@ -24,6 +24,7 @@ from ledger.ledger import Ledger, LedgerReader
 from ledger.witnessing import WitnessClient, WitnessEndpoint
 from vitaltrail.services import EmbeddedServer, http_server
 from vitaltrail.settings import Settings
+from vitaltrail.web_auth import web_auth
 
 
 @dataclass
@@ -148,4 +149,5 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
         read_threads=settings.api_read_threads,
         max_pending_reads=settings.api_max_pending_reads,
         read_nice=settings.api_read_nice,
+        auth=web_auth(settings),
     )
