@@ -24,7 +24,7 @@ from typing import Annotated
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from access.errors import Refusals, SignInError
@@ -133,14 +133,11 @@ def render(
 
 
 @router.get("/sign-in", include_in_schema=False)
-async def sign_in_page(
-    request: Request,
-    state: StateDep,
-    next_path: Annotated[str | None, Query(alias="next", max_length=MAX_NEXT_LENGTH)] = None,
-) -> HTMLResponse:
-    """The sign-in form; to someone signed in, who they are and a sign-out button."""
+async def sign_in_page(request: Request, state: StateDep) -> HTMLResponse:
+    """The sign-in form; to someone signed in, who they are and a sign-out button. ``?next=``
+    names where to go after (a path of this site; anything else is taken as ``/``)."""
     session = session_of(request)
-    target = safe_next(next_path)
+    target = safe_next(request.query_params.get("next"))
     if session is not None:
         user = state.sessions.users.get(session.user)
         if user is not None:
