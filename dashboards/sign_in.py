@@ -103,7 +103,8 @@ def render(
     signed_in: tuple[Session, User] | None = None,
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    """The page: the form with a fresh sign-in token (and its cookie), or who is signed in."""
+    """The page: the form with a fresh sign-in token (and its cookie), or who is signed in
+    (the form is then hidden, but works: signing in again replaces the session)."""
     token = secrets.token_urlsafe(32)
     session, user = signed_in if signed_in else (None, None)
     policy = state.sessions.store.policy
@@ -127,8 +128,7 @@ def render(
         "idle": _duration(policy.idle_s),
     }
     response = HTMLResponse(PAGE.substitute(values), status_code=status, headers=headers)
-    if session is None:
-        set_cookie(response, request, cookie_names(request).sign_in, token)
+    set_cookie(response, request, cookie_names(request).sign_in, token)  # the hidden form too
     return response
 
 

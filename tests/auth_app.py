@@ -81,7 +81,9 @@ def auth_app(
     )
     app = create_app(replace(data_sources(settings), auth=auth))
 
-    @app.api_route(PROBE, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    @app.api_route(
+        PROBE, methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+    )
     async def probe(request: Request) -> dict[str, Any]:
         principal = getattr(request.state, "session_principal", None)
         if principal is None:
