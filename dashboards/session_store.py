@@ -126,7 +126,7 @@ class SessionStore:
                     now,
                 ),
             )
-        log.info("opened session %s", session.public_id)
+        log.debug("opened session %s", session.public_id)
         return NewSession(secret, session)
 
     def get(self, secret: str) -> Session | None:

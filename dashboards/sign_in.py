@@ -101,7 +101,6 @@ def render(
     username: str = "",
     next_path: str = "/",
     signed_in: tuple[Session, User] | None = None,
-    headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     """The page: the form with a fresh sign-in token (and its cookie), or who is signed in
     (the form is then hidden, but works: signing in again replaces the session)."""
@@ -127,7 +126,7 @@ def render(
         "ends": "in " + _duration(session.expires_at - state.clock()) if session else "",
         "idle": _duration(policy.idle_s),
     }
-    response = HTMLResponse(PAGE.substitute(values), status_code=status, headers=headers)
+    response = HTMLResponse(PAGE.substitute(values), status_code=status)
     set_cookie(response, request, cookie_names(request).sign_in, token)  # the hidden form too
     return response
 
