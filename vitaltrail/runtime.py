@@ -136,7 +136,9 @@ def api_server(settings: Settings, runtime: IngestRuntime | None = None) -> Embe
     """The web app over the data directory, to serve on the running event loop; beside an
     ingestor it also serves the ingestor's metrics."""
     app = create_app(data_sources(settings, runtime.metrics if runtime else None))
-    return http_server(app, settings.http_host, settings.http_port)
+    return http_server(
+        app, settings.http_host, settings.http_port, trusted_proxies=settings.http_trusted_proxies
+    )
 
 
 def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> DataSources:
