@@ -8,8 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher, extract_parameters
+from argon2.exceptions import VerifyMismatchError
 from fastapi.testclient import TestClient
 
+from access.users import UserStore
 from tests.auth_app import (
     PASSWORD,
     AuthApp,
@@ -259,3 +262,19 @@ def test_a_signed_in_visitor_sees_who_they_are_and_can_sign_out(c: TestClient) -
     assert token
     assert c.post("/auth/sign-out", data={"csrf_token": token[1]}).status_code == 303
     assert c.get("/auth/session").status_code == 401
+
+
+def test_an_unknown_name_costs_a_real_argon2_check(tmp_path: Path) -> None:
+    """The store checks an unknown name's password against a hash of random bytes in its own
+    parameters (made without hashing, so opening the store is instant): a real verification,
+    as slow as a known name's, that nothing matches."""
+    hasher = PasswordHasher()
+    store = UserStore(tmp_path / "access.db", hasher=hasher)
+    dummy = store._dummy_hash
+    store.close()
+    assert extract_parameters(dummy) == extract_parameters(hasher.hash("any password at all"))
+    other = UserStore(tmp_path / "other.db", hasher=hasher)
+    assert dummy != other._dummy_hash  # a fresh salt each time
+    other.close()
+    with pytest.raises(VerifyMismatchError):  # a mismatch, not an unreadable hash
+        hasher.verify(dummy, "not a password anyone has")
