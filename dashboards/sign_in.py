@@ -141,6 +141,10 @@ async def sign_in_page(request: Request, state: StateDep) -> HTMLResponse:
         user = state.sessions.users.get(session.user)
         if user is not None:
             return render(request, state, next_path=target, signed_in=(session, user))
+    if "signed-out" in request.query_params:
+        return render(
+            request, state, next_path=target, notice="You have signed out.", notice_kind="info"
+        )
     return render(request, state, next_path=target)
 
 
@@ -234,7 +238,7 @@ async def sign_out(request: Request, state: StateDep) -> Response:
     if session is not None and secret:
         await anyio.to_thread.run_sync(state.sessions.store.revoke, secret)
         log.info("session %s signed out", session.public_id)
-    response = RedirectResponse("/sign-in", status_code=303)
+    response = RedirectResponse("/sign-in?signed-out", status_code=303)
     delete_cookie(response, request, names.session)
     response.headers["clear-site-data"] = '"cache", "storage"'
     return response

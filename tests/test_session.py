@@ -150,7 +150,8 @@ def test_sign_out_ends_the_session_on_the_server(c: TestClient, app: AuthApp) ->
     assert principal(c) is not None
     out = c.post("/auth/sign-out", headers={"x-csrf-token": csrf_token(c)})
     assert out.status_code == 303
-    assert out.headers["location"] == "/sign-in"
+    assert out.headers["location"] == "/sign-in?signed-out"
+    assert "You have signed out." in c.get(out.headers["location"]).text
     assert "Max-Age=0" in out.headers["set-cookie"]
     assert '"cache"' in out.headers["clear-site-data"]
     assert "vitaltrail-session" not in c.cookies

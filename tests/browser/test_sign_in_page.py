@@ -74,8 +74,10 @@ def test_a_clinician_signs_in_on_the_page_and_lands_on_the_ward(
     expect(page.locator(".signed-in")).to_contain_text("nurse.ada")
     page.screenshot(path=str(tmp_path / "signed-in-1920.png"), full_page=True)
     page.get_by_role("button", name="Sign out").click()
-    page.wait_for_url(f"{url}/sign-in")
+    page.wait_for_url(f"{url}/sign-in?signed-out")
+    expect(page.get_by_role("alert")).to_have_text("You have signed out.")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.screenshot(path=str(tmp_path / "signed-out-1920.png"), full_page=True)
     assert page.request.get(f"{url}/auth/session").status == 401
     # the old cookie, replayed by hand, opens nothing: the session was revoked on the server
     replay = browser.new_context()
