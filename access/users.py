@@ -10,15 +10,17 @@ disabled account says so only to someone who knows its password.
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from access.errors import SignInError
@@ -77,7 +79,7 @@ class UserStore:
         self._hasher = hasher or PasswordHasher()
         self.policy = policy
         self._clock = clock
-        self._dummy_hash = self._hasher.hash("not a password anyone has")
+        self._dummy_hash = _unmatchable_hash(self._hasher)
 
     def add(self, name: str, role: Role, password: str, *, patient_id: str | None = None) -> User:
         """A new account; a patient account names the patient it is, no other account does."""
@@ -197,6 +199,22 @@ class UserStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _unmatchable_hash(hasher: PasswordHasher) -> str:
+    """An argon2 hash in the hasher's parameters of random bytes, which no password matches:
+    checking a password against it costs what checking a real one does (so an unknown name
+    takes as long as a known one) without spending a hash when the store opens (an API start
+    paid ~1 s for it on a loaded two-core machine)."""
+
+    def b64(n: int) -> str:
+        return base64.b64encode(secrets.token_bytes(n)).decode().rstrip("=")
+
+    kind = {Type.ID: "argon2id", Type.I: "argon2i", Type.D: "argon2d"}[hasher.type]
+    return (
+        f"${kind}$v=19$m={hasher.memory_cost},t={hasher.time_cost},p={hasher.parallelism}"
+        f"${b64(hasher.salt_len)}${b64(hasher.hash_len)}"
+    )
 
 
 def _check_password(password: str) -> None:

@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from dashboards.api import router
+from dashboards.auth_routes import WebAuth, add_auth
 from dashboards.docs_page import add_offline_docs
 from dashboards.reads import Readers, ReadMetrics, ReadPool
 from devices.registry import DeviceRegistry
@@ -33,6 +34,7 @@ class DataSources:
     read_threads: int = 2  # threads running the API's reads, each with its own connections
     max_pending_reads: int = 64  # reads running or queued; past this, 503
     read_nice: int = 10  # the read threads' niceness above the process's (Linux); 0: none
+    auth: WebAuth | None = None  # sign-in and the embedded issuer's endpoints; None: neither
 
     def open_readers(self) -> Readers:
         """One reader thread's own connections (all or none)."""
@@ -78,6 +80,7 @@ def create_app(sources: DataSources) -> FastAPI:
     static = Path(__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     add_offline_docs(app)
+    add_auth(app, sources)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

@@ -25,8 +25,9 @@ from ledger.keyfile import load_or_create_signer
 from ledger.ledger import Ledger
 from tests.access_helpers import DAY, NOW, PATIENT_KEY, app_read, signed_grant, user_read
 from vitaltrail import cli
-from vitaltrail.access_commands import current_roles, embedded_issuer_config, print_compliance
+from vitaltrail.access_commands import current_roles, print_compliance
 from vitaltrail.settings import Settings
+from vitaltrail.web_auth import issuer_config
 
 PASSWORD = "correct horse battery"
 
@@ -214,7 +215,7 @@ def test_token_prints_a_bearer_token_the_api_accepts_and_logs_none(
     assert out == token + "\n", "the token alone on stdout, for $(vitaltrail token ...)"
     assert token not in caplog.text
     assert token not in err
-    config = embedded_issuer_config(Settings(data_dir=data))
+    config = issuer_config(Settings(data_dir=data))
     issuer = Issuer.open(data, config)
     verifier = TokenVerifier(config.audience, [issuer.trusted_issuer()])
     principal = verifier.verify(token)

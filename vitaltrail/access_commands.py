@@ -19,20 +19,14 @@ from typing import cast
 
 from access.apps import AppStore
 from access.compliance import ComplianceReport, RoleLookup, UserRole, check_compliance
-from access.issuer import Issuer, IssuerConfig
+from access.issuer import Issuer
 from access.users import Role, UserStore
 from vitaltrail.settings import Settings
+from vitaltrail.web_auth import issuer_config
 
 # The patients a clinician's care team or ward holds at a time (user id, time ms); None when
 # unknown (the compliance check then does not judge that clinician's reads by care team).
 CareTeamLookup = Callable[[str, int], frozenset[str] | None]
-
-
-def embedded_issuer_config(settings: Settings) -> IssuerConfig:
-    """What the embedded issuer puts in ``iss`` and ``aud``: the web app's own address.
-    The API must trust the same values (the lead aligns this with the web app's wiring)."""
-    base = f"http://{settings.http_host}:{settings.http_port}"
-    return IssuerConfig(issuer=base, audience=f"{base}/api", token_endpoint=f"{base}/oauth/token")
 
 
 def _error(message: str) -> int:
@@ -105,7 +99,7 @@ def run_apps(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_token(settings: Settings, args: argparse.Namespace) -> int:
     """Print a bearer token for a user, alone on stdout (``$(vitaltrail token --user ...)``)."""
-    issuer = Issuer.open(settings.data_dir, embedded_issuer_config(settings))
+    issuer = Issuer.open(settings.data_dir, issuer_config(settings))
     try:
         user = issuer.users.get(args.user)
         if user is None:

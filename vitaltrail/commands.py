@@ -57,7 +57,12 @@ async def run_serve(settings: Settings) -> int:
         )
         return 2
     stop = stop_on_signals()
-    server = http_server(create_app(data_sources(settings)), settings.http_host, settings.http_port)
+    server = http_server(
+        create_app(data_sources(settings)),
+        settings.http_host,
+        settings.http_port,
+        trusted_proxies=settings.http_trusted_proxies,
+    )
     print(f"dashboard: http://{settings.http_host}:{settings.http_port}/")
     task = asyncio.create_task(server.serve())
     await stop.wait()

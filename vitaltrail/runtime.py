@@ -25,6 +25,7 @@ from ledger.ledger import Ledger, LedgerReader
 from ledger.witnessing import WitnessClient, WitnessEndpoint
 from vitaltrail.services import EmbeddedServer, http_server
 from vitaltrail.settings import Settings
+from vitaltrail.web_auth import web_auth
 
 
 @dataclass
@@ -139,7 +140,9 @@ def api_server(settings: Settings, runtime: IngestRuntime | None = None) -> Embe
     """The web app over the data directory, to serve on the running event loop; beside an
     ingestor it also serves the ingestor's metrics."""
     app = create_app(data_sources(settings, runtime.metrics if runtime else None))
-    return http_server(app, settings.http_host, settings.http_port)
+    return http_server(
+        app, settings.http_host, settings.http_port, trusted_proxies=settings.http_trusted_proxies
+    )
 
 
 def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> DataSources:
@@ -152,4 +155,5 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
         read_threads=settings.api_read_threads,
         max_pending_reads=settings.api_max_pending_reads,
         read_nice=settings.api_read_nice,
+        auth=web_auth(settings),
     )

@@ -19,8 +19,25 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
-def http_server(app: FastAPI, host: str, port: int) -> EmbeddedServer:
-    return EmbeddedServer(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+def http_server(
+    app: FastAPI, host: str, port: int, *, trusted_proxies: str = "127.0.0.1"
+) -> EmbeddedServer:
+    """uvicorn serving ``app``, with no ``server`` banner (it tells an attacker which
+    version to look up). ``X-Forwarded-Proto``/``-For`` are believed from ``trusted_proxies``
+    only (given here, so uvicorn's FORWARDED_ALLOW_IPS environment variable cannot widen it):
+    that is how a request that reached a TLS proxy counts as https (HSTS, Secure cookies) and
+    how the sign-in limit sees the client's own address."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        server_header=False,
+        date_header=True,  # RFC 9110 §6.6.1: an origin server with a clock sends Date
+        proxy_headers=True,
+        forwarded_allow_ips=trusted_proxies,
+    )
+    return EmbeddedServer(config)
 
 
 def stop_on_signals() -> asyncio.Event:

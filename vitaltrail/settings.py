@@ -58,6 +58,16 @@ class Settings(BaseSettings):
     api_read_threads: int = 2
     api_max_pending_reads: int = 64
     api_read_nice: int = 10  # the read threads yield the CPU to ingest (Linux); 0: they do not
+    # Sign-in and the embedded issuer's endpoints (dashboards/auth_routes.py). public_url is
+    # where browsers and apps reach this API (the issuer's iss, its token endpoint's aud);
+    # unset: http://<http_host>:<http_port>. Proxies whose X-Forwarded-Proto/-For are believed
+    # (uvicorn's forwarded_allow_ips): only they can say a request came over TLS.
+    public_url: str | None = None
+    http_trusted_proxies: str = "127.0.0.1"
+    session_ttl_s: float = 43_200.0  # a browser session ends 12 h after sign-in, however used
+    session_idle_s: float = 1_800.0  # ... or after 30 min without a request
+    sign_in_attempts_per_address: int = 10  # sign-in attempts one client address may make
+    sign_in_address_window_s: float = 300.0  # ... within this many seconds (then 429)
 
     # The quarantine's budget: of each refused message at most this many bytes are kept
     # (its length and SHA-256 always), at most this many MiB of records (the oldest go
@@ -133,6 +143,16 @@ class Settings(BaseSettings):
         """Consents, patient keys and access events, durable before data leaves; the ingestor
         copies them into the ledger (access/journal.py)."""
         return self.access_journal_file or self.data_dir / JOURNAL_FILE
+
+    @property
+    def sessions_path(self) -> Path:
+        """Browser sessions (dashboards/session_store.py): revoked at sign-out, expiring."""
+        return self.data_dir / "sessions.db"
+
+    @property
+    def base_url(self) -> str:
+        """Where this API is reached from outside, without a trailing slash."""
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
 
     @property
     def simulator_dir(self) -> Path:
