@@ -420,6 +420,7 @@ def parser() -> argparse.ArgumentParser:
         sub, "token", "print a bearer token for a user, for scripts and curl (never logged)"
     )
     token.add_argument("--user", required=True, help="the user name it is issued to")
+    http_flags(token)  # the API's address names the issuer and audience (or $VITALTRAIL_PUBLIC_URL)
     token.add_argument(
         "--scope",
         action="append",

@@ -73,6 +73,7 @@ def print_sign_in(
     print("  a bearer token for scripts and curl:")
     print(
         f"    {command_name()} token --data-dir {shlex.quote(str(data_dir))}"
+        f" --http-host {settings.http_host} --http-port {settings.http_port}"
         f" --user {accounts.clinician}"
     )
 
