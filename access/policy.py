@@ -23,7 +23,8 @@ Data classes: ``vital-signs``, ``readings`` and ``proofs`` are what a route serv
 consent must cover, and what the trail records, are the consent data classes of what the
 response holds (``vital-signs`` for the FHIR vital signs, a LOINC code for anything else, such
 as glucose), so the trail's own re-check (access.trail) and the auditor (access.compliance)
-judge an app's permit by exactly the grants it relied on.
+judge an app's permit by exactly the grants it relied on. ``access-log`` (who read a patient's
+data, as AuditEvents) is granted by no consent: only the patient reads it.
 """
 
 from __future__ import annotations
@@ -40,14 +41,15 @@ from access.scopes import Context, Interaction
 from access.tokens import Principal
 from access.trail import BREAK_GLASS, DENY, PERMIT, READ, SEARCH, Access, Agent
 
-DataClass = Literal["vital-signs", "readings", "proofs"]
-READINGS, PROOFS = "readings", "proofs"
-DATA_CLASSES: tuple[DataClass, ...] = ("vital-signs", "readings", "proofs")
+DataClass = Literal["vital-signs", "readings", "proofs", "access-log"]
+READINGS, PROOFS, ACCESS_LOG = "readings", "proofs", "access-log"
+DATA_CLASSES: tuple[DataClass, ...] = ("vital-signs", "readings", "proofs", "access-log")
 # The FHIR resource type each data class is served as, for the scope check.
 RESOURCE: Mapping[str, str] = {
     VITAL_SIGNS: "Observation",
     READINGS: "Observation",
     PROOFS: "Provenance",
+    ACCESS_LOG: "AuditEvent",  # who read the patient's data: no consent grants it to an app
 }
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"
 
@@ -111,6 +113,8 @@ class AccessRequest:
 
     def consent_classes(self) -> tuple[str, ...]:
         """What a consent must cover for this response, and what the trail records."""
+        if self.data_class == ACCESS_LOG:
+            return (ACCESS_LOG,)
         if not self.codes:
             return (VITAL_SIGNS,)
         return tuple(sorted({VITAL_SIGNS if c in VITAL_SIGN_CODES else c for c in self.codes}))
@@ -194,6 +198,10 @@ class Policy:
         self._consent = consent  # ConsentStore.in_force
         self._patient_of_user = patient_of_user  # a patient account's own id, if the token lacks it
         self.rules = rules
+
+    def patient_of(self, user: str) -> str | None:
+        """The patient a user account is, when the user directory knows it."""
+        return self._patient_of_user(user)
 
     def rule_for(self, principal: Principal) -> Rule | None:
         roles = {APP} if principal.kind == "app" else principal.roles
