@@ -102,9 +102,7 @@ class Tokens:
         body.update(changes)
         return {k: v for k, v in body.items() if v is not None}
 
-    def sign(
-        self, claims: Mapping[str, Any], key: Key | None = None, **header: Any
-    ) -> str:
+    def sign(self, claims: Mapping[str, Any], key: Key | None = None, **header: Any) -> str:
         return jws.serialize_compact(
             {"alg": "ES256", "typ": "at+jwt", "kid": self.key.kid, **header},
             json.dumps(dict(claims)),
@@ -116,7 +114,9 @@ class Tokens:
         self.issuer.close()
 
 
-def assign(settings: Settings, team: str, clinicians: Iterable[str], patients: Iterable[str]) -> None:
+def assign(
+    settings: Settings, team: str, clinicians: Iterable[str], patients: Iterable[str]
+) -> None:
     """A care team, as an admin assigns it."""
     teams = CareTeamStore(settings.access_db_path)
     teams.create(team)

@@ -24,7 +24,6 @@ from tests.populated import populate
 from tests.stack import now_ms, signed
 from vitaltrail.runtime import build_ingest, data_sources
 
-
 WARD = ("patient-0", "patient-1", "patient-2", "patient-9")  # patient-9: no device, no data
 
 
