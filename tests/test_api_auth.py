@@ -23,7 +23,6 @@ from tests.populated import populate
 from vitaltrail.runtime import data_sources
 from vitaltrail.settings import Settings
 
-
 AUDIENCE = "https://vitaltrail.test/api"  # RFC 8707: a resource indicator is an absolute URI
 
 
