@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Path, Request
-from fastapi.security import HTTPBearer
 from prometheus_client import CollectorRegistry, Counter
 
 from access.care_teams import CareTeamStore
@@ -58,12 +57,6 @@ LOINC_PATH = r"^[0-9]{1,7}-[0-9]$"
 MAX_INDEX = 2**62
 
 PatientId = Annotated[str, Path(pattern=ID_PATTERN)]
-
-bearer = HTTPBearer(
-    auto_error=False,
-    scheme_name="bearer",
-    description="An RFC 9068 access token from the embedded issuer or the configured one.",
-)
 
 
 @dataclass

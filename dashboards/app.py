@@ -18,7 +18,7 @@ from dashboards.access_log import router as access_log_router
 from dashboards.api import router
 from dashboards.docs_page import add_offline_docs
 from dashboards.reads import Readers, ReadMetrics, ReadPool
-from dashboards.route_rules import Public, access, declare_path
+from dashboards.route_rules import Public, access, declare_path, document_rules
 from devices.registry import DeviceRegistry
 from ingest.store import TimeSeriesStore
 from ledger.ledger import LedgerReader
@@ -89,6 +89,7 @@ def create_app(sources: DataSources) -> FastAPI:
     add_offline_docs(app)
     for path in ("/static", "/docs", app.openapi_url or "/openapi.json"):
         declare_path(app, path, Public())  # assets and the API's description: no patient data
+    document_rules(app)
 
     @app.get("/", include_in_schema=False)
     @access(Public())

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import FastAPI
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute
 
 from access.policy import DataClass
 
@@ -119,5 +119,46 @@ def undeclared(app: FastAPI) -> list[str]:
     ]
 
 
-def is_mount(route: BaseRoute) -> bool:
-    return isinstance(route, Mount)
+def describe(rule: AccessRule) -> str:
+    """The rule in words, as the OpenAPI document shows it."""
+    if isinstance(rule, Authenticated):
+        return "a valid token" + (f" with {', '.join(rule.scopes)}" if rule.scopes else "")
+    if isinstance(rule, Admin):
+        return "an administrator" + (" (or the metrics scrape token)" if rule.scrape_token else "")
+    if isinstance(rule, PatientData):
+        return f"patient data ({rule.data_class}): decided by the access policy and recorded"
+    return "public"
+
+
+BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "JWT",
+    "description": "An RFC 9068 access token of the embedded issuer or the configured one",
+}
+
+
+def document_rules(app: FastAPI) -> None:
+    """Say in the OpenAPI document which operations need a bearer token, and their rule, so
+    a client (or a schema-driven tester) knows to send one."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        components = schema.setdefault("components", {})
+        if "bearer" in components.get("securitySchemes", {}):
+            return schema  # this generation is documented already
+        components.setdefault("securitySchemes", {})["bearer"] = BEARER
+        for route in every_route(app.routes):
+            rule = rule_of(route, app)
+            operations = schema.get("paths", {}).get(getattr(route, "path_format", ""), {})
+            for method in getattr(route, "methods", None) or ():
+                operation = operations.get(method.lower())
+                if operation is None or rule is None:
+                    continue
+                operation["x-vitaltrail-access"] = describe(rule)
+                if not isinstance(rule, Public):
+                    operation["security"] = [{"bearer": []}]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

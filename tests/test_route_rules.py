@@ -117,3 +117,17 @@ def test_a_route_added_without_a_rule_is_refused_at_run_time(settings: Settings)
         assert refused.status_code == 403
         assert "declares no access rule" in refused.text
         assert client.get("/remembered").json() == {"status": "fine"}
+
+
+def test_the_openapi_document_says_which_operations_need_a_token(app: FastAPI) -> None:
+    with TestClient(app) as client:
+        schema = client.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    vitals = schema["paths"]["/api/v1/patients/{patient_id}/vitals"]["get"]
+    assert vitals["security"] == [{"bearer": []}]
+    assert vitals["x-vitaltrail-access"].startswith("patient data (vital-signs)")
+    headers = {p["name"] for p in vitals["parameters"] if p["in"] == "header"}
+    assert headers == {"X-Break-Glass-Reason", "X-Purpose-Of-Use"}
+    checkpoint = schema["paths"]["/api/v1/checkpoint"]["get"]
+    assert "security" not in checkpoint
+    assert checkpoint["x-vitaltrail-access"] == "public"
