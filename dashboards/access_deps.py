@@ -37,6 +37,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from access.care_teams import CareTeamStore
 from access.errors import AccessRecordError, ConsentRefused, TokenError
+from access.fields import is_patient_id
 from access.journal import Journal
 from access.policy import INSUFFICIENT_SCOPE, AccessRequest, Decision, Policy
 from access.scopes import Scope
@@ -46,6 +47,7 @@ from access.users import UserStore
 from dashboards.bundles import NoSuchReading, recorded_reading
 from dashboards.reads import Readers, ReadPool
 from dashboards.route_rules import Admin, Authenticated, PatientData, Public, rule_of
+from ingest.store import LatestVital
 
 log = logging.getLogger("vitaltrail.api.access")
 
@@ -316,17 +318,27 @@ async def reading_patient(
     return await decide(request, principal, asked)
 
 
-async def visible_patients(
-    request: Request, principal: Caller, purpose: Purpose = None
-) -> Decision:
-    """The gate of a ward listing: of the patients there are (those with a registered
-    device), the ones the caller may see; permitted with none visible is a 200 of nothing."""
+@dataclass(frozen=True)
+class Listing:
+    """A ward listing's decision, and the latest values it permits (nothing else was read
+    out: the rows of patients the caller may not see are dropped before the handler)."""
+
+    decision: Decision
+    latest: list[LatestVital]
+
+
+async def visible_patients(request: Request, principal: Caller, purpose: Purpose = None) -> Listing:
+    """The gate of a ward listing: of the patients with values in the store, those the caller
+    may see; with none visible it is a 200 of nothing (recorded as ``none-visible``)."""
     rule = _data_class(request)
-    candidates = await _pool(request).run(
-        lambda r: tuple(sorted({d.patient_id for d in r.registry.all()}))
-    )
+    latest = await _pool(request).run(lambda r: r.store.latest())
+    candidates = tuple(sorted({v.patient_id for v in latest if is_patient_id(v.patient_id)}))
     asked = AccessRequest(rule.data_class, None, candidates, (), purpose)
-    return await decide(request, principal, asked)
+    decision = await decide(request, principal, asked)
+    shown = set(decision.patients) if decision.permit else set()
+    return Listing(
+        decision, [v for v in latest if v.patient_id in shown and decision.shows(v.code)]
+    )
 
 
 async def own_record(request: Request, principal: Caller, purpose: Purpose = None) -> Decision:
@@ -343,6 +355,6 @@ async def own_record(request: Request, principal: Caller, purpose: Purpose = Non
 PathPatient = Annotated[Decision, Depends(path_patient)]
 PathPatientCode = Annotated[Decision, Depends(path_patient_code)]
 ReadingPatient = Annotated[Decision, Depends(reading_patient)]
-VisiblePatients = Annotated[Decision, Depends(visible_patients)]
+VisiblePatients = Annotated[Listing, Depends(visible_patients)]
 OwnRecord = Annotated[Decision, Depends(own_record)]
 GATES = (path_patient, path_patient_code, reading_patient, visible_patients, own_record)

@@ -89,15 +89,12 @@ def _vital(v: LatestVital) -> VitalValue:
 
 @router.get("/api/v1/patients", tags=["dashboard"])
 @access(PatientData("vital-signs"))
-async def patients(reads: ReadsDep, decision: VisiblePatients) -> list[PatientVitals]:
+async def patients(listing: VisiblePatients) -> list[PatientVitals]:
     """The patients the caller may see (their care teams', their own, or those who consented
     to the app), each with the latest value of each vital."""
-    visible = set(decision.patients) if decision.permit else set()
-    latest = await reads.run(lambda r: r.store.latest()) if visible else []
     grouped: dict[str, list[VitalValue]] = {}
-    for v in latest:
-        if v.patient_id in visible and decision.shows(v.code):
-            grouped.setdefault(v.patient_id, []).append(_vital(v))
+    for v in listing.latest:
+        grouped.setdefault(v.patient_id, []).append(_vital(v))
     return [PatientVitals(patient_id=p, vitals=vs) for p, vs in grouped.items()]
 
 
