@@ -180,11 +180,9 @@ def _is_scrape_token(request: Request) -> bool:
     token = _services(request).metrics_token
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
-    return (
-        bool(token)
-        and scheme.lower() == "bearer"
-        and hmac.compare_digest(value.strip(), token or "")
-    )
+    if not token or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(value.strip().encode("utf-8", "replace"), token.encode())
 
 
 def caller(request: Request) -> Principal:

@@ -107,6 +107,8 @@ def test_metrics_take_the_scrape_token(settings: Settings, tmp_path: Path) -> No
         assert ok.status_code == 200
         assert "vitaltrail_api_reads_pending" in ok.text
         assert c.get("/metrics", headers=bearer("a-wrong-token")).status_code == 401
+        latin = {b"Authorization": "Bearer caf\u00e9".encode("latin-1")}
+        assert c.get("/metrics", headers=latin).status_code == 401  # compared as bytes, no 500
         assert c.get("/metrics").status_code == 401
 
 
