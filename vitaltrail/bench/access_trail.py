@@ -29,7 +29,7 @@ from dashboards.app import create_app
 from vitaltrail.bench.api_load import clinician_headers, fill_history
 from vitaltrail.bench.ingest import _SPAWN, command_line, machine, percentile
 from vitaltrail.mosquitto import free_port, wait_for_port
-from vitaltrail.runtime import data_sources
+from vitaltrail.runtime import build_ingest, data_sources
 from vitaltrail.services import http_server
 from vitaltrail.settings import Settings
 
@@ -152,7 +152,7 @@ def run_bench_access_trail(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="vitaltrail-bench-") as tmp:
         work = Path(tmp)
         settings = Settings(data_dir=work / "data", check_workers=0)
-        settings.data_dir.mkdir(parents=True)
+        build_ingest(settings).close()  # an empty ledger, registry and store to serve from
         samples = fill_history(
             settings.store_path, args.patients, args.hours, int(time.time() * 1000)
         )
