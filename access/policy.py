@@ -234,12 +234,13 @@ class Policy:
         if only is None and (rule.basis == "self" or contexts == ("patient",)):
             return deny(NO_PATIENT_CONTEXT, rule.role, purposes)
         grantee = Grantee("app", principal.client_id)
+        team = self._care_team(principal.subject) if rule.basis == "care-team" else frozenset()
 
         def allowed(patient: str) -> tuple[bool, tuple[tuple[str, int], ...]]:
             if only is not None and patient != only:
                 return False, ()
             if rule.basis == "care-team":
-                return patient in self._care_team(principal.subject), ()
+                return patient in team, ()
             if rule.basis == "self":
                 return True, ()
             grants = [self._consent(patient, grantee, d, purpose, now_ms) for d in data]
