@@ -29,6 +29,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -219,30 +220,37 @@ def _data_class(request: Request) -> PatientData:
     return rule
 
 
-async def decide(request: Request, principal: Principal, asked: AccessRequest) -> Decision:
+async def decide(
+    request: Request,
+    principal: Principal,
+    asked: AccessRequest | Callable[[Readers], AccessRequest],
+) -> Decision:
     """Decide, record the decision durably, and only then return a permit (403 on a refusal,
-    503 if the trail cannot record: nothing is served without a record)."""
+    503 if the trail cannot record: nothing is served without a record). ``asked`` may be a
+    function of a reader thread's connections (resolving the patients), run in the same
+    trip to the read pool as the decision and its commit."""
     services = _services(request)
     route = request.scope.get("route")
     template = f"{request.method} {getattr(route, 'path', request.url.path)}"
     request_id = request.headers.get("x-request-id")
 
-    def decide_and_record(_: Readers) -> Decision:
+    def decide_and_record(r: Readers) -> tuple[AccessRequest, Decision]:
+        request_ = asked(r) if callable(asked) else asked
         for attempt in (1, 2):
             now = int(time.time() * 1000)
-            decision = services.policy.decide(principal, asked, now)
+            decision = services.policy.decide(principal, request_, now)
             try:
                 services.trail.record(decision.access(principal, now, template, request_id))
             except ConsentRefused:  # a consent withdrawn between decision and record
                 if attempt == 2:
                     raise
                 continue
-            return decision
+            return request_, decision
         raise AssertionError("unreachable")
 
     metrics = _metrics(request)
     try:
-        decision = await _pool(request).run(decide_and_record)
+        decided, decision = await _pool(request).run(decide_and_record)
     except AccessRecordError as exc:
         metrics.trail_unavailable.inc()
         log.error("the access trail did not record a decision: %s", type(exc).__name__)
@@ -251,7 +259,7 @@ async def decide(request: Request, principal: Principal, asked: AccessRequest) -
             headers={"Retry-After": "1"},
         ) from None  # fmt: skip
     metrics.decisions.labels(outcome=decision.outcome, reason=decision.reason).inc()
-    if decision.permit or (asked.patients is None and decision.reason == "none-visible"):
+    if decision.permit or (decided.patients is None and decision.reason == "none-visible"):
         return decision
     headers = None
     if decision.reason == INSUFFICIENT_SCOPE:
@@ -302,18 +310,17 @@ async def reading_patient(
     first, then decided on like any other (404 before any decision if there is no reading)."""
     rule = _data_class(request)
 
-    def resolve(r: Readers) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def resolve(r: Readers) -> AccessRequest:
         recorded = recorded_reading(r.ledger, index)
         device = r.registry.get(recorded.reading.device_id)
         patients = (device.patient_id,) if device is not None else ()
-        return patients, tuple(sorted({s.code for s in recorded.reading.samples}))
+        codes = tuple(sorted({s.code for s in recorded.reading.samples}))
+        return AccessRequest(rule.data_class, patients, (), codes, purpose, break_glass)
 
     try:
-        patients, codes = await _pool(request).run(resolve)
+        return await decide(request, principal, resolve)
     except NoSuchReading as exc:
         raise HTTPException(404, str(exc)) from exc
-    asked = AccessRequest(rule.data_class, patients, (), codes, purpose, break_glass)
-    return await decide(request, principal, asked)
 
 
 @dataclass(frozen=True)
@@ -329,10 +336,14 @@ async def visible_patients(request: Request, principal: Caller, purpose: Purpose
     """The gate of a ward listing: of the patients with values in the store, those the caller
     may see; with none visible it is a 200 of nothing (recorded as ``none-visible``)."""
     rule = _data_class(request)
-    latest = await _pool(request).run(lambda r: r.store.latest())
-    candidates = tuple(sorted({v.patient_id for v in latest if is_patient_id(v.patient_id)}))
-    asked = AccessRequest(rule.data_class, None, candidates, (), purpose)
-    decision = await decide(request, principal, asked)
+    latest: list[LatestVital] = []
+
+    def candidates(r: Readers) -> AccessRequest:
+        latest.extend(r.store.latest())
+        there = sorted({v.patient_id for v in latest if is_patient_id(v.patient_id)})
+        return AccessRequest(rule.data_class, None, tuple(there), (), purpose)
+
+    decision = await decide(request, principal, candidates)
     shown = set(decision.patients) if decision.permit else set()
     return Listing(
         decision, [v for v in latest if v.patient_id in shown and decision.shows(v.code)]
