@@ -1,5 +1,9 @@
 """The telemedicine and dashboard API. Routes are thin: they read, shape, and return.
 
+Each route declares its access rule (``dashboards.route_rules``); a patient-data route takes a
+gate (``dashboards.access_deps``) whose decision is recorded in the access trail before the
+handler runs, and serves only what that decision permits.
+
 Every read of the ledger, the store or the registry runs on the app's
 :class:`~dashboards.reads.ReadPool` (threads with their own connections), never on the event
 loop, which an ingestor may share. Every number a request carries has explicit bounds, so a
@@ -16,6 +20,12 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import generate_latest
 
+from dashboards.access_deps import (
+    PathPatient,
+    PathPatientCode,
+    ReadingPatient,
+    VisiblePatients,
+)
 from dashboards.bundles import (
     NoSuchReading,
     NotSealed,
@@ -24,6 +34,7 @@ from dashboards.bundles import (
     recorded_reading,
 )
 from dashboards.reads import Readers, ReadPool
+from dashboards.route_rules import Admin, Authenticated, PatientData, Public, access
 from dashboards.schemas import (
     BlockOut,
     ConsistencyProofOut,
@@ -77,29 +88,37 @@ def _vital(v: LatestVital) -> VitalValue:
 
 
 @router.get("/api/v1/patients", tags=["dashboard"])
-async def patients(reads: ReadsDep) -> list[PatientVitals]:
-    """Every patient with the latest value of each vital."""
-    latest = await reads.run(lambda r: r.store.latest())
+@access(PatientData("vital-signs"))
+async def patients(listing: VisiblePatients) -> list[PatientVitals]:
+    """The patients the caller may see (their care teams', their own, or those who consented
+    to the app), each with the latest value of each vital."""
     grouped: dict[str, list[VitalValue]] = {}
-    for v in latest:
+    for v in listing.latest:
         grouped.setdefault(v.patient_id, []).append(_vital(v))
     return [PatientVitals(patient_id=p, vitals=vs) for p, vs in grouped.items()]
 
 
 @router.get("/api/v1/patients/{patient_id}/vitals", tags=["telemedicine"])
-async def latest_vitals(patient_id: PatientId, reads: ReadsDep) -> PatientVitals:
+@access(PatientData("vital-signs"))
+async def latest_vitals(
+    patient_id: PatientId, reads: ReadsDep, decision: PathPatient
+) -> PatientVitals:
     """A patient's latest vitals."""
-    vitals = await reads.run(lambda r: r.store.latest(patient_id))
+    vitals = [
+        v for v in await reads.run(lambda r: r.store.latest(patient_id)) if decision.shows(v.code)
+    ]
     if not vitals:
         raise HTTPException(404, f"no readings for patient {patient_id}")
     return PatientVitals(patient_id=patient_id, vitals=[_vital(v) for v in vitals])
 
 
 @router.get("/api/v1/patients/{patient_id}/vitals/{code}", tags=["telemedicine"])
+@access(PatientData("vital-signs"))
 async def vital_series(
     patient_id: PatientId,
     code: Annotated[str, Path(pattern=r"^[0-9]{1,7}-[0-9]$", description="LOINC code")],
     reads: ReadsDep,
+    decision: PathPatientCode,
     start_ms: TimeMs = None,
     end_ms: TimeMs = None,
     bucket_s: Annotated[float, Query(gt=0, le=MAX_BUCKET_S)] = 60,
@@ -152,7 +171,8 @@ def _reading(r: Readers, index: int) -> ReadingOut:
 
 
 @router.get("/api/v1/readings/{index}", tags=["telemedicine"])
-async def reading(index: EntryIndex, reads: ReadsDep) -> ReadingOut:
+@access(PatientData("readings"))
+async def reading(index: EntryIndex, reads: ReadsDep, decision: ReadingPatient) -> ReadingOut:
     """A reading by id (its ledger index), decoded from the signed message the device sent."""
     return await reads.run(lambda r: _reading(r, index))
 
@@ -174,7 +194,10 @@ def _proof_bundle(r: Readers, index: int, cosignatures: int) -> str:
         409: {"description": "not sealed in a block yet"},
     },
 )
-async def proof_bundle(index: EntryIndex, reads: ReadsDep, request: Request) -> Response:
+@access(PatientData("proofs"))
+async def proof_bundle(
+    index: EntryIndex, reads: ReadsDep, request: Request, decision: ReadingPatient
+) -> Response:
     """The offline proof bundle of a reading: check it with ``vitaltrail verify``.
 
     It proves the reading against the latest block that carries the configured number of
@@ -193,6 +216,7 @@ def _checkpoint(r: Readers) -> str:
 
 
 @router.get("/api/v1/checkpoint", tags=["telemedicine"], response_class=PlainTextResponse)
+@access(Public())
 async def checkpoint(reads: ReadsDep) -> str:
     """The latest signed checkpoint (a C2SP signed note, with any witness cosignatures)."""
     return await reads.run(_checkpoint)
@@ -212,6 +236,7 @@ def _block(r: Readers, height: int) -> BlockOut:
 
 
 @router.get("/api/v1/blocks/{height}", tags=["audit"])
+@access(Authenticated())
 async def block(
     height: Annotated[int, Path(ge=0, le=MAX_INDEX, description="a block height")],
     reads: ReadsDep,
@@ -227,6 +252,7 @@ def _consistency(r: Readers, old: int, new: int) -> list[bytes]:
 
 
 @router.get("/api/v1/consistency", tags=["audit"])
+@access(Authenticated())
 async def consistency(old: TreeSize, new: TreeSize, reads: ReadsDep) -> ConsistencyProofOut:
     """Proof that the tree of size ``new`` extends the tree of size ``old`` (RFC 9162 2.1.4)."""
     if old > new:
@@ -248,11 +274,13 @@ def _ledger_status(r: Readers) -> LedgerStatus:
 
 
 @router.get("/api/v1/ledger", tags=["telemedicine"])
+@access(Authenticated())
 async def ledger_status(reads: ReadsDep) -> LedgerStatus:
     return await reads.run(_ledger_status)
 
 
 @router.get("/metrics", include_in_schema=False)
+@access(Admin(scrape_token=True))
 async def metrics(request: Request) -> Response:
     """The ingestor's metrics (when it shares this process) and the API's own."""
     body = b"".join(generate_latest(registry) for registry in request.app.state.metrics)
@@ -260,5 +288,6 @@ async def metrics(request: Request) -> Response:
 
 
 @router.get("/healthz", include_in_schema=False)
+@access(Public())
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}

@@ -8,15 +8,18 @@ from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
+from dashboards.access_deps import AccessMetrics, AccessServices, enforce
+from dashboards.access_log import router as access_log_router
 from dashboards.api import router
 from dashboards.auth_routes import WebAuth, add_auth
 from dashboards.docs_page import add_offline_docs
 from dashboards.reads import Readers, ReadMetrics, ReadPool
+from dashboards.route_rules import Public, access, declare_path, document_rules
 from devices.registry import DeviceRegistry
 from ingest.store import TimeSeriesStore
 from ledger.ledger import LedgerReader
@@ -29,6 +32,7 @@ class DataSources:
     ledger: Callable[[], LedgerReader]
     store: Callable[[], TimeSeriesStore]
     registry: Callable[[], DeviceRegistry]
+    access: AccessServices  # token check, policy, trail: closed with the app
     metrics: CollectorRegistry | None = None
     proof_cosignatures: int = 0  # witness cosignatures a served proof bundle carries, at least
     read_threads: int = 2  # threads running the API's reads, each with its own connections
@@ -60,6 +64,8 @@ def create_app(sources: DataSources) -> FastAPI:
             nice=sources.read_nice,
         )
         app.state.reads = reads
+        app.state.access = sources.access
+        app.state.access_metrics = AccessMetrics(api_metrics)
         app.state.metrics = [r for r in (sources.metrics, api_metrics) if r is not None]
         app.state.proof_cosignatures = sources.proof_cosignatures
         try:
@@ -67,22 +73,29 @@ def create_app(sources: DataSources) -> FastAPI:
             yield
         finally:
             await asyncio.to_thread(reads.close)
+            sources.access.close()
 
     app = FastAPI(
         title="vitaltrail",
         version="0.1.0",
         summary="Signed vital-sign readings, sealed into a verifiable ledger.",
         lifespan=lifespan,
+        dependencies=[Depends(enforce)],  # every route's declared rule, deny by default
         docs_url=None,  # served from the package below, not from a CDN
         redoc_url=None,
     )
     app.include_router(router)
+    app.include_router(access_log_router)
     static = Path(__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     add_offline_docs(app)
+    for path in ("/static", "/docs", app.openapi_url or "/openapi.json"):
+        declare_path(app, path, Public())  # assets and the API's description: no patient data
+    document_rules(app)
     add_auth(app, sources)
 
     @app.get("/", include_in_schema=False)
+    @access(Public())
     async def index() -> FileResponse:
         return FileResponse(str(static / "index.html"))
 

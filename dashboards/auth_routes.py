@@ -36,6 +36,7 @@ from prometheus_client.registry import Collector
 from access.errors import Refusals, TokenRequestError
 from access.issuer import Issuer
 from dashboards.forms import FORM_TYPE, FormError, read_form
+from dashboards.route_rules import Public, declare_path
 from dashboards.security_headers import SecurityHeadersMiddleware
 from dashboards.session import SessionMiddleware, Sessions
 from dashboards.session_store import SessionPolicy, SessionStore
@@ -204,6 +205,8 @@ def add_auth(app: FastAPI, sources: AuthSources) -> None:
     if auth is None:
         return
     app.include_router(router)
+    for _, path in PUBLIC_ROUTES:  # sign-in and discovery: no patient data
+        declare_path(app, path, Public())
     inner = app.router.lifespan_context
 
     @asynccontextmanager

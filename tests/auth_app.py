@@ -22,6 +22,7 @@ from access.issuer import Issuer, IssuerConfig
 from access.users import Role, UserStore
 from dashboards.app import create_app
 from dashboards.auth_routes import TOKEN_PATH, WebAuth
+from dashboards.route_rules import Public, access
 from dashboards.session_store import SessionPolicy
 from dashboards.sign_in import SignInState
 from dashboards.sign_in_limit import AddressLimitPolicy
@@ -84,6 +85,7 @@ def auth_app(
     @app.api_route(
         PROBE, methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
     )
+    @access(Public())  # a test's window on the session middleware; carries no patient data
     async def probe(request: Request) -> dict[str, Any]:
         principal = getattr(request.state, "session_principal", None)
         if principal is None:

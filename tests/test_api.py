@@ -19,15 +19,20 @@ from ledger.checkpoint import Checkpoint
 from ledger.merkle import verify_consistency
 from ledger.note import NoteVerifier, open_note
 from ledger.verifier import verify_bundle
+from tests.api_access import Tokens, bearer, ward_headers
 from tests.populated import populate
 from tests.stack import now_ms, signed
 from vitaltrail.runtime import build_ingest, data_sources
 
+WARD = ("patient-0", "patient-1", "patient-2", "patient-9")  # patient-9: no device, no data
+
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[tuple[TestClient, Path]]:
+    """A clinician's client, with the three patients in their care team."""
     settings = populate(tmp_path / "data", patients=3, readings=5)
-    with TestClient(create_app(data_sources(settings))) as c:
+    headers = ward_headers(settings, WARD)
+    with TestClient(create_app(data_sources(settings)), headers=headers) as c:
         yield c, settings.ledger_key_path.with_suffix(".pub")
 
 
@@ -46,7 +51,8 @@ def test_latest_and_series_for_one_patient(client: tuple[TestClient, Path]) -> N
     assert len(latest["vitals"]) == 3
     series = c.get("/api/v1/patients/patient-1/vitals/8867-4", params={"bucket_s": 3600}).json()
     assert sum(p["count"] for p in series["points"]) == 5
-    assert c.get("/api/v1/patients/nobody/vitals").status_code == 404
+    assert c.get("/api/v1/patients/patient-9/vitals").status_code == 404  # theirs, no data
+    assert c.get("/api/v1/patients/nobody/vitals").status_code == 403  # not in the care team
 
 
 def test_a_reading_by_id_and_its_proof_bundle_verify(client: tuple[TestClient, Path]) -> None:
@@ -128,7 +134,8 @@ def test_a_reading_not_yet_sealed_has_no_proof_yet(tmp_path: Path) -> None:
         [InboundMessage(topic, signed("late-band", signer, 0), 0, 1, 0, 0)], now_ms()
     )
     runtime.close()  # appended, not sealed
-    with TestClient(create_app(data_sources(settings))) as c:
+    headers = ward_headers(settings, ["patient-0", "patient-9"])
+    with TestClient(create_app(data_sources(settings)), headers=headers) as c:
         assert c.get("/api/v1/readings/1/proof").status_code == 200  # after a registration
         assert c.get("/api/v1/readings/3").json()["sealed"] is False
         response = c.get("/api/v1/readings/3/proof")
@@ -143,8 +150,13 @@ def test_metrics_expose_every_rejection_reason(tmp_path: Path) -> None:
     settings = populate(tmp_path / "data", patients=1, readings=1)
     metrics = IngestMetrics()
     metrics.rejected.labels(reason=Reason.BAD_SIGNATURE.value).inc(3)
+    tokens = Tokens(settings)
     with TestClient(create_app(data_sources(settings, metrics))) as c:
-        text = c.get("/metrics").text
+        assert c.get("/metrics").status_code == 401  # not public
+        clinician = c.get("/metrics", headers=tokens.headers("dr-ada", "clinician"))
+        assert clinician.status_code == 403
+        text = c.get("/metrics", headers=tokens.headers("root", "admin")).text
+    tokens.close()
     assert 'vitaltrail_messages_rejected_total{reason="bad_signature"} 3.0' in text
     for reason in Reason:
         assert f'reason="{reason.value}"' in text
@@ -154,7 +166,10 @@ def test_metrics_expose_every_rejection_reason(tmp_path: Path) -> None:
 def test_blocks_and_consistency_proofs_between_their_checkpoints(tmp_path: Path) -> None:
     settings = populate(tmp_path / "data", readings=6, blocks=2)
     key = NoteVerifier.parse(settings.ledger_key_path.with_suffix(".pub").read_text())
-    with TestClient(create_app(data_sources(settings))) as c:
+    tokens = Tokens(settings)
+    headers = bearer(tokens.app("auditor-app"))  # any valid token: no patient data here
+    tokens.close()
+    with TestClient(create_app(data_sources(settings)), headers=headers) as c:
         first, second = (c.get(f"/api/v1/blocks/{h}").json() for h in (0, 1))
         assert c.get("/api/v1/blocks/2").status_code == 404
         old, new = (
@@ -176,3 +191,4 @@ def test_blocks_and_consistency_proofs_between_their_checkpoints(tmp_path: Path)
         assert c.get("/api/v1/consistency", params={"old": 21, "new": 12}).status_code == 422
         assert c.get("/api/v1/consistency", params={"old": 1, "new": 99}).status_code == 404
         assert c.get("/api/v1/consistency", params={"old": 0, "new": 5}).status_code == 422
+        assert c.get("/api/v1/blocks/0", headers={"Authorization": ""}).status_code == 401

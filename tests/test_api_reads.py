@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from dashboards.app import DataSources, create_app
 from dashboards.reads import Readers, ReadMetrics, ReadPool
+from tests.api_access import Tokens
 from tests.populated import populate
 from vitaltrail.runtime import data_sources
 
@@ -109,7 +110,10 @@ async def test_a_waiting_read_whose_request_went_away_frees_its_place(sources: D
 
 def test_the_app_serves_the_api_s_own_metrics(tmp_path: Path) -> None:
     settings = populate(tmp_path / "data", patients=1, readings=1)
-    with TestClient(create_app(data_sources(settings))) as client:
+    tokens = Tokens(settings)
+    headers = tokens.headers("root", "admin")  # the ledger's status: any token; metrics: admin
+    tokens.close()
+    with TestClient(create_app(data_sources(settings)), headers=headers) as client:
         assert client.get("/api/v1/ledger").status_code == 200
         text = client.get("/metrics").text
     assert "vitaltrail_api_reads_refused_total 0.0" in text

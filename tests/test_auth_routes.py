@@ -160,12 +160,18 @@ def test_a_body_that_is_not_a_small_form_is_an_invalid_request(
     assert app.state(c).issuer.refusals[reason] == 1
 
 
-def test_refusals_are_counted_in_the_metrics(served: tuple[AuthApp, TestClient]) -> None:
-    app, c = served
-    form = token_form(assertion(app))
-    c.post("/auth/token", data=form)
-    c.post("/auth/token", data=form)
-    metrics = c.get("/metrics").text
+def test_refusals_are_counted_in_the_metrics(settings: Settings, tmp_path: Path) -> None:
+    scrape = tmp_path / "metrics.token"
+    scrape.write_text("scrape-me\n")
+    app = auth_app(settings.model_copy(update={"metrics_token_file": scrape}), tmp_path)
+    with client(app) as c:
+        jwks = {"keys": [ES384_KEY.as_dict(private=False)]}
+        app.state(c).issuer.apps.register("tele-1", "Tele clinic", jwks, "system/Observation.rs")
+        form = token_form(assertion(app))
+        c.post("/auth/token", data=form)
+        c.post("/auth/token", data=form)
+        assert c.get("/metrics").status_code == 401, "/metrics is not public"
+        metrics = c.get("/metrics", headers={"Authorization": "Bearer scrape-me"}).text
     assert (
         'vitaltrail_auth_refusals_total{reason="token_replayed_jti",source="issuer"} 1.0' in metrics
     )

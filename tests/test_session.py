@@ -35,7 +35,12 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings, tmp_path: Path) -> AuthApp:
-    add_users(tmp_path, ("nurse.ada", "clinician", None), ("pat.dee", "patient", "patient-0"))
+    add_users(
+        tmp_path,
+        ("nurse.ada", "clinician", None),
+        ("pat.dee", "patient", "patient-0"),
+        ("admin.eve", "admin", None),
+    )
     policy = SessionPolicy(ttl_s=8 * 3600, idle_s=900, touch_every_s=60)
     return auth_app(settings, tmp_path, session=policy)
 
@@ -213,6 +218,8 @@ def test_session_refusals_are_in_the_metrics(c: TestClient) -> None:
     sign_in(c, "nurse.ada")
     c.post(PROBE)
     c.get(PROBE, headers={"cookie": "vitaltrail-session=made-up"})
+    assert c.get("/metrics").status_code == 401, "the made-up cookie ended the session"
+    sign_in(c, "admin.eve")
     metrics = c.get("/metrics").text
     assert 'vitaltrail_auth_refusals_total{reason="csrf_missing",source="web"} 1.0' in metrics
     assert (

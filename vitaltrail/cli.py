@@ -156,6 +156,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from vitaltrail.bench.api_load import run_bench_api_load
 
         return run_bench_api_load(args)
+    if args.bench == "access-trail":
+        from vitaltrail.bench.access_trail import run_bench_access_trail
+
+        return run_bench_access_trail(args)
     if args.bench == "hostile":
         from vitaltrail.bench.hostile import run_bench_hostile
 
@@ -466,6 +470,30 @@ def parser() -> argparse.ArgumentParser:
         "--seed", type=int, help="makes a run repeatable (default: a random seed, printed)"
     )
     bf.add_argument(
+        "--output", type=Path, help="also write the results as JSON here (default: printed only)"
+    )
+    bt = command(
+        bsub, "access-trail", "ward endpoint p99 and requests/s with the access trail on and off"
+    )
+    bt.add_argument(
+        "--patients", type=int, default=50, help="patients in the ward (default: %(default)s)"
+    )
+    bt.add_argument(
+        "--rate", type=float, default=20, help="open-loop requests/s (default: %(default)s)"
+    )
+    bt.add_argument(
+        "--seconds", type=float, default=30, help="per loop and mode (default: %(default)s)"
+    )
+    bt.add_argument(
+        "--clients", type=int, default=4, help="closed-loop clients (default: %(default)s)"
+    )
+    bt.add_argument(
+        "--hours",
+        type=float,
+        default=0.1,
+        help="history per patient at 1 Hz (default: %(default)s)",
+    )
+    bt.add_argument(
         "--output", type=Path, help="also write the results as JSON here (default: printed only)"
     )
     ba = command(

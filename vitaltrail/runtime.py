@@ -5,6 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from access.care_teams import CareTeamStore
+from access.consent_store import ConsentStore
+from access.issuer import load_or_create_signing_key
+from access.journal import Journal
+from access.jwks import HttpJson, StaticKeys
+from access.policy import Policy
+from access.tokens import TokenVerifier, TrustedIssuer, trust_discovered
+from access.trail import AccessTrail
+from access.users import UserStore
+from dashboards.access_deps import AccessServices
 from dashboards.app import DataSources, create_app
 from devices.registry import DeviceRegistry
 from ingest.access_copy import JournalSource
@@ -25,7 +35,7 @@ from ledger.ledger import Ledger, LedgerReader
 from ledger.witnessing import WitnessClient, WitnessEndpoint
 from vitaltrail.services import EmbeddedServer, http_server
 from vitaltrail.settings import Settings
-from vitaltrail.web_auth import web_auth
+from vitaltrail.web_auth import issuer_config, web_auth
 
 
 @dataclass
@@ -150,10 +160,57 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
         ledger=lambda: LedgerReader(settings.ledger_location),
         store=lambda: open_store(settings, read_only=True),
         registry=lambda: DeviceRegistry(settings.registry_path),
+        access=access_services(settings),
         metrics=metrics.registry if metrics else None,
         proof_cosignatures=settings.witness_quorum,
         read_threads=settings.api_read_threads,
         max_pending_reads=settings.api_max_pending_reads,
         read_nice=settings.api_read_nice,
         auth=web_auth(settings),
+    )
+
+
+def token_verifier(settings: Settings) -> TokenVerifier:
+    """The API's token check: the embedded issuer (by its key in the data directory) and the
+    external OpenID provider, if one is named (by discovery, at start: a provider that cannot
+    be reached stops the start rather than refusing every request later)."""
+    trusted: list[TrustedIssuer] = []
+    if settings.trust_embedded_issuer:
+        key = load_or_create_signing_key(settings.token_key_path)
+        keys = StaticKeys({"keys": [key.as_dict(private=False)]})
+        trusted.append(TrustedIssuer(issuer_config(settings).issuer, keys))
+    if settings.oidc_issuer:
+        trusted.append(
+            trust_discovered(
+                settings.oidc_issuer,
+                HttpJson(),
+                require_at_jwt=settings.oidc_require_at_jwt,
+                roles_claim=tuple(settings.oidc_roles_claim.split(".")),
+            )
+        )
+    if not trusted:
+        raise ValueError("no token issuer is trusted: set oidc_issuer or trust_embedded_issuer")
+    return TokenVerifier(settings.api_audience, trusted)
+
+
+def access_services(settings: Settings) -> AccessServices:
+    """What the API decides and records by: tokens, care teams, consents, the access trail."""
+    journal = Journal(settings.access_journal_path)
+    consents = ConsentStore(journal)
+    care_teams = CareTeamStore(settings.access_db_path)
+    users = UserStore(settings.access_db_path)
+
+    def patient_of(user: str) -> str | None:
+        found = users.get(user)
+        return found.patient_id if found is not None and not found.disabled else None
+
+    policy = Policy(care_teams.patients_of, consents.in_force, patient_of_user=patient_of)
+    return AccessServices(
+        verifier=token_verifier(settings),
+        policy=policy,
+        trail=AccessTrail(journal, consents),
+        journal=journal,
+        care_teams=care_teams,
+        users=users,
+        metrics_token=settings.metrics_token(),
     )

@@ -69,6 +69,18 @@ class Settings(BaseSettings):
     sign_in_attempts_per_address: int = 10  # sign-in attempts one client address may make
     sign_in_address_window_s: float = 300.0  # ... within this many seconds (then 429)
 
+    # Who may read (issue 9). The API is an OAuth 2.0 resource server: tokens must name it in
+    # `aud`, and come from the embedded issuer (its key in the data directory; its `iss` is
+    # issuer_url, default http://<http_host>:<http_port>) and/or from an external OpenID
+    # provider named by its issuer URL (its discovery document and JWK set are fetched).
+    api_audience: str = "vitaltrail-api"
+    trust_embedded_issuer: bool = True
+    issuer_url: str | None = None
+    oidc_issuer: str | None = None
+    oidc_roles_claim: str = "roles"  # where its tokens carry roles, dotted: realm_access.roles
+    oidc_require_at_jwt: bool = True  # False for a provider that writes typ JWT (Keycloak)
+    metrics_token_file: Path | None = None  # a Prometheus scrape token /metrics also accepts
+
     # The quarantine's budget: of each refused message at most this many bytes are kept
     # (its length and SHA-256 always), at most this many MiB of records (the oldest go
     # first), and no record longer than this many days.
@@ -153,6 +165,19 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         """Where this API is reached from outside, without a trailing slash."""
         return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+
+    @property
+    def embedded_issuer(self) -> str:
+        """The embedded issuer's URL: the `iss` of the tokens it signs."""
+        return (self.issuer_url or self.base_url).rstrip("/")
+
+    @property
+    def token_key_path(self) -> Path:
+        """The embedded issuer's signing key (access.issuer.Issuer.open's default)."""
+        return self.data_dir / "keys" / "token-issuer.jwk"
+
+    def metrics_token(self) -> str | None:
+        return self.metrics_token_file.read_text().strip() if self.metrics_token_file else None
 
     @property
     def simulator_dir(self) -> Path:

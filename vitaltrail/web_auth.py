@@ -10,10 +10,14 @@ from vitaltrail.settings import Settings
 
 
 def issuer_config(settings: Settings) -> IssuerConfig:
-    """The embedded issuer at this API's public URL: its tokens' ``iss``; their ``aud`` is the
-    API (the same URL); apps post their assertions to its token endpoint."""
-    base = settings.base_url
-    return IssuerConfig(issuer=base, audience=base, token_endpoint=base + TOKEN_PATH)
+    """The embedded issuer, the one way the API, the token endpoint and `vitaltrail token`
+    see it: ``iss`` its URL (this API's public URL unless ``issuer_url`` says otherwise),
+    ``aud`` the API's audience, and the token endpoint where apps post their assertions."""
+    return IssuerConfig(
+        issuer=settings.embedded_issuer,
+        audience=settings.api_audience,
+        token_endpoint=settings.base_url + TOKEN_PATH,
+    )
 
 
 def web_auth(settings: Settings) -> WebAuth:

@@ -15,6 +15,7 @@ from devices.keys import DeviceSigner
 from devices.publisher import readings_topic
 from devices.registry import DeviceRegistry
 from ingest.mqtt_source import InboundMessage
+from tests.api_access import Tokens, assign, ward_headers
 from tests.populated import populate
 from tests.stack import now_ms, signed, vitals
 from vitaltrail.mosquitto import free_port, wait_for_port
@@ -62,7 +63,10 @@ def test_the_ward_page_lists_patients_and_follows_new_readings(
     served: tuple[str, Settings], browser: Browser, tmp_path: Path
 ) -> None:
     url, settings = served
-    page = browser.new_page()
+    # Signed in as a clinician of the three patients' care team. Until the sign-in page gives
+    # the browser its session cookie, the page's requests carry the clinician's bearer token.
+    headers = ward_headers(settings, ["patient-0", "patient-1", "patient-2"])
+    page = browser.new_context(extra_http_headers=headers).new_page()
     page.goto(url)
     rows = page.locator("#patients tr")
     expect(rows).to_have_count(3)
@@ -91,3 +95,24 @@ def test_the_ward_page_lists_patients_and_follows_new_readings(
     # Each value links to the signed reading it came from.
     heart.locator("a").click()
     expect(page.locator("body")).to_contain_text('"device_id":"patient-0-spare"')
+
+
+def test_without_a_token_the_ward_page_shows_no_patient(
+    served: tuple[str, Settings], browser: Browser
+) -> None:
+    url, settings = served
+    assign(settings, "other ward", ["dr-other"], ["patient-7"])
+    tokens = Tokens(settings)
+    others = tokens.headers("dr-other", "clinician")
+    tokens.close()
+    for headers, status, body in (({}, 401, None), (others, 200, [])):
+        context = browser.new_context(extra_http_headers=headers)
+        page = context.new_page()
+        with page.expect_response("**/api/v1/patients") as answer:
+            page.goto(url)
+        assert answer.value.status == status
+        if body is not None:
+            assert answer.value.json() == body  # another ward's clinician: nobody here
+            expect(page.locator("#ledger")).to_contain_text("18 entries")
+        expect(page.locator("#patients tr[data-patient]")).to_have_count(0)
+        context.close()

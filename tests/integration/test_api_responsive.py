@@ -19,6 +19,7 @@ from devices.publisher import readings_topic
 from ingest.sqlite_store import SqliteStore
 from ingest.store import SamplePoint
 from ledger.ledger import LedgerReader
+from tests.api_access import ward_headers
 from tests.servers import Mosquitto, free_port
 from tests.stack import (
     RawPublisher,
@@ -30,6 +31,7 @@ from tests.stack import (
     wait_for,
 )
 from vitaltrail.bench.ingest import percentile
+from vitaltrail.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -53,9 +55,11 @@ def fill_store(path: Path, samples: int, end_ms: int) -> None:
     store.close()
 
 
-def timed_get(conn: http.client.HTTPConnection, path: str) -> tuple[int, float]:
+def timed_get(
+    conn: http.client.HTTPConnection, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, float]:
     start = time.perf_counter()
-    conn.request("GET", path)
+    conn.request("GET", path, headers=headers or {})
     response = conn.getresponse()
     response.read()
     return response.status, time.perf_counter() - start
@@ -69,6 +73,9 @@ def test_slow_queries_stall_neither_ingest_nor_healthz(
     end = now_ms()
     fill_store(data_dir / "store.db", SAMPLES, end)
     http_port = free_port()
+    # a clinician of ward-1's care team, with a token of the API's embedded issuer
+    settings = Settings(data_dir=data_dir, http_port=http_port)
+    headers = ward_headers(settings, ["ward-1"])
     proc = ingest_process(
         data_dir,
         mosquitto.port,
@@ -85,7 +92,7 @@ def test_slow_queries_stall_neither_ingest_nor_healthz(
     def hammer() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=60)
         while not stopping.is_set():
-            status, _ = timed_get(conn, series)
+            status, _ = timed_get(conn, series, headers)
             statuses.append(status)
         conn.close()
 

@@ -12,6 +12,7 @@ side").
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import json
 import random
@@ -22,6 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from access.care_teams import CareTeamStore
+from access.issuer import Issuer
+from access.users import User
 from ingest.sqlite_store import SqliteStore
 from ingest.store import SamplePoint
 from vitaltrail.bench.ingest import (
@@ -38,6 +42,8 @@ from vitaltrail.bench.ingest import (
     presign,
 )
 from vitaltrail.mosquitto import Mosquitto, free_port
+from vitaltrail.settings import Settings
+from vitaltrail.web_auth import issuer_config
 
 HEART_RATE = "8867-4"
 
@@ -85,7 +91,12 @@ def query_paths(patients: int, hours: float, end_ms: int, bucket_s: int) -> dict
 
 
 def api_clients_worker(
-    port: int, paths: dict[str, list[str]], clients: int, seconds: float, out: Path
+    port: int,
+    paths: dict[str, list[str]],
+    clients: int,
+    seconds: float,
+    out: Path,
+    headers: dict[str, str] | None = None,
 ) -> None:
     """``clients`` closed-loop clients (each: a series query, then the ward, and again) and a
     ``/healthz`` prober at 20 Hz, for ``seconds``; each request's kind, status and latency."""
@@ -95,7 +106,7 @@ def api_clients_worker(
 
     def get(conn: http.client.HTTPConnection, kind: str, path: str) -> None:
         start = time.perf_counter()
-        conn.request("GET", path)
+        conn.request("GET", path, headers=(headers or {}) if kind != "healthz" else {})
         response = conn.getresponse()
         response.read()
         with lock:
@@ -127,6 +138,22 @@ def api_clients_worker(
     out.write_text(json.dumps({"elapsed_s": elapsed, "results": results}))
 
 
+def clinician_headers(settings: Settings, patients: Sequence[str]) -> dict[str, str]:
+    """The API's rules hold in a bench too: a clinician whose care team is the ward, with a
+    token of the embedded issuer that outlives the run (an hour)."""
+    teams = CareTeamStore(settings.access_db_path)
+    teams.create("bench ward")
+    teams.add_member("bench ward", "bench-clinician")
+    for patient in patients:
+        teams.add_patient("bench ward", patient)
+    teams.close()
+    config = dataclasses.replace(issuer_config(settings), token_ttl_s=3600)
+    issuer = Issuer.open(settings.data_dir, config, key_path=settings.token_key_path)
+    token = issuer.token_for(User("bench-clinician", "clinician")).access_token
+    issuer.close()
+    return {"Authorization": f"Bearer {token}"}
+
+
 def _latencies(samples: Sequence[Sequence[float]]) -> dict[str, float]:
     seconds = [s for _, s in samples]
     return {
@@ -146,13 +173,14 @@ def _phase(
     clients: int,
     paths: dict[str, list[str]],
     work: Path,
+    headers: dict[str, str],
 ) -> dict[str, Any]:
     """Publish ``messages`` at ``rate`` with ``clients`` API clients; the API's figures and the
     publish times (joined with the ingestor's durable times at the end)."""
     seconds = len(messages) / rate
     out = work / f"{name}-clients.json"
     load = _SPAWN.Process(
-        target=api_clients_worker, args=(http_port, paths, clients, seconds + 2, out)
+        target=api_clients_worker, args=(http_port, paths, clients, seconds + 2, out, headers)
     )
     load.start()
     time.sleep(1)  # the clients are up to speed before the first reading
@@ -205,6 +233,7 @@ def run_bench_api_load(args: argparse.Namespace) -> int:
                 "max_pending": settings.api_max_pending_reads,
             }
             paths = query_paths(args.patients, args.hours, end_ms, args.bucket_s)
+            headers = clinician_headers(settings, [f"ward-{p:03d}" for p in range(args.patients)])
             ingest = IngestProcess(settings, work, "api", serve_api=True).start()
             phases: dict[str, Any] = {}
             sent: dict[tuple[str, int], int] = {}
@@ -228,6 +257,7 @@ def run_bench_api_load(args: argparse.Namespace) -> int:
                     clients,
                     paths,
                     work,
+                    headers,
                 )
                 sent_ns = phase.pop("sent_ns")
                 for (device, seq, _), ns in zip(chunk, sent_ns, strict=True):

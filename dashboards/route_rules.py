@@ -1,0 +1,164 @@
+"""Every route declares who may call it; a route that declares nothing is refused.
+
+A rule is data, attached to the route where it is written::
+
+    @router.get("/api/v1/patients/{patient_id}/vitals")
+    @access(PatientData("vital-signs"))
+    async def latest_vitals(...): ...
+
+``Public`` carries no patient data and needs no token (health, the signed checkpoint, static
+assets, the docs, discovery, sign-in). ``Authenticated`` needs a valid token (and the scopes it
+names). ``Admin`` needs an administrator (``/metrics`` also takes the scrape token, if one is
+configured). ``PatientData`` needs a token and a permit from the access policy, recorded in
+the access trail before anything is served: its handler takes one of the gates of
+``dashboards.access_deps`` (``PathPatient``, ``ReadingPatient``, ``VisiblePatients``,
+``OwnRecord``), and ``tests/test_route_rules.py`` holds every such route to that.
+
+Routes added by code that is not ours (``/openapi.json``, the docs page, mounted static files)
+are declared by path with :func:`declare_path`. The one dependency that enforces the rules is
+``dashboards.access_deps.enforce``, installed on the whole app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from fastapi import FastAPI
+from starlette.routing import BaseRoute
+
+from access.policy import DataClass
+
+F = TypeVar("F", bound=Callable[..., Any])
+_ATTRIBUTE = "__vitaltrail_access__"
+
+
+@dataclass(frozen=True)
+class Public:
+    """No token; no patient data."""
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """Any valid token whose scopes cover every one of ``scopes`` (SMART scope strings)."""
+
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Admin:
+    """An administrator's token; with ``scrape_token``, also the configured metrics token."""
+
+    scrape_token: bool = False
+
+
+@dataclass(frozen=True)
+class PatientData:
+    """Patient data of ``data_class``: decided by the access policy, recorded, then served."""
+
+    data_class: DataClass
+
+
+AccessRule = Public | Authenticated | Admin | PatientData
+
+
+def access(rule: AccessRule) -> Callable[[F], F]:
+    """Declare the access rule of the route whose endpoint this decorates."""
+
+    def mark(endpoint: F) -> F:
+        setattr(endpoint, _ATTRIBUTE, rule)
+        return endpoint
+
+    return mark
+
+
+def declare_path(app: FastAPI, path: str, rule: AccessRule) -> None:
+    """Declare the rule of a route (or mount) that was added by code we do not decorate."""
+    if not hasattr(app.state, "route_rules"):
+        app.state.route_rules = {}
+    app.state.route_rules[path] = rule
+
+
+def _path_rules(app: Any) -> dict[str, AccessRule]:
+    state = getattr(app, "state", None)
+    if state is None:
+        return {}
+    rules: dict[str, AccessRule] = getattr(state, "route_rules", {})
+    return rules
+
+
+def rule_of(route: BaseRoute | None, app: Any) -> AccessRule | None:
+    """The rule a route declares, or None (then it is refused)."""
+    if route is None:
+        return None
+    endpoint = getattr(route, "endpoint", None)
+    declared = getattr(endpoint, _ATTRIBUTE, None) if endpoint is not None else None
+    if declared is not None:
+        rule: AccessRule = declared
+        return rule
+    return _path_rules(app).get(getattr(route, "path", ""))
+
+
+def every_route(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
+    """Every route of an app, those of included routers too; a mount as one route."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:  # FastAPI 0.16x includes a router as one route
+            yield from every_route(included.routes)
+        else:
+            yield route
+
+
+def undeclared(app: FastAPI) -> list[str]:
+    """The paths of the routes and mounts of ``app`` that declare no rule."""
+    return [
+        getattr(route, "path", repr(route))
+        for route in every_route(app.routes)
+        if rule_of(route, app) is None
+    ]
+
+
+def describe(rule: AccessRule) -> str:
+    """The rule in words, as the OpenAPI document shows it."""
+    if isinstance(rule, Authenticated):
+        return "a valid token" + (f" with {', '.join(rule.scopes)}" if rule.scopes else "")
+    if isinstance(rule, Admin):
+        return "an administrator" + (" (or the metrics scrape token)" if rule.scrape_token else "")
+    if isinstance(rule, PatientData):
+        return f"patient data ({rule.data_class}): decided by the access policy and recorded"
+    return "public"
+
+
+BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "JWT",
+    "description": "An RFC 9068 access token of the embedded issuer or the configured one",
+}
+
+
+def document_rules(app: FastAPI) -> None:
+    """Say in the OpenAPI document which operations need a bearer token, and their rule, so
+    a client (or a schema-driven tester) knows to send one."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        components = schema.setdefault("components", {})
+        if "bearer" in components.get("securitySchemes", {}):
+            return schema  # this generation is documented already
+        components.setdefault("securitySchemes", {})["bearer"] = BEARER
+        for route in every_route(app.routes):
+            rule = rule_of(route, app)
+            operations = schema.get("paths", {}).get(getattr(route, "path_format", ""), {})
+            for method in getattr(route, "methods", None) or ():
+                operation = operations.get(method.lower())
+                if operation is None or rule is None:
+                    continue
+                operation["x-vitaltrail-access"] = describe(rule)
+                if not isinstance(rule, Public):
+                    operation["security"] = [{"bearer": []}]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
