@@ -60,6 +60,7 @@ class ConsentApp:
     issuer: Issuer
     services: ConsentServices
     journal: Journal
+    verifier: TokenVerifier
 
     def token(self, name: str) -> str:
         user = self.issuer.users.get(name)
@@ -117,7 +118,7 @@ def consent_app(
             response.headers["X-Content-Type-Options"] = "nosniff"
             return response
 
-    return ConsentApp(app, issuer, services, journal)
+    return ConsentApp(app, issuer, services, journal, verifier)
 
 
 def signed(signer: DeviceSigner, statement: ConsentStatement) -> str:

@@ -22,7 +22,7 @@ const PURPOSES = {
   HRESCH: "Health research",
   ETREAT: "Emergency treatment",
 };
-const DATA = { "vital-signs": "Vital signs" };
+const DATA = { "vital-signs": "Vital signs", readings: "Signed readings", proofs: "Proofs", consents: "Your permissions", "access-log": "This log" };
 const STATES = {
   "in-force": ["In force", "ok"],
   withdrawn: ["Withdrawn", "off"],
@@ -263,16 +263,19 @@ function renderLog(entries) {
     if (glass) row.className = "break-glass";
     cell(row, "When", when(e.when ?? e.time_ms ?? e.time));
     cell(row, "Who", who(e));
+    const data = [].concat(e.data ?? []).map((d) => DATA[d] || d).join(", ");
+    cell(row, "What", data || "—");
     const purposes = [].concat(e.purpose ?? []).map((p) => PURPOSES[p] || p).join(", ");
     cell(row, "Why", purposes || "—");
     const permitted = e.outcome === "permit";
-    const outcome = cell(row, "Outcome", "");
+    const outcome = el("div", "outcome");
     outcome.append(el("span", `badge ${permitted ? "ok" : "refused"}`, permitted ? "Allowed" : "Refused"));
     if (glass) {
       const flag = el("p", "glass-flag");
       flag.append(el("strong", "", "Emergency access"), document.createTextNode(` — “${glass}”`));
       outcome.append(flag);
     }
+    cell(row, "Outcome", "").append(outcome);
     body.append(row);
   }
 }
