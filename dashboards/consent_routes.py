@@ -42,15 +42,14 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, JSONResponse
-from fastapi.routing import APIRoute
+from fastapi.responses import FileResponse
 
 from access.apps import AppStore
 from access.compliance import STAFF_ROLES
@@ -77,6 +76,7 @@ from dashboards.consent_schemas import (
     b64url_decode,
     statement_out,
 )
+from dashboards.refusals import REFUSAL_RESPONSES, Refused, RefusingRoute
 from ledger.entries import EntryKind
 
 log = logging.getLogger("vitaltrail.api.consent")
@@ -128,32 +128,6 @@ class ConsentServices:
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
-
-
-class Refused(Exception):
-    """A refusal with its HTTP status and reason code; answered as ``{"detail", "reason"}``."""
-
-    def __init__(
-        self, status: int, reason: str, detail: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.status, self.reason, self.detail, self.headers = status, reason, detail, headers
-
-
-class _RefusingRoute(APIRoute):
-    """Turns :class:`Refused`, raised in a handler or its dependencies, into its answer."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except Refused as exc:
-                body = {"detail": exc.detail, "reason": exc.reason}
-                return JSONResponse(body, exc.status, headers=exc.headers)
-
-        return handle
 
 
 def _services(request: Request) -> ConsentServices:
@@ -213,7 +187,7 @@ def _safe(value: str) -> str:
 
 def consent_router(principal: Callable[..., Any]) -> APIRouter:
     """The consent routes, with ``principal`` the dependency that yields the caller."""
-    router = APIRouter(route_class=_RefusingRoute, tags=["consent"])
+    router = APIRouter(route_class=RefusingRoute, tags=["consent"], responses=REFUSAL_RESPONSES)
     Who = Annotated[Principal, Depends(principal)]
 
     def rule(name: str) -> Callable[..., Caller]:
@@ -412,4 +386,4 @@ def _record_read(
         ) from None
 
 
-__all__ = ["ConsentServices", "Refused", "consent_router"]
+__all__ = ["ConsentServices", "consent_router"]

@@ -23,7 +23,8 @@ from access.issuer import Issuer, IssuerConfig
 from access.journal import Journal
 from access.tokens import Principal, TokenVerifier
 from access.trail import AccessTrail
-from dashboards.consent_routes import ConsentServices, Refused, consent_router
+from dashboards.consent_routes import ConsentServices, consent_router
+from dashboards.refusals import Refused
 from devices.keys import DeviceSigner
 
 ISS = "https://vitaltrail.test"

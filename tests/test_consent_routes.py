@@ -117,47 +117,50 @@ def test_a_key_of_another_patient_is_taken(setup: tuple[TestClient, ConsentApp])
     assert made.services.consents.refused["key-taken"] == 1
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        {},
-        {"key": "AAAA"},  # 3 bytes
-        {"key": b64url(ANA_KEY.key.public_bytes) + "="},  # padded
-        {"key": b64url(ANA_KEY.key.public_bytes).replace("-", "+")},
-        {"jwk": {"kty": "EC", "crv": "P-256", "x": b64url(bytes(32))}},
-        {"jwk": {"kty": "OKP", "crv": "Ed25519", "x": b64url(bytes(32)), "d": b64url(bytes(32))}},
-        {"key": b64url(bytes(32)), "jwk": {"kty": "OKP", "crv": "Ed25519", "x": b64url(bytes(32))}},
-    ],
-)
+BAD_KEYS: list[dict[str, object]] = [
+    {},
+    {"key": "AAAA"},  # 3 bytes
+    {"key": b64url(ANA_KEY.key.public_bytes) + "="},  # padded
+    {"key": b64url(ANA_KEY.key.public_bytes).replace("-", "+")},
+    {"jwk": {"kty": "EC", "crv": "P-256", "x": b64url(bytes(32))}},
+    {"jwk": {"kty": "OKP", "crv": "Ed25519", "x": b64url(bytes(32)), "d": b64url(bytes(32))}},
+    {"key": b64url(bytes(32)), "jwk": {"kty": "OKP", "crv": "Ed25519", "x": b64url(bytes(32))}},
+]
+
+
 def test_what_is_not_one_public_ed25519_key_is_refused(
-    setup: tuple[TestClient, ConsentApp], body: dict[str, object]
+    setup: tuple[TestClient, ConsentApp],
 ) -> None:
     client, made = setup
-    refused(client.post("/api/v1/me/keys", json=body, headers=made.auth("ana")), 400, "bad-key")
-    assert made.services.refusals["bad-key"] == 1
+    for body in BAD_KEYS:
+        r = client.post("/api/v1/me/keys", json=body, headers=made.auth("ana"))
+        refused(r, 400, "bad-key")
+    assert made.services.refusals["bad-key"] == len(BAD_KEYS)
     assert made.journal.after(0) == []
 
 
 # --- roles --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("GET", "/api/v1/me/apps"),
-        ("GET", "/api/v1/me/consents"),
-        ("POST", "/api/v1/me/consents"),
-        ("POST", "/api/v1/me/keys"),
-    ],
-)
+ME_ROUTES = [
+    ("GET", "/api/v1/me/apps"),
+    ("GET", "/api/v1/me/consents"),
+    ("POST", "/api/v1/me/consents"),
+    ("POST", "/api/v1/me/keys"),
+]
+
+
 @pytest.mark.parametrize("who", ["dr-cho", "ada"])
 def test_the_me_routes_are_for_patients_only(
-    setup: tuple[TestClient, ConsentApp], method: str, path: str, who: str
+    setup: tuple[TestClient, ConsentApp], who: str
 ) -> None:
     client, made = setup
-    body = {"key": b64url(ANA_KEY.key.public_bytes)} if path.endswith("keys") else None
-    r = client.request(method, path, json=body, headers=made.auth(who))
-    refused(r, 403, "not-a-patient")
+    for method, path in ME_ROUTES:
+        body = {"key": b64url(ANA_KEY.key.public_bytes)} if path.endswith("keys") else None
+        refused(
+            client.request(method, path, json=body, headers=made.auth(who)), 403, "not-a-patient"
+        )
+    assert made.services.refusals["not-a-patient"] == len(ME_ROUTES)
     assert made.journal.after(0) == []
 
 
@@ -246,6 +249,35 @@ def test_no_trail_no_data(setup: tuple[TestClient, ConsentApp]) -> None:
     r = client.get("/api/v1/me/consents", headers=made.auth("ana"))
     refused(r, 503, "journal-unavailable")
     assert "statements" not in r.json()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/me/keys", "/api/v1/me/consents"])
+def test_a_journal_that_cannot_commit_records_nothing_and_says_so(
+    setup: tuple[TestClient, ConsentApp], path: str
+) -> None:
+    client, made = setup
+    register(client, made, "ana", ANA_KEY)
+    body = (
+        {"key": b64url(ANA_NEW_KEY.key.public_bytes)}
+        if path.endswith("keys")
+        else {"message": signed(ANA_KEY, grant())}
+    )
+    made.journal.close()
+    refused(client.post(path, json=body, headers=made.auth("ana")), 503, "journal-unavailable")
+    assert made.services.refusals["journal-unavailable"] == 1
+
+
+def test_the_schema_documents_each_refusal(setup: tuple[TestClient, ConsentApp]) -> None:
+    client, _ = setup
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/me" not in paths
+    for route in (
+        "/api/v1/me/keys",
+        "/api/v1/me/consents",
+        "/api/v1/patients/{patient_id}/consents",
+    ):
+        responses = paths[route]["post"]["responses"]
+        assert {"400", "401", "403", "409", "503"} <= set(responses)
 
 
 def test_another_patients_statement_is_refused_even_if_they_signed_it(
