@@ -125,16 +125,20 @@ async function signingKey() {
   return key;
 }
 
+// Refusals that mean the record changed elsewhere since the page read it: another device
+// used the statement number, or registered a key that revoked this browser's.
+const STALE = new Set(["seq-taken", "revoked-key", "unknown-key"]);
+
 async function signAndSend(build) {
-  const key = await signingKey();
   for (let attempt = 0; ; attempt++) {
+    const key = await signingKey();
     const statement = build(record.next_seq, Date.now());
     const message = await sign1(key.pair.privateKey, key.kid, encode(statement));
     try {
       return await api("/api/v1/me/consents", { message: base64url(message) });
     } catch (error) {
-      if (error.reason !== "seq-taken" || attempt > 0) throw error;
-      await load(); // another device used the number: take the next one
+      if (!STALE.has(error.reason) || attempt > 0) throw error;
+      await load(); // read the record again, then sign once more
     }
   }
 }

@@ -4,8 +4,10 @@ page signs are the ones the Python side encodes."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +19,10 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 from access.consent import ConsentStatement, Grantee, SignedConsent
 from access.trail import DENY, PERMIT, READ, Access, Agent
 from devices.cose import _sig_structure, encode_sign1, parse_sign1, protected_header
-from devices.keys import DeviceKey, key_id
+from devices.keys import DeviceKey, DeviceSigner, key_id
 from ledger.entries import EntryKind, LedgerEntry
 from tests.browser.test_dashboard_page import browser  # noqa: F401 (fixture)
-from tests.consent_app import ConsentApp, bearer_principal, consent_app
+from tests.consent_app import ConsentApp, b64url, bearer_principal, consent_app
 from vitaltrail.mosquitto import free_port, wait_for_port
 from vitaltrail.services import http_server
 
@@ -79,6 +81,20 @@ def served(tmp_path: Path) -> Iterator[tuple[str, ConsentApp]]:
     made.close()
 
 
+def post_json(url: str, body: dict[str, Any], made: ConsentApp) -> Any:
+    """A call from the patient's other device."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={
+            "Authorization": f"Bearer {made.token('ana')}",
+            "Content-Type": "application/json",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -95,7 +111,8 @@ def watch(page: Page) -> list[str]:
     problems: list[str] = []
 
     def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error" and "401" not in message.text:
+        expected = any(f"status of {code} " in message.text for code in (400, 401, 409))
+        if message.type == "error" and not expected:
             problems.append(message.text)
 
     page.on("console", on_console)
@@ -193,7 +210,12 @@ def test_a_patient_gives_and_withdraws_an_apps_access_and_sees_who_read(
     expect(rows.first).to_contain_text("Allowed")
     page.screenshot(path=str(tmp_path / "patient-1920-granted.png"), full_page=True)
 
-    # withdraw it
+    # meanwhile the patient registered a key on another device, which revoked this browser's
+    other = DeviceSigner.from_seed(bytes(32)).key
+    response = post_json(f"{url}/api/v1/me/keys", {"key": b64url(other.public_bytes)}, made)
+    assert response["revoked"] == [key.key.kid.hex()]
+
+    # withdraw it here: the page finds its key revoked, makes a new one and signs with that
     page.get_by_role("button", name="Withdraw access for Telemed One").click()
     expect(page.get_by_role("status")).to_contain_text("can no longer see your vital signs")
     expect(card).to_contain_text("Withdrawn")
@@ -204,7 +226,12 @@ def test_a_patient_gives_and_withdraws_an_apps_access_and_sees_who_read(
     signed = made.journal.of_kinds([EntryKind.CONSENT_SIGNED], "p-17")
     withdrawal = SignedConsent.decode(signed[-1].body)
     assert (withdrawal.statement.is_grant, withdrawal.statement.ends) == (False, 0)
-    assert withdrawal.kid == key.key.kid
+    keys = made.services.consents.keys
+    assert withdrawal.kid not in (key.key.kid, other.kid)
+    active = keys.active(withdrawal.kid)
+    assert active is not None
+    assert active.patient_id == "p-17"
+    assert keys.active(other.kid) is None  # one active key: the browser's new one
     page.screenshot(path=str(tmp_path / "patient-1920.png"), full_page=True)
 
     page.set_viewport_size({"width": 400, "height": 900})
@@ -216,7 +243,10 @@ def test_a_patient_gives_and_withdraws_an_apps_access_and_sees_who_read(
     assert problems == []
     # every change carried the session's CSRF token: the key, the grant, the withdrawal
     assert [u.removeprefix(url) for u, _ in posted] == [
-        "/api/v1/me/keys", "/api/v1/me/consents", "/api/v1/me/consents",
+        "/api/v1/me/keys", "/api/v1/me/consents",  # the first key, the grant
+        "/api/v1/me/consents",  # the withdrawal signed by the revoked key: refused
+        "/api/v1/me/keys", "/api/v1/me/keys",  # the old key again (refused), a new one
+        "/api/v1/me/consents",  # the withdrawal, signed anew
     ]  # fmt: skip
     assert {token for _, token in posted} == {CSRF}
     context.close()
