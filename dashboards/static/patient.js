@@ -193,7 +193,12 @@ function detail(list, term, value) {
 function renderGrants() {
   const list = $("grants");
   list.replaceChildren();
-  const grants = record.statements.filter((s) => s.status === "active").reverse();
+  // what holds now first (in force, then starting later), then the rest; newest first in each
+  const rank = (s) => ({ "in-force": 0, scheduled: 1 })[s.state] ?? 2;
+  const grants = record.statements
+    .filter((s) => s.status === "active")
+    .reverse()
+    .sort((a, b) => rank(a) - rank(b));
   $("no-grants").hidden = grants.length > 0;
   for (const s of grants) {
     const [label, tone] = STATES[s.state] || [s.state, "off"];

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from devices.cose import _sig_structure, encode_sign1, parse_sign1, protected_he
 from devices.keys import DeviceKey, DeviceSigner, key_id
 from ledger.entries import EntryKind, LedgerEntry
 from tests.browser.test_dashboard_page import browser  # noqa: F401 (fixture)
-from tests.consent_app import ConsentApp, b64url, bearer_principal, consent_app
+from tests.consent_app import ConsentApp, app_jwks, b64url, bearer_principal, consent_app
 from vitaltrail.mosquitto import free_port, wait_for_port
 from vitaltrail.services import http_server
 
@@ -81,18 +82,21 @@ def served(tmp_path: Path) -> Iterator[tuple[str, ConsentApp]]:
     made.close()
 
 
-def post_json(url: str, body: dict[str, Any], made: ConsentApp) -> Any:
-    """A call from the patient's other device."""
+def post_json(url: str, body: dict[str, Any], made: ConsentApp, who: str = "ana") -> Any:
+    """A call from outside the page (the patient's other device, a clinician)."""
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
         headers={
-            "Authorization": f"Bearer {made.token('ana')}",
+            "Authorization": f"Bearer {made.token(who)}",
             "Content-Type": "application/json",
         },
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise AssertionError(f"{exc.code}: {exc.read().decode()}") from None
 
 
 def now_ms() -> int:
@@ -147,6 +151,16 @@ def test_a_patient_gives_and_withdraws_an_apps_access_and_sees_who_read(
         )
     )
     trail.record(app_read(DENY, "no-consent"))
+    # a clinician recorded a grant to another app for the patient, by phone (statement 0)
+    made.issuer.apps.register("cardio-watch", "CardioWatch", app_jwks(), "system/Observation.rs")
+    by_phone = {
+        "reason": "patient asked by phone",
+        "statement": {
+            "status": "active", "grantee": {"kind": "app", "id": "cardio-watch"},
+            "data": ["vital-signs"], "purpose": ["CAREMGT"], "start_ms": now_ms(),
+        },
+    }  # fmt: skip
+    post_json(f"{url}/api/v1/patients/p-17/consents", by_phone, made, who="dr-cho")
     context = browser.new_context(
         viewport={"width": 1920, "height": 1080},
         extra_http_headers={"Authorization": f"Bearer {made.token('ana')}"},
@@ -164,7 +178,10 @@ def test_a_patient_gives_and_withdraws_an_apps_access_and_sees_who_read(
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
     expect(page.get_by_role("heading", name="Who may see my vital signs")).to_be_visible()
     expect(page.locator("#key-status")).to_contain_text("Not set up yet")
-    expect(page.locator("#no-grants")).to_be_visible()
+    phoned = page.get_by_role("listitem").filter(has_text="CardioWatch")
+    expect(phoned).to_contain_text("In force")
+    expect(phoned).to_contain_text("dr-cho (clinician) for you: “patient asked by phone”")
+    expect(phoned).to_contain_text("Coordinating my care")
 
     # the log: the clinician's break-glass read is flagged, the app's refusal shown
     rows = page.locator("#log-rows tr")
@@ -202,7 +219,7 @@ def test_a_patient_gives_and_withdraws_an_apps_access_and_sees_who_read(
     assert made.services.consents.in_force("p-17", TELEMED, "vital-signs", "TREAT", now_ms())
 
     # the app reads on that consent; the patient sees it after a reload
-    trail.record(app_read(PERMIT, "consent", (("p-17", 0),)))
+    trail.record(app_read(PERMIT, "consent", (("p-17", 1),)))
     page.reload()
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
     expect(rows).to_have_count(3)
@@ -225,7 +242,7 @@ def test_a_patient_gives_and_withdraws_an_apps_access_and_sees_who_read(
     )
     signed = made.journal.of_kinds([EntryKind.CONSENT_SIGNED], "p-17")
     withdrawal = SignedConsent.decode(signed[-1].body)
-    assert (withdrawal.statement.is_grant, withdrawal.statement.ends) == (False, 0)
+    assert (withdrawal.statement.is_grant, withdrawal.statement.ends) == (False, 1)
     keys = made.services.consents.keys
     assert withdrawal.kid not in (key.key.kid, other.kid)
     active = keys.active(withdrawal.kid)
