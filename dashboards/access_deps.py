@@ -46,6 +46,7 @@ from access.tokens import Principal, TokenVerifier
 from access.trail import AccessTrail
 from access.users import UserStore
 from dashboards.bundles import NoSuchReading, recorded_reading
+from dashboards.consent_routes import ConsentServices
 from dashboards.reads import Readers, ReadPool
 from dashboards.route_rules import Admin, Authenticated, PatientData, Public, rule_of
 from ingest.store import LatestVital
@@ -73,12 +74,15 @@ class AccessServices:
     care_teams: CareTeamStore
     users: UserStore | None = None
     metrics_token: str | None = None  # a Prometheus scrape token for /metrics, if configured
+    consent: ConsentServices | None = None  # the patient's consent routes (consent_routes.py)
 
     def close(self) -> None:
         self.journal.close()
         self.care_teams.close()
         if self.users is not None:
             self.users.close()
+        if self.consent is not None:
+            self.consent.apps.close()
 
 
 class AccessMetrics:

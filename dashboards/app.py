@@ -13,10 +13,11 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
-from dashboards.access_deps import AccessMetrics, AccessServices, enforce
+from dashboards.access_deps import AccessMetrics, AccessServices, caller, enforce
 from dashboards.access_log import router as access_log_router
 from dashboards.api import router
 from dashboards.auth_routes import WebAuth, add_auth
+from dashboards.consent_routes import consent_router
 from dashboards.docs_page import add_offline_docs
 from dashboards.reads import Readers, ReadMetrics, ReadPool
 from dashboards.route_rules import Public, access, declare_path, document_rules
@@ -65,6 +66,7 @@ def create_app(sources: DataSources) -> FastAPI:
         )
         app.state.reads = reads
         app.state.access = sources.access
+        app.state.consent_services = sources.access.consent
         app.state.access_metrics = AccessMetrics(api_metrics)
         app.state.metrics = [r for r in (sources.metrics, api_metrics) if r is not None]
         app.state.proof_cosignatures = sources.proof_cosignatures
@@ -86,6 +88,7 @@ def create_app(sources: DataSources) -> FastAPI:
     )
     app.include_router(router)
     app.include_router(access_log_router)
+    app.include_router(consent_router(caller))
     static = Path(__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     add_offline_docs(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from access.apps import AppStore
 from access.care_teams import CareTeamStore
 from access.consent_store import ConsentStore
 from access.issuer import load_or_create_signing_key
@@ -16,6 +17,7 @@ from access.trail import AccessTrail
 from access.users import UserStore
 from dashboards.access_deps import AccessServices
 from dashboards.app import DataSources, create_app
+from dashboards.consent_routes import ConsentServices
 from devices.registry import DeviceRegistry
 from ingest.access_copy import JournalSource
 from ingest.check_pool import CheckPool
@@ -205,12 +207,14 @@ def access_services(settings: Settings) -> AccessServices:
         return found.patient_id if found is not None and not found.disabled else None
 
     policy = Policy(care_teams.patients_of, consents.in_force, patient_of_user=patient_of)
+    trail = AccessTrail(journal, consents)
     return AccessServices(
         verifier=token_verifier(settings),
         policy=policy,
-        trail=AccessTrail(journal, consents),
+        trail=trail,
         journal=journal,
         care_teams=care_teams,
         users=users,
         metrics_token=settings.metrics_token(),
+        consent=ConsentServices(consents, AppStore(settings.access_db_path), trail),
     )

@@ -1,0 +1,61 @@
+"""Refusals as JSON ``{"detail", "reason"}``, raised anywhere in a route and answered by its
+route class, so handlers stay typed with their success models.
+
+A router made with ``route_class=RefusingRoute`` turns a :class:`Refused` raised in a handler or
+in any of its dependencies into its answer; :data:`REFUSAL_RESPONSES` documents the statuses in
+the OpenAPI schema (for readers, and for schemathesis's conformance checks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+
+
+class Refused(Exception):
+    """A refusal with its HTTP status and reason code."""
+
+    def __init__(
+        self, status: int, reason: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.status, self.reason, self.detail, self.headers = status, reason, detail, headers
+
+
+class RefusalOut(BaseModel):
+    detail: str
+    reason: str
+
+
+class RefusingRoute(APIRoute):
+    """Turns :class:`Refused`, raised in a handler or its dependencies, into its answer."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Refused as exc:
+                body = RefusalOut(detail=exc.detail, reason=exc.reason).model_dump()
+                return JSONResponse(body, exc.status, headers=exc.headers)
+
+        return handle
+
+
+def _refusal(description: str) -> dict[str, Any]:
+    return {"model": RefusalOut, "description": description}
+
+
+REFUSAL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _refusal("not a valid statement or key (reason: the code)"),
+    401: _refusal("no valid bearer token or session (with WWW-Authenticate)"),
+    403: _refusal("the caller's role, scopes or patient do not allow this"),
+    409: _refusal("the patient's record already rules this out"),
+    503: _refusal("the access journal could not commit or be read: nothing served"),
+}
