@@ -112,7 +112,7 @@ def test_the_table_knows_every_parameter(app_client: tuple[FastAPI, TestClient])
     integers = {name for _, name, _, is_int in found if is_int}
     assert integers == {"index", "height", "old", "new", "start_ms", "end_ms"}
     for route in {route.path: route for route, *_ in found}.values():  # baselines reach handlers
-        if "GET" not in route.methods:
+        if "GET" not in (route.methods or set()):
             continue  # a POST's body, not its parameters, is what it takes (its own tests)
         kinds = {name: kind for r, name, kind, _ in found if r is route}
         response = client.get(request_url(route, {n: VALID[n] for n in kinds}, kinds))
