@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
 from argon2.profiles import CHEAPEST
 
+from access.care_teams import CareTeamStore
 from access.users import UserStore
 from vitaltrail.demo_accounts import assign_demo_ward, ensure_demo_accounts
 
@@ -39,13 +39,12 @@ def test_accounts_are_made_once_and_their_passwords_kept_in_a_private_file(
     users.close()
 
 
-def test_the_ward_is_assigned_to_the_clinician_when_there_is_a_care_team_store() -> None:
-    assigned: dict[str, list[str]] = {}
-
-    class Teams:
-        def assign(self, clinician: str, patients: Iterable[str]) -> None:
-            assigned[clinician] = list(patients)
-
-    assert not assign_demo_ward(None, "demo-clinician", ["patient-001"])
-    assert assign_demo_ward(Teams(), "demo-clinician", ["patient-002", "patient-001"])
-    assert assigned == {"demo-clinician": ["patient-001", "patient-002"]}
+def test_the_ward_is_assigned_to_the_clinician(tmp_path: Path) -> None:
+    teams = CareTeamStore(tmp_path / "access.db")
+    try:
+        assign_demo_ward(teams, "demo-clinician", ["patient-002", "patient-001"])
+        assign_demo_ward(teams, "demo-clinician", ["patient-001", "patient-003"])  # a rerun
+        assert teams.patients_of("demo-clinician") == {"patient-001", "patient-002", "patient-003"}
+        assert teams.patients_of("someone-else") == frozenset()
+    finally:
+        teams.close()

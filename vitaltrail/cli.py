@@ -97,9 +97,22 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from access.care_teams import CareTeamStore
     from vitaltrail.commands import run_audit
 
-    return run_audit(_settings(args), args.ledger_key, args.witness_key)
+    settings = _settings(args)
+    if not settings.access_db_path.exists():  # no read side here: nothing to judge reads by
+        return run_audit(settings, args.ledger_key, args.witness_key)
+    teams = CareTeamStore(settings.access_db_path)
+    try:  # care teams as they are now: the store keeps no history (docs/decisions.md)
+        return run_audit(
+            settings,
+            args.ledger_key,
+            args.witness_key,
+            care_teams=lambda user, _at_ms: teams.patients_of(user),
+        )
+    finally:
+        teams.close()
 
 
 def cmd_witness(args: argparse.Namespace) -> int:

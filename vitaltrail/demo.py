@@ -9,6 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from access.care_teams import CareTeamStore
 from dashboards.app import create_app
 from dashboards.bundles import first_reading, proof_bundle_for
 from devices.publisher import BrokerAddress, PublisherConfig
@@ -60,13 +61,10 @@ def command_name() -> str:
     return str(argv0) if argv0.name == "vitaltrail" else "vitaltrail"
 
 
-def print_sign_in(
-    settings: Settings, accounts: DemoAccounts, assigned: bool, data_dir: Path
-) -> None:
+def print_sign_in(settings: Settings, accounts: DemoAccounts, data_dir: Path) -> None:
     """How to sign in as each demo account, where the passwords are, and a token command."""
-    ward = "the demo ward's patients" if assigned else "no patients assigned yet"
     print(f"  sign in: http://{settings.http_host}:{settings.http_port}/sign-in as")
-    print(f"    {accounts.clinician} (clinician: {ward})")
+    print(f"    {accounts.clinician} (clinician: the demo ward's patients)")
     print(f"    {accounts.patient} (patient {accounts.patient_id})")
     print(f"    {accounts.admin} (admin: devices, users, apps; no vitals)")
     print(f"  passwords: {accounts.passwords_file.resolve()} (readable by you only)")
@@ -98,8 +96,11 @@ async def run_demo(settings: Settings, devices: int, duration_s: float | None, s
     )
     register_ward(fleet, settings.registry_path)
     accounts = ensure_demo_accounts(settings.access_db_path, settings.data_dir)
-    # LEAD: pass the care-team store (access/care_teams.py) here instead of None.
-    assigned = assign_demo_ward(None, accounts.clinician, ward.patients)
+    care_teams = CareTeamStore(settings.access_db_path)
+    try:
+        assign_demo_ward(care_teams, accounts.clinician, ward.patients)
+    finally:
+        care_teams.close()
     app = create_app(data_sources(settings, runtime.metrics))
     server = http_server(app, settings.http_host, settings.http_port)
     data_dir = settings.data_dir.resolve()
@@ -116,7 +117,7 @@ async def run_demo(settings: Settings, devices: int, duration_s: float | None, s
         print(f"  dashboard: http://{settings.http_host}:{settings.http_port}/")
         print(f"  API docs:  http://{settings.http_host}:{settings.http_port}/docs")
         print(f"  MQTT broker (embedded, MQTT 3.1.1): {settings.mqtt_host}:{broker_port}")
-        print_sign_in(settings, accounts, assigned, data_dir)
+        print_sign_in(settings, accounts, data_dir)
         print("  add a simulated ward of your own (new devices, new patients):")
         print(
             f"    {command_name()} simulate --data-dir {shlex.quote(str(data_dir))}"

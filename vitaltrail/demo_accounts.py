@@ -12,8 +12,8 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
+from access.care_teams import CareTeamStore
 from access.users import Role, UserStore
 from ledger.keyfile import write_private
 
@@ -34,10 +34,7 @@ class DemoAccounts:
     created: bool  # made by this run (False: found from an earlier one)
 
 
-class CareTeams(Protocol):
-    """Where a clinician is assigned patients (the care-team store, access/care_teams.py)."""
-
-    def assign(self, clinician: str, patients: Iterable[str]) -> None: ...
+DEMO_TEAM = "demo-ward"
 
 
 def ensure_demo_accounts(access_db: Path, data_dir: Path) -> DemoAccounts:
@@ -67,12 +64,10 @@ def ensure_demo_accounts(access_db: Path, data_dir: Path) -> DemoAccounts:
     return DemoAccounts(CLINICIAN, PATIENT, ADMIN, DEMO_PATIENT, path, created)
 
 
-def assign_demo_ward(care_teams: CareTeams | None, clinician: str, patients: Iterable[str]) -> bool:
-    """Put the demo ward's patients in the demo clinician's care team; False while there is
-    no care-team store to do it with.
-
-    LEAD: pass the care-team store (access/care_teams.py) from run_demo once it exists."""
-    if care_teams is None:
-        return False
-    care_teams.assign(clinician, sorted(patients))
-    return True
+def assign_demo_ward(care_teams: CareTeamStore, clinician: str, patients: Iterable[str]) -> None:
+    """Put the demo ward's patients in the demo clinician's care team (idempotent)."""
+    team = care_teams.get(DEMO_TEAM) or care_teams.create(DEMO_TEAM)
+    if clinician not in team.members:
+        care_teams.add_member(DEMO_TEAM, clinician)
+    for patient in sorted(set(patients) - team.patients):
+        care_teams.add_patient(DEMO_TEAM, patient)

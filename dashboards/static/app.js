@@ -42,11 +42,37 @@ function row(patient, now) {
   return tr;
 }
 
+// Not signed in (no session, no token): the sign-in page, which brings the user back here.
+function toSignIn() {
+  window.location.assign("/sign-in?next=" + encodeURIComponent(window.location.pathname));
+}
+
+async function json(url) {
+  const r = await fetch(url, { credentials: "same-origin" });
+  if (r.status === 401) {
+    toSignIn();
+    throw new Error("not signed in");
+  }
+  if (!r.ok) throw new Error(`${url}: ${r.status}`);
+  return r.json();
+}
+
+// Who is signed in, and the CSRF token the sign-out form posts (a session's, not a token's).
+async function showSession() {
+  const r = await fetch("/auth/session", { credentials: "same-origin" });
+  if (!r.ok) return;
+  const session = await r.json();
+  const form = document.getElementById("sign-out");
+  form.querySelector("input[name=csrf_token]").value = session.csrf_token;
+  document.getElementById("who").textContent = `${session.user} (${session.roles.join(", ")})`;
+  form.hidden = false;
+}
+
 async function refresh() {
   try {
     const [patients, ledger] = await Promise.all([
-      fetch("/api/v1/patients").then((r) => r.json()),
-      fetch("/api/v1/ledger").then((r) => r.json()),
+      json("/api/v1/patients"),
+      json("/api/v1/ledger"),
     ]);
     const now = Date.now();
     const body = document.getElementById("patients");
@@ -58,5 +84,6 @@ async function refresh() {
   }
 }
 
+showSession();
 refresh();
 setInterval(refresh, 2000);

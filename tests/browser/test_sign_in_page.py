@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
+from access.care_teams import CareTeamStore
 from access.users import UserStore
 from tests.browser.test_dashboard_page import browser, served  # noqa: F401 (fixtures)
 from vitaltrail.settings import Settings
@@ -36,6 +37,19 @@ def test_a_clinician_signs_in_on_the_page_and_lands_on_the_ward(
     users = UserStore(settings.access_db_path)
     users.add("nurse.ada", "clinician", PASSWORD)
     users.close()
+    teams = CareTeamStore(settings.access_db_path)
+    teams.create("ward 3")
+    teams.add_member("ward 3", "nurse.ada")
+    for patient in ("patient-0", "patient-1", "patient-2"):
+        teams.add_patient("ward 3", patient)
+    teams.close()
+
+    # the ward page sends whoever is not signed in to the sign-in page, and back after it
+    stranger = browser.new_context()
+    away = stranger.new_page()
+    away.goto(f"{url}/")
+    away.wait_for_url(f"{url}/sign-in?next=%2F")
+    stranger.close()
 
     context = browser.new_context(viewport={"width": 1920, "height": 1080})
     page = context.new_page()
@@ -59,6 +73,9 @@ def test_a_clinician_signs_in_on_the_page_and_lands_on_the_ward(
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{url}/")
     expect(page.locator("#patients tr")).to_have_count(3)
+    expect(page.locator("#who")).to_have_text("nurse.ada (clinician)")
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    page.screenshot(path=str(tmp_path / "ward-signed-in-1920.png"), full_page=True)
     session = next(c for c in context.cookies() if c["name"] == "vitaltrail-session")
     assert session["httpOnly"] is True
     assert session["sameSite"] == "Strict"
@@ -97,4 +114,20 @@ def test_a_clinician_signs_in_on_the_page_and_lands_on_the_ward(
     assert width <= 400, f"the page scrolls sideways at 400 px ({width} px wide)"
     small.screenshot(path=str(tmp_path / "sign-in-400.png"), full_page=True)
     narrow.close()
+
+    # signing out from the ward page itself (its form posts the session's CSRF token)
+    again = browser.new_context(viewport={"width": 400, "height": 860})
+    ward = again.new_page()
+    watch_csp(ward, refused)
+    ward.goto(f"{url}/sign-in?next=/")
+    ward.get_by_label("User name").fill("nurse.ada")
+    ward.get_by_label("Password").fill(PASSWORD)
+    ward.get_by_role("button", name="Sign in").click()
+    ward.wait_for_url(f"{url}/")
+    expect(ward.locator("#patients tr")).to_have_count(3)
+    ward.screenshot(path=str(tmp_path / "ward-signed-in-400.png"), full_page=True)
+    ward.get_by_role("button", name="Sign out").click()
+    ward.wait_for_url(f"{url}/sign-in?signed-out")
+    assert ward.request.get(f"{url}/auth/session").status == 401
+    again.close()
     assert refused == [], refused
