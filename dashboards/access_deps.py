@@ -30,7 +30,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Path, Request
@@ -75,8 +75,11 @@ class AccessServices:
     users: UserStore | None = None
     metrics_token: str | None = None  # a Prometheus scrape token for /metrics, if configured
     consent: ConsentServices | None = None  # the patient's consent routes (consent_routes.py)
+    closers: list[Callable[[], None]] = field(default_factory=list)  # e.g. HTTP clients
 
     def close(self) -> None:
+        for close in self.closers:
+            close()
         self.journal.close()
         self.care_teams.close()
         if self.users is not None:

@@ -172,7 +172,7 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
     )
 
 
-def token_verifier(settings: Settings) -> TokenVerifier:
+def token_verifier(settings: Settings, http: HttpJson | None = None) -> TokenVerifier:
     """The API's token check: the embedded issuer (by its key in the data directory) and the
     external OpenID provider, if one is named (by discovery, at start: a provider that cannot
     be reached stops the start rather than refusing every request later)."""
@@ -185,7 +185,7 @@ def token_verifier(settings: Settings) -> TokenVerifier:
         trusted.append(
             trust_discovered(
                 settings.oidc_issuer,
-                HttpJson(),
+                http or HttpJson(),
                 require_at_jwt=settings.oidc_require_at_jwt,
                 roles_claim=tuple(settings.oidc_roles_claim.split(".")),
             )
@@ -201,6 +201,7 @@ def access_services(settings: Settings) -> AccessServices:
     consents = ConsentStore(journal)
     care_teams = CareTeamStore(settings.access_db_path)
     users = UserStore(settings.access_db_path)
+    http = HttpJson()  # the external provider's discovery and JWK set; closed with the rest
 
     def patient_of(user: str) -> str | None:
         found = users.get(user)
@@ -209,7 +210,7 @@ def access_services(settings: Settings) -> AccessServices:
     policy = Policy(care_teams.patients_of, consents.in_force, patient_of_user=patient_of)
     trail = AccessTrail(journal, consents)
     return AccessServices(
-        verifier=token_verifier(settings),
+        verifier=token_verifier(settings, http),
         policy=policy,
         trail=trail,
         journal=journal,
@@ -217,4 +218,5 @@ def access_services(settings: Settings) -> AccessServices:
         users=users,
         metrics_token=settings.metrics_token(),
         consent=ConsentServices(consents, AppStore(settings.access_db_path), trail),
+        closers=[http.close],
     )
