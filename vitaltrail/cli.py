@@ -223,6 +223,13 @@ def _global_flags(suppress: bool) -> argparse.ArgumentParser:
     return g
 
 
+def output_flag(bench: argparse.ArgumentParser) -> None:
+    """Every bench can keep its figures (docs/bench/*.json)."""
+    bench.add_argument(
+        "--output", type=Path, help="also write the results as JSON here (default: printed only)"
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     common = _global_flags(suppress=True)
     p = argparse.ArgumentParser(
@@ -455,15 +462,11 @@ def parser() -> argparse.ArgumentParser:
     bi.add_argument(
         "--store", choices=["sqlite", "influxdb"], default="sqlite", help="the time-series store"
     )
-    bi.add_argument(
-        "--output", type=Path, help="also write the results as JSON here (default: printed only)"
-    )
+    output_flag(bi)
     bs = command(bsub, "store", "the dashboard's 24 h range query on SQLite and InfluxDB")
     bs.add_argument("--patients", type=int, default=10, help="patients with a day of 1 Hz data")
     bs.add_argument("--queries", type=int, default=50, help="range queries timed per store")
-    bs.add_argument(
-        "--output", type=Path, help="also write the results as JSON here (default: printed only)"
-    )
+    output_flag(bs)
     bl = command(bsub, "ledger", "Merkle log appends and proofs beside pymerkle 7")
     bl.add_argument("--entries", type=int, default=10_000_000, help="entries appended")
     bl.add_argument("--batch", type=int, default=10_000, help="entries per append")
@@ -474,17 +477,13 @@ def parser() -> argparse.ArgumentParser:
         "--pymerkle-seconds", type=float, default=120, help="pymerkle's proof budget, seconds"
     )
     bl.add_argument("--dir", type=Path, help="where the two databases go (default: a temp dir)")
-    bl.add_argument(
-        "--output", type=Path, help="also write the results as JSON here (default: printed only)"
-    )
+    output_flag(bl)
     bf = command(bsub, "fuzz", "hostile inputs through every decoder: 0 may escape")
     bf.add_argument("--inputs", type=int, default=1_000_000, help="inputs in all")
     bf.add_argument(
         "--seed", type=int, help="makes a run repeatable (default: a random seed, printed)"
     )
-    bf.add_argument(
-        "--output", type=Path, help="also write the results as JSON here (default: printed only)"
-    )
+    output_flag(bf)
     bt = command(
         bsub, "access-trail", "ward endpoint p99 and requests/s with the access trail on and off"
     )
@@ -506,9 +505,7 @@ def parser() -> argparse.ArgumentParser:
         default=0.1,
         help="history per patient at 1 Hz (default: %(default)s)",
     )
-    bt.add_argument(
-        "--output", type=Path, help="also write the results as JSON here (default: printed only)"
-    )
+    output_flag(bt)
     ba = command(
         bsub, "api-load", "live ingest p50/p99 with and without API clients on its event loop"
     )
@@ -537,9 +534,7 @@ def parser() -> argparse.ArgumentParser:
     ba.add_argument(
         "--devices", type=int, default=100, help="publishing devices (default: %(default)s)"
     )
-    ba.add_argument(
-        "--output", type=Path, help="also write the results as JSON here (default: printed only)"
-    )
+    output_flag(ba)
     bh = command(bsub, "hostile", "the ingestor's peak RSS over a backlog of refused messages")
     bh.add_argument(
         "--messages", type=int, default=1_000_000, help="backlog size (default: %(default)s)"
@@ -551,9 +546,7 @@ def parser() -> argparse.ArgumentParser:
         help="share of messages at the broker's packet limit; the rest are small junk and"
         " unsigned or forged readings (default: %(default)s)",
     )
-    bh.add_argument(
-        "--output", type=Path, help="also write the results as JSON here (default: printed only)"
-    )
+    output_flag(bh)
     bench.set_defaults(func=cmd_bench)
     return p
 
