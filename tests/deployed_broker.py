@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ssl
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -15,6 +15,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from devices.keys import DeviceSigner
+from devices.outbox import Outbox
+from devices.publisher import BrokerAddress, DevicePublisher, PublisherConfig
 from tests.stack import settings_for
 from vitaltrail.broker_access import BrokerClient, Kind, Topics, write_access
 from vitaltrail.broker_auth import write_tls
@@ -70,6 +73,18 @@ class DeployedBroker:
             mqtt_tls_ca=self.ca,
             share_group=TOPICS.share_group,
         ).model_copy(update={"client_id": user})
+
+    def device_publisher(
+        self, device: str, signer: DeviceSigner, outbox: Path, window: int | None = None
+    ) -> DevicePublisher:
+        """The device SDK's publisher, connecting as ``device`` with the password issued to it."""
+        address = BrokerAddress(
+            port=self.port, username=device, password=self.passwords[device], tls_ca=str(self.ca)
+        )
+        config = PublisherConfig(topic_root=TOPICS.root)
+        if window is not None:
+            config = replace(config, window=window)
+        return DevicePublisher(device, signer, Outbox(outbox, device), address, config)
 
     def connect(
         self,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import importlib.metadata
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from simulator.ward import SIMULATED_WARD
@@ -152,34 +154,22 @@ def cmd_token(args: argparse.Namespace) -> int:
     return run_token(_settings(args), args)
 
 
+# Each bench's module and entry point, imported only when that bench runs.
+BENCHES = {
+    "ingest": "vitaltrail.bench.ingest:run_bench_ingest",
+    "store": "vitaltrail.bench.store:run_bench_store",
+    "ledger": "vitaltrail.bench.ledger:run_bench_ledger",
+    "fuzz": "vitaltrail.bench.fuzz:run_bench_fuzz",
+    "api-load": "vitaltrail.bench.api_load:run_bench_api_load",
+    "access-trail": "vitaltrail.bench.access_trail:run_bench_access_trail",
+    "hostile": "vitaltrail.bench.hostile:run_bench_hostile",
+}
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    if args.bench == "store":
-        from vitaltrail.bench.store import run_bench_store
-
-        return run_bench_store(args)
-    if args.bench == "ledger":
-        from vitaltrail.bench.ledger import run_bench_ledger
-
-        return run_bench_ledger(args)
-    if args.bench == "fuzz":
-        from vitaltrail.bench.fuzz import run_bench_fuzz
-
-        return run_bench_fuzz(args)
-    if args.bench == "api-load":
-        from vitaltrail.bench.api_load import run_bench_api_load
-
-        return run_bench_api_load(args)
-    if args.bench == "access-trail":
-        from vitaltrail.bench.access_trail import run_bench_access_trail
-
-        return run_bench_access_trail(args)
-    if args.bench == "hostile":
-        from vitaltrail.bench.hostile import run_bench_hostile
-
-        return run_bench_hostile(args)
-    from vitaltrail.bench.ingest import run_bench_ingest
-
-    return run_bench_ingest(args)
+    module, entry = BENCHES[args.bench].split(":")
+    run: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), entry)
+    return run(args)
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -15,8 +15,6 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.keys import DeviceSigner
-from devices.outbox import Outbox
-from devices.publisher import BrokerAddress, DevicePublisher
 from devices.registry import DeviceRegistry
 from tests.deployed_broker import INGESTORS, TOPICS, DeployedBroker, deployment_access
 from tests.stack import start_ingest, vitals, wait_for, wait_until
@@ -171,17 +169,7 @@ async def test_devices_and_the_ingestor_work_over_tls_with_their_credentials(
     registry.close()
     settings = broker.ingestor_settings(data_dir)
     ingest = await start_ingest(settings)
-    publisher = DevicePublisher(
-        "dev-a",
-        signer,
-        Outbox(tmp_path / "outbox.db", "dev-a"),
-        BrokerAddress(
-            port=broker.port,
-            username="dev-a",
-            password=broker.passwords["dev-a"],
-            tls_ca=str(broker.ca),
-        ),
-    )
+    publisher = broker.device_publisher("dev-a", signer, tmp_path / "outbox.db")
     sender = asyncio.create_task(publisher.run())
     try:
         for _ in range(5):

@@ -18,8 +18,6 @@ import pytest
 
 from devices.cose import parse_sign1
 from devices.keys import DeviceSigner
-from devices.outbox import Outbox
-from devices.publisher import BrokerAddress, DevicePublisher, PublisherConfig
 from devices.reading import decode_reading
 from devices.registry import DeviceRegistry
 from ledger.entries import LedgerEntry
@@ -96,18 +94,7 @@ async def test_no_reading_is_lost_while_a_device_attacks(
     attacker = Attacker(broker)
     await asyncio.to_thread(attacker.attack_once)  # an offline attacker session exists first
     attacker.start()
-    publisher = DevicePublisher(
-        "dev-a",
-        signer,
-        Outbox(tmp_path / "outbox.db", "dev-a"),
-        BrokerAddress(
-            port=broker.port,
-            username="dev-a",
-            password=broker.passwords["dev-a"],
-            tls_ca=str(broker.ca),
-        ),
-        PublisherConfig(topic_root=TOPICS.root, window=8),
-    )
+    publisher = broker.device_publisher("dev-a", signer, tmp_path / "outbox.db", window=8)
     sender = asyncio.create_task(publisher.run())
     try:
         for _ in range(10):  # each tenth of the readings goes out during an attack round
