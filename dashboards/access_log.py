@@ -39,7 +39,8 @@ class AccessLogEntry(BaseModel):
     route: str
 
 
-def _entry(event: AccessEvent) -> AccessLogEntry:
+def log_entry(event: AccessEvent) -> AccessLogEntry:
+    """One access as the patient's page reads it."""
     a = event.access
     return AccessLogEntry(
         seq=event.seq,
@@ -69,7 +70,7 @@ async def _events(request: Request, decision: Decision) -> list[AccessEvent]:
 @access(PatientData("access-log"))
 async def my_access_log(request: Request, decision: OwnRecord) -> list[AccessLogEntry]:
     """Who read my data (a patient's own token), oldest first."""
-    return [_entry(e) for e in await _events(request, decision)]
+    return [log_entry(e) for e in await _events(request, decision)]
 
 
 @router.get("/api/v1/patients/{patient_id}/access-log")
@@ -78,7 +79,7 @@ async def access_log(
     patient_id: PatientId, request: Request, decision: PathPatient
 ) -> list[AccessLogEntry]:
     """Who read this patient's data: for the patient themself."""
-    return [_entry(e) for e in await _events(request, decision)]
+    return [log_entry(e) for e in await _events(request, decision)]
 
 
 @router.get("/api/v1/patients/{patient_id}/access-log/fhir")

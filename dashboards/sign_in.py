@@ -83,6 +83,16 @@ def safe_next(value: str | None) -> str:
     return value
 
 
+WARD_PAGE, PATIENT_PAGE = "/", "/me"
+
+
+def landing(next_path: str, role: str) -> str:
+    """Where a user goes on after signing in: ``next_path``, except that a patient sent to
+    the ward overview (the default) goes to their own page, where they decide who may see
+    their data and see who did (the overview is a clinician's, with no way to either)."""
+    return PATIENT_PAGE if role == "patient" and next_path == WARD_PAGE else next_path
+
+
 def _duration(seconds: float) -> str:
     minutes = max(1, round(seconds / 60))
     hours, minutes = divmod(minutes, 60)
@@ -140,6 +150,7 @@ async def sign_in_page(request: Request, state: StateDep) -> HTMLResponse:
     if session is not None:
         user = state.sessions.users.get(session.user)
         if user is not None:
+            target = landing(target, user.role)
             return render(request, state, next_path=target, signed_in=(session, user))
     if "signed-out" in request.query_params:
         return render(
@@ -215,7 +226,7 @@ async def sign_in(request: Request, state: StateDep) -> Response:
     old = request.cookies.get(cookie_names(request).session)
     opened = await anyio.to_thread.run_sync(_open_session, state, old, user.name)
     log.info("a %s signed in (session %s)", user.role, opened.session.public_id)
-    redirect = RedirectResponse(next_path, status_code=303)
+    redirect = RedirectResponse(landing(next_path, user.role), status_code=303)
     names = cookie_names(request)
     set_cookie(redirect, request, names.session, opened.secret)
     delete_cookie(redirect, request, names.sign_in)

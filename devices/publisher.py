@@ -180,8 +180,10 @@ class DevicePublisher:
             self._emptied.set()
             self._queued.clear()
             queued = asyncio.create_task(self._queued.wait())
-            await asyncio.wait({queued, lost}, return_when=asyncio.FIRST_COMPLETED)
-            queued.cancel()
+            try:
+                await asyncio.wait({queued, lost}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                queued.cancel()  # also when this task is cancelled: no waiter left behind
             if lost.done():
                 lost.result()  # raises the connection's MqttError
                 raise aiomqtt.MqttError("connection to the broker closed")

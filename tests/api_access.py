@@ -37,6 +37,32 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def token_request(client_id: str, key: Key, token_endpoint: str, scope: str) -> dict[str, str]:
+    """An app's token request, SMART Backend Services: ``client_credentials`` with a
+    ``private_key_jwt`` assertion signed ES384 by ``key`` (its ``kid`` registered)."""
+    now = int(time.time())
+    assertion = jws.serialize_compact(
+        {"alg": "ES384", "kid": key.kid, "typ": "JWT"},
+        json.dumps(
+            {
+                "iss": client_id,
+                "sub": client_id,
+                "aud": token_endpoint,
+                "exp": now + 240,
+                "jti": secrets.token_hex(8),
+            }
+        ),
+        key,
+        algorithms=["ES384"],
+    )
+    return {
+        "grant_type": "client_credentials",
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": assertion,
+        "scope": scope,
+    }
+
+
 class Tokens:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -61,27 +87,7 @@ class Tokens:
             public = {**key.as_dict(private=False), "kid": "k1"}
             self.issuer.apps.register(client_id, client_id, {"keys": [public]}, APP_SCOPES)
             self._app_keys[client_id] = key
-        now = int(time.time())
-        assertion = jws.serialize_compact(
-            {"alg": "ES384", "kid": "k1", "typ": "JWT"},
-            json.dumps(
-                {
-                    "iss": client_id,
-                    "sub": client_id,
-                    "aud": self.config.token_endpoint,
-                    "exp": now + 240,
-                    "jti": secrets.token_hex(8),
-                }
-            ),
-            key,
-            algorithms=["ES384"],
-        )
-        form = {
-            "grant_type": "client_credentials",
-            "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": assertion,
-            "scope": scope,
-        }
+        form = token_request(client_id, key, self.config.token_endpoint, scope)
         return self.issuer.client_credentials(form).access_token
 
     def claims(self, **changes: Any) -> dict[str, Any]:

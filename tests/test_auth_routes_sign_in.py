@@ -224,6 +224,18 @@ def test_sign_in_goes_on_within_this_site_only(c: TestClient, target: str, goes_
     assert answer.headers["location"] == goes_to
 
 
+def test_a_patient_goes_on_to_their_own_page_rather_than_the_ward(c: TestClient) -> None:
+    """The ward overview is a clinician's page: a patient sent there (the default) goes to
+    /me, where they decide who may see their data and see who did; another page asked for
+    is kept, and a clinician still goes to the ward."""
+    assert sign_in(c, "nurse.ada").headers["location"] == "/"
+    assert sign_in(c, "pat.dee", next="/me?from=mail").headers["location"] == "/me?from=mail"
+    assert sign_in(c, "pat.dee", next="/").headers["location"] == "/me"
+    assert sign_in(c, "pat.dee").headers["location"] == "/me"
+    # signed in, the sign-in page's Continue button goes there too
+    assert '<a class="button primary" href="/me">Continue</a>' in c.get("/sign-in").text
+
+
 def test_the_next_page_survives_the_page_and_a_wrong_password(c: TestClient) -> None:
     page = c.get("/sign-in", params={"next": "/patients/patient-0"})
     assert 'name="next" value="/patients/patient-0"' in page.text

@@ -5,7 +5,7 @@ const COLUMNS = [
   { codes: ["8867-4"], alert: (v) => v < 50 || v > 120 },
   { codes: ["59408-5"], alert: (v) => v < 92 },
   { codes: ["9279-1"], alert: (v) => v < 8 || v > 25 },
-  { codes: ["8310-5"], alert: (v) => v < 35.5 || v > 38.0 },
+  { codes: ["8310-5"], digits: 1, alert: (v) => v < 35.5 || v > 38.0 },
   { codes: ["8480-6", "8462-4"], alert: (s, d) => s > 160 || s < 90 || d > 100 },
   { codes: ["2339-0"], alert: (v) => v < 70 || v > 250 },
 ];
@@ -20,7 +20,7 @@ function cell(vitals, column) {
   const a = document.createElement("a");
   a.href = `/api/v1/readings/${found[0].entry_index}`;
   a.title = `reading ${found[0].entry_index} — ${new Date(found[0].time_ms).toLocaleTimeString()}`;
-  a.textContent = found.map((v) => v.value).join("/");
+  a.textContent = found.map((v) => (column.digits ? v.value.toFixed(column.digits) : v.value)).join("/");
   td.appendChild(a);
   if (column.alert(...found.map((v) => v.value))) td.classList.add("alert");
   return td;

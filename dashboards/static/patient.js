@@ -29,10 +29,21 @@ const STATES = {
   expired: ["Ended", "off"],
   scheduled: ["Starts later", "later"],
 };
+// Why a read was refused, in the patient's words (access/policy.py's reason codes).
+const REFUSALS = {
+  "no-consent": "You had not given access",
+  "not-in-care-team": "Not in your care team",
+  "not-own-record": "Not their record",
+  "insufficient-scope": "Not allowed to read this",
+  "admin-reads-no-patient-data": "Administrators read no health data",
+  "bad-break-glass-reason": "No valid emergency reason given",
+};
 const DAY_MS = 86_400_000;
 const $ = (id) => document.getElementById(id);
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
 const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+// the log's times to the second: reads within one minute stay apart, in order
+const logTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
 
 let record = null; // GET /api/v1/me/consents
 let appNames = new Map();
@@ -241,17 +252,10 @@ function renderKey(key) {
       : "Not set up yet. It is made on this device the first time you give or withdraw access.";
 }
 
+// One entry of GET /api/v1/me/access-log: `who` is a user name, or an app's client id.
 function who(entry) {
-  const agent = entry.who ?? entry.agent ?? {};
-  if (typeof agent === "string") return entry.role ? `${agent} (${entry.role})` : agent;
-  const name = agent.kind === "app" ? appName(agent.id) : agent.display || agent.id;
-  const role = agent.role && agent.role !== "app" ? ` (${agent.role})` : agent.kind === "app" ? " (app)" : "";
-  return `${name || "unknown"}${role}`;
-}
-
-function when(value) {
-  const date = typeof value === "number" ? new Date(value) : new Date(String(value));
-  return Number.isNaN(date.getTime()) ? String(value) : timeFormat.format(date);
+  if (entry.kind === "app") return `${appName(entry.who)} (app)`;
+  return `${entry.who} (${entry.role})`;
 }
 
 function cell(row, label, text, className = "") {
@@ -270,15 +274,16 @@ function renderLog(entries) {
     const row = el("tr");
     const glass = e.break_glass;
     if (glass) row.className = "break-glass";
-    cell(row, "When", when(e.when ?? e.time_ms ?? e.time));
+    cell(row, "When", logTimeFormat.format(new Date(e.time_ms)));
     cell(row, "Who", who(e));
-    const data = [].concat(e.data ?? []).map((d) => DATA[d] || d).join(", ");
+    const data = e.data.map((d) => DATA[d] || d).join(", ");
     cell(row, "What", data || "—");
-    const purposes = [].concat(e.purpose ?? []).map((p) => PURPOSES[p] || p).join(", ");
+    const purposes = e.purpose.map((p) => PURPOSES[p] || p).join(", ");
     cell(row, "Why", purposes || "—");
     const permitted = e.outcome === "permit";
     const outcome = el("div", "outcome");
     outcome.append(el("span", `badge ${permitted ? "ok" : "refused"}`, permitted ? "Allowed" : "Refused"));
+    if (!permitted) outcome.append(el("p", "refusal", REFUSALS[e.reason] || "Not allowed"));
     if (glass) {
       const flag = el("p", "glass-flag");
       flag.append(el("strong", "", "Emergency access"), document.createTextNode(` — “${glass}”`));
@@ -291,6 +296,15 @@ function renderLog(entries) {
 
 // --- actions --------------------------------------------------------------------------------
 
+/** A browser session (not a bearer token): show the sign-out form, with its CSRF token. */
+async function showSignOut() {
+  const token = await csrf();
+  if (!token) return;
+  const form = $("sign-out");
+  form.csrf_token.value = token;
+  form.hidden = false;
+}
+
 async function load() {
   record = await api("/api/v1/me/consents");
   $("who").textContent = `Patient ${record.patient}`;
@@ -300,8 +314,7 @@ async function load() {
 
 async function loadLog() {
   try {
-    const data = await api("/api/v1/me/access-log");
-    renderLog(Array.isArray(data) ? data : data.accesses || data.entries || []);
+    renderLog(await api("/api/v1/me/access-log"));
   } catch (error) {
     if (error.status === 401) return;
     $("no-log").textContent = "Your access log cannot be shown right now.";
@@ -377,6 +390,7 @@ async function start() {
     $("no-apps").hidden = apps.length > 0;
     await load();
     await loadLog();
+    await showSignOut();
     document.body.dataset.ready = "true";
   } catch (error) {
     if (error.status !== 401) say(`Your page could not be loaded: ${error.message}`, "error");

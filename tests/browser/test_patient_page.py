@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from access.consent import ConsentStatement, Grantee, SignedConsent
 from access.trail import DENY, PERMIT, READ, Access, Agent
+from dashboards.access_log import AccessLogEntry, log_entry
 from devices.cose import _sig_structure, encode_sign1, parse_sign1, protected_header
 from devices.keys import DeviceKey, DeviceSigner, key_id
 from ledger.entries import EntryKind, LedgerEntry
@@ -37,8 +38,9 @@ CSRF = "csrf-token-of-the-session"
 
 
 def add_stand_ins(made: ConsentApp) -> None:
-    """Stand-ins for routes other changes build: GET /api/v1/me/access-log (the shape the page
-    reads, from the real trail) and the session's CSRF token at GET /auth/session."""
+    """Stand-ins for routes the full app has: GET /api/v1/me/access-log (the real route's
+    entries, from the real trail, without its access rule) and the session's CSRF token at
+    GET /auth/session."""
     verify = bearer_principal(made.verifier)
 
     @made.app.get("/auth/session")
@@ -46,22 +48,11 @@ def add_stand_ins(made: ConsentApp) -> None:
         return {"csrf_token": CSRF}
 
     @made.app.get("/api/v1/me/access-log")
-    def access_log(request: Request) -> list[dict[str, Any]]:
+    def access_log(request: Request) -> list[AccessLogEntry]:
         patient = verify(request).patient
         assert patient is not None
         return [
-            {
-                "who": {
-                    "kind": e.access.agent.kind,
-                    "id": e.access.agent.id,
-                    "role": e.access.agent.role,
-                },
-                "when": e.access.time_ms,
-                "purpose": list(e.access.purpose),
-                "outcome": e.access.outcome,
-                "break_glass": e.access.break_glass,
-                "data": list(e.access.data),
-            }
+            log_entry(e)
             for e in made.services.trail.for_patient(patient)
             if e.access.route != "GET /api/v1/me/consents"
         ]

@@ -164,3 +164,26 @@ async def test_a_publisher_stops_even_when_a_publish_swallows_its_cancellation(
     await asyncio.wait({task}, timeout=5)  # not wait_for: it would wait on a task that never ends
     assert swallowed.is_set()
     assert task.cancelled(), "the publisher kept running after its cancellation"
+
+
+async def test_a_publisher_cancelled_while_idle_leaves_no_task_behind(
+    mosquitto: Mosquitto, tmp_path: Path, topic_root: str
+) -> None:
+    """A fleet cancels a device's connection when it goes offline or the run ends: nothing of
+    the idle publisher may stay pending on the loop (a leak per outage, and "Task was
+    destroyed but it is pending" when the loop closes)."""
+    publisher = DevicePublisher(
+        "band-9",
+        DeviceSigner.generate(),
+        Outbox(tmp_path / "o.db", "band-9"),
+        BrokerAddress(port=mosquitto.port),
+        PublisherConfig(topic_root=topic_root),
+    )
+    before = asyncio.all_tasks()
+    task = asyncio.create_task(publisher.run())
+    publisher.submit(vitals())
+    await asyncio.wait_for(publisher.drained(), 10)  # sent: the publisher waits, idle
+    await wait_until(lambda: len(asyncio.all_tasks() - before) > 2, what="the idle waiters")
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await wait_until(lambda: asyncio.all_tasks() == before, 5, "the publisher's tasks to end")

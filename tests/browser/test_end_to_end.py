@@ -1,0 +1,402 @@
+"""End to end, as people use it, on real servers: simulated wearables sign their readings and
+publish them through Mosquitto to the ingestor; the API runs with sign-in as `vitaltrail demo`
+sets it up (its clinician, patient and admin accounts and care team) and trusts the hospital's
+OpenID provider (npm oidc-provider) besides its own issuer; Debian's chromium signs people in.
+
+A clinician sees their care team's patients, with the readings that came through the broker,
+and no one else; a patient gives an app access on their page, the app reads, the patient
+withdraws, the app is refused, and the patient sees all of that - and a clinician's
+break-glass, with its reason - in their access log."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from joserfc.jwk import ECKey
+from playwright.sync_api import Browser, Page, expect
+
+from access.apps import AppStore
+from access.care_teams import CareTeamStore
+from access.users import UserStore
+from devices.publisher import BrokerAddress, PublisherConfig
+from devices.vitals import HEART_RATE
+from simulator.fleet import Fleet, FleetStats
+from simulator.ward import build_ward
+from tests.api_access import assign, bearer, token_request
+from tests.browser.test_dashboard_page import browser  # noqa: F401 (fixture)
+from tests.browser.test_patient_page import WIDER_THAN_VIEWPORT, watch
+from tests.oidc.provider import OidcProvider
+from tests.servers import Mosquitto
+from tests.stack import settings_for, wait_for
+from vitaltrail.demo import register_ward
+from vitaltrail.demo_accounts import (
+    CLINICIAN,
+    DEMO_PATIENT,
+    PATIENT,
+    assign_demo_ward,
+    ensure_demo_accounts,
+)
+from vitaltrail.mosquitto import free_port, wait_for_port
+from vitaltrail.runtime import IngestRuntime, api_server, build_ingest
+from vitaltrail.settings import Settings
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+# build_ward(8, seed=2): patients 001-004, each with a band (every second) and a cuff.
+DEVICES, SEED, PUBLISH_S = 8, 2, 3.0
+DEMO_WARD = ("patient-001", "patient-002")  # the demo clinician's care team
+EAST_WARD = ("patient-003", "patient-004")  # another ward's, with its own clinician
+EAST_CLINICIAN, EAST_PASSWORD = "dr-east", "night shift on the east ward"
+APP_ID, APP_NAME, APP_SCOPES = "telemed-1", "Telemed One", "system/Observation.rs"
+GLASS = "Collapsed in the corridor; her care team is not reachable"
+BLOOD_PRESSURE = re.compile(r"^\d+/\d+$")
+RECORDED = "vitaltrail_readings_accepted_total"  # the ingestor's count of readings recorded
+SHOTS = Path(__file__).parents[2] / "docs" / "screenshots"  # copied there only if it exists
+
+
+class LiveSystem:
+    """The ingestor, the API and the simulated ward on one event loop of their own, as
+    `vitaltrail demo` runs them, in a thread beside the test that drives the browser. The
+    ward publishes for ``publish_s`` seconds, then stays quiet, so what the pages show holds
+    still."""
+
+    def __init__(self, settings: Settings, fleet: Fleet, publish_s: float) -> None:
+        self.settings, self.fleet, self.publish_s = settings, fleet, publish_s
+        self.url = settings.base_url
+        self.runtime: IngestRuntime | None = None
+        self.published: FleetStats | None = None
+        self.error: BaseException | None = None
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> LiveSystem:
+        self._thread.start()
+        wait_for(lambda: self._stop is not None or self.error is not None, 10, "the loop")
+        wait_for_port(self.settings.http_port)
+        return self
+
+    def _run(self) -> None:
+        try:
+            self._loop.run_until_complete(self._main())
+        except BaseException as exc:  # handed to the test in close()
+            self.error = exc
+        finally:
+            self._loop.close()
+
+    async def _main(self) -> None:
+        self._stop = stop = asyncio.Event()
+        runtime = self.runtime = build_ingest(self.settings)
+        server = api_server(self.settings, runtime)
+        ingest = asyncio.create_task(runtime.ingestor.run(stop))
+        web = asyncio.create_task(server.serve())
+        try:
+            await asyncio.wait_for(runtime.ingestor.connected.wait(), 10)
+            self.published = await self.fleet.run(self.publish_s)
+            await stop.wait()
+        finally:
+            stop.set()
+            server.should_exit = True
+            await asyncio.gather(ingest, web)
+            runtime.close()
+
+    def ingested(self) -> float:
+        """How many readings the ingestor has recorded."""
+        assert self.runtime is not None
+        return self.runtime.metrics.registry.get_sample_value(RECORDED) or 0.0
+
+    def close(self) -> None:
+        if self._stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has ended already
+                self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "the ingestor and the API did not stop"
+        if self.error is not None:
+            raise self.error
+
+
+@dataclass
+class World:
+    system: LiveSystem
+    provider: OidcProvider
+    passwords: dict[str, str]  # the demo accounts' generated passwords, from their 0600 file
+    app_key: ECKey  # the telemedicine app's private key; its public half is registered
+
+    @property
+    def url(self) -> str:
+        return self.system.url
+
+
+def demo_passwords(path: Path) -> dict[str, str]:
+    lines = (line.split("\t") for line in path.read_text().splitlines())
+    return {name: password for name, _role, password in lines}
+
+
+@pytest.fixture
+def world(mosquitto: Mosquitto, topic_root: str, tmp_path: Path) -> Iterator[World]:
+    port = free_port()
+    audience = f"http://127.0.0.1:{port}/api"  # what both issuers' tokens must name
+    provider = OidcProvider(tmp_path / "oidc", audiences=(audience,)).start()
+    try:
+        settings = settings_for(
+            tmp_path / "data",
+            mosquitto.port,
+            topic_root,
+            http_port=port,
+            api_audience=audience,
+            oidc_issuer=provider.issuer,
+            check_workers=0,
+        )
+        system, passwords, app_key = set_up(settings, mosquitto.port)
+        try:
+            yield World(system, provider, passwords, app_key)
+        finally:
+            system.close()
+    finally:
+        provider.stop()
+
+
+def set_up(settings: Settings, broker_port: int) -> tuple[LiveSystem, dict[str, str], ECKey]:
+    """The demo's ward, people and care team, a second ward's clinician as an admin adds
+    one, and a registered app; then the system, started. The people's passwords and the
+    app's private key are what the test signs in and asks for tokens with."""
+    settings.data_dir.mkdir(parents=True)
+    ward = build_ward(DEVICES, SEED)
+    assert sorted(ward.patients) == sorted(DEMO_WARD + EAST_WARD)
+    cuffs = [d for d in ward.devices if d.kind == "cuff" and d.patient_id in DEMO_WARD]
+    assert all(d.phase_s < PUBLISH_S for d in cuffs), "each demo patient's cuff publishes"
+    fleet = Fleet(
+        ward,
+        BrokerAddress(port=broker_port),
+        settings.simulator_dir,
+        PublisherConfig(topic_root=settings.topic_root),
+    )
+    register_ward(fleet, settings.registry_path)
+    accounts = ensure_demo_accounts(settings.access_db_path, settings.data_dir)
+    teams = CareTeamStore(settings.access_db_path)
+    assign_demo_ward(teams, accounts.clinician, DEMO_WARD)
+    teams.close()
+    users = UserStore(settings.access_db_path)
+    users.add(EAST_CLINICIAN, "clinician", EAST_PASSWORD)
+    users.close()
+    assign(settings, "east", [EAST_CLINICIAN], EAST_WARD)
+    # the app, registered with its public key as `vitaltrail apps register` does
+    app_key = ECKey.generate_key("P-384", private=True, parameters={"kid": "telemed-key-1"})
+    apps = AppStore(settings.access_db_path)
+    apps.register(APP_ID, APP_NAME, {"keys": [app_key.as_dict(private=False)]}, APP_SCOPES)
+    apps.close()
+    passwords = demo_passwords(accounts.passwords_file) | {EAST_CLINICIAN: EAST_PASSWORD}
+    return LiveSystem(settings, fleet, PUBLISH_S).start(), passwords, app_key
+
+
+def sign_in(page: Page, user: str, password: str) -> None:
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_label("User name").fill(user)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def shoot(page: Page, tmp_path: Path, name: str) -> None:
+    """A full-page screenshot in the test's directory, and in docs/screenshots if it exists;
+    first a check that nothing makes the page scroll sideways."""
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    wide = page.evaluate(WIDER_THAN_VIEWPORT)
+    scroll = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll <= width, f"{name}: {scroll} px wide at {width} px: {wide}"
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if SHOTS.is_dir():
+        shutil.copy(path, SHOTS / path.name)
+
+
+def app_token(world: World) -> str:
+    """The app's token, SMART Backend Services: its signed assertion posted to /auth/token."""
+    form = token_request(APP_ID, world.app_key, f"{world.url}/auth/token", APP_SCOPES)
+    response = httpx2.post(f"{world.url}/auth/token", data=form, timeout=10)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert body["token_type"] == "Bearer"
+    assert body["scope"] == APP_SCOPES
+    token: str = body["access_token"]
+    return token
+
+
+def read_vitals(token: str, url: str, patient: str = DEMO_PATIENT) -> httpx2.Response:
+    return httpx2.get(f"{url}/api/v1/patients/{patient}/vitals", headers=bearer(token), timeout=10)
+
+
+def refusal(status: int, body: dict[str, Any]) -> str | None:
+    """Why the API refused a read (403), from its answer; None if it did not refuse."""
+    detail = str(body.get("detail", ""))
+    return detail.removeprefix("access refused: ") if status == 403 else None
+
+
+def ward_ids(page: Page) -> list[str]:
+    ids: list[str] = page.locator("#patients tr[data-patient]").evaluate_all(
+        "(rows) => rows.map((r) => r.dataset.patient)"
+    )
+    return ids
+
+
+def test_readings_through_mosquitto_reach_the_right_people_and_every_read_is_shown(
+    world: World,
+    browser: Browser,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    url, system = world.url, world.system
+
+    # --- the demo clinician: nobody signed in is sent to sign in, and back to the ward
+    ward_context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    ward = ward_context.new_page()
+    ward_problems = watch(ward)
+    ward.goto(f"{url}/")
+    ward.wait_for_url(f"{url}/sign-in?next=%2F")
+    sign_in(ward, CLINICIAN, world.passwords[CLINICIAN])
+    ward.wait_for_url(f"{url}/")
+    expect(ward.locator("#who")).to_have_text(f"{CLINICIAN} (clinician)")
+
+    # the ward published through the broker, and the ingestor recorded every reading
+    wait_for(lambda: system.published is not None or system.error is not None, 30, "the ward")
+    published = system.published
+    assert published is not None, system.error
+    assert published.sent == published.submitted > 0
+    assert published.queued == 0
+    wait_for(lambda: system.ingested() >= published.sent, 20, "the ingestor")
+    assert system.ingested() == published.sent
+
+    # exactly the care team's patients, each with their latest reading: the one their
+    # wristband signed and published through Mosquitto
+    rows = ward.locator("#patients tr[data-patient]")
+    expect(rows).to_have_count(len(DEMO_WARD))
+    assert sorted(ward_ids(ward)) == sorted(DEMO_WARD)
+    for patient in DEMO_WARD:
+        latest = ward.request.get(f"{url}/api/v1/patients/{patient}/vitals").json()["vitals"]
+        (hr,) = (v for v in latest if v["code"] == HEART_RATE.code)
+        cells = ward.locator(f'tr[data-patient="{patient}"] td')
+        heart = cells.nth(1).locator("a")  # the page polls every 2 s: expect() waits for it
+        expect(heart).to_have_attribute("href", f"/api/v1/readings/{hr['entry_index']}")
+        expect(heart).to_have_text(f"{hr['value']:g}")
+        reading = ward.request.get(f"{url}/api/v1/readings/{hr['entry_index']}").json()
+        assert reading["device_id"] == f"{patient}-band"
+        assert hr["value"] in [s["value"] for s in reading["samples"]]
+        expect(cells.nth(4)).to_have_text(re.compile(r"^\d+\.\d$"))  # temperature, 0.1 °C
+        expect(cells.nth(5)).to_have_text(BLOOD_PRESSURE)  # from the cuff, at about 2 s
+    expect(ward.locator("#ledger")).to_contain_text("sealed")
+    shoot(ward, tmp_path, "e2e-ward-1920")
+    ward.set_viewport_size({"width": 400, "height": 860})
+    expect(rows).to_have_count(len(DEMO_WARD))
+    shoot(ward, tmp_path, "e2e-ward-400")
+    # the clinician's own patient-level read of someone else's is refused
+    outside = ward.request.get(f"{url}/api/v1/patients/{EAST_WARD[0]}/vitals")
+    assert refusal(outside.status, outside.json()) == "not-in-care-team"
+
+    # --- the patient: /me asks them to sign in, and brings them back after it
+    me_context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    me = me_context.new_page()
+    me_problems = watch(me)
+    me.goto(f"{url}/me")
+    expect(me.get_by_role("heading", name="Please sign in")).to_be_visible()
+    me.get_by_role("link", name="Sign in").click()
+    sign_in(me, PATIENT, world.passwords[PATIENT])
+    me.wait_for_url(f"{url}/me")
+    expect(me.locator("body")).to_have_attribute("data-ready", "true")
+    expect(me.locator("#who")).to_have_text(f"Patient {DEMO_PATIENT}")
+
+    # before any consent the app is refused
+    token = app_token(world)
+    refused = read_vitals(token, url)
+    assert refusal(refused.status_code, refused.json()) == "no-consent"
+
+    # the patient gives the app access, signed with a key made in this browser
+    me.get_by_label("App", exact=True).select_option(label=APP_NAME)
+    me.get_by_label("My treatment").check()
+    me.get_by_role("button", name="Give access").click()
+    expect(me.get_by_role("status")).to_contain_text(f"{APP_NAME} may now see your vital signs")
+    card = me.get_by_role("listitem").filter(has_text=APP_NAME)
+    expect(card).to_contain_text("In force")
+
+    # the app reads the patient's vital signs: the readings from the broker
+    allowed = read_vitals(token, url)
+    assert allowed.status_code == 200, allowed.text
+    assert allowed.json()["patient_id"] == DEMO_PATIENT
+    assert {v["code"] for v in allowed.json()["vitals"]} >= {HEART_RATE.code}
+    # ... and only that patient's
+    other = read_vitals(token, url, DEMO_WARD[1])
+    assert refusal(other.status_code, other.json()) == "no-consent"
+
+    # the patient withdraws; the app's next read, with the same token, is refused
+    me.get_by_role("button", name=f"Withdraw access for {APP_NAME}").click()
+    expect(me.get_by_role("status")).to_contain_text("can no longer see your vital signs")
+    expect(card).to_contain_text("Withdrawn")
+    withdrawn = read_vitals(token, url)
+    assert refusal(withdrawn.status_code, withdrawn.json()) == "no-consent"
+
+    # an app of the hospital's OpenID provider: its token is accepted, the read refused
+    hospital = world.provider.token()["access_token"]
+    unconsented = read_vitals(hospital, url)
+    assert refusal(unconsented.status_code, unconsented.json()) == "no-consent"
+
+    # --- another ward's clinician: their own ward, then the patient by breaking the glass
+    east_context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    east = east_context.new_page()
+    east_problems = watch(east)
+    east.goto(f"{url}/")
+    sign_in(east, EAST_CLINICIAN, world.passwords[EAST_CLINICIAN])
+    east.wait_for_url(f"{url}/")
+    expect(east.locator("#patients tr[data-patient]")).to_have_count(len(EAST_WARD))
+    assert sorted(ward_ids(east)) == sorted(EAST_WARD)
+    vitals_url = f"{url}/api/v1/patients/{DEMO_PATIENT}/vitals"
+    closed = east.request.get(vitals_url)
+    assert refusal(closed.status, closed.json()) == "not-in-care-team"
+    glass = east.request.get(vitals_url, headers={"X-Break-Glass-Reason": GLASS})
+    assert glass.status == 200
+    assert glass.json()["patient_id"] == DEMO_PATIENT
+
+    # --- the patient's access log shows all of it
+    me.reload()
+    expect(me.locator("body")).to_have_attribute("data-ready", "true")
+    log = me.locator("#log-rows tr")
+    app_rows = log.filter(has_text=f"{APP_NAME} (app)")
+    expect(app_rows).to_have_count(3)  # refused, allowed, refused: newest first
+    expect(app_rows.nth(0)).to_contain_text("RefusedYou had not given access")
+    expect(app_rows.nth(1)).to_contain_text("Allowed")
+    expect(app_rows.nth(1)).to_contain_text("Vital signs")
+    expect(app_rows.nth(2)).to_contain_text("RefusedYou had not given access")
+    provider_rows = log.filter(has_text=f"{world.provider.client_id} (app)")
+    expect(provider_rows).to_have_count(1)
+    expect(provider_rows).to_contain_text("Refused")
+    glass_rows = me.locator("#log-rows tr.break-glass")
+    expect(glass_rows).to_have_count(1)
+    expect(glass_rows).to_contain_text(f"{EAST_CLINICIAN} (clinician)")
+    expect(glass_rows).to_contain_text("Allowed")
+    expect(glass_rows).to_contain_text("Emergency access")
+    expect(glass_rows).to_contain_text(GLASS)
+    east_rows = log.filter(has_text=f"{EAST_CLINICIAN} (clinician)")
+    expect(east_rows).to_have_count(2)  # the refusal without a reason, the break-glass
+    expect(east_rows.nth(1)).to_contain_text("RefusedNot in your care team")
+    expect(log.filter(has_text=f"{CLINICIAN} (clinician)").first).to_contain_text("Allowed")
+    log_section = me.get_by_role("region", name="Who looked at my data")
+    log_section.scroll_into_view_if_needed()
+    shoot(me, tmp_path, "e2e-access-log-1920")
+    me.set_viewport_size({"width": 400, "height": 900})
+    expect(glass_rows).to_contain_text(GLASS)
+    shoot(me, tmp_path, "e2e-access-log-400")
+
+    # the patient signs out from their page; the session is gone on the server too
+    me.get_by_role("button", name="Sign out").click()
+    me.wait_for_url(f"{url}/sign-in?signed-out")
+    assert me.request.get(f"{url}/api/v1/me/access-log").status == 401
+
+    assert (ward_problems, me_problems, east_problems) == ([], [], [])
+    for context in (ward_context, me_context, east_context):
+        context.close()
