@@ -20,7 +20,7 @@ from access.directory import Directory
 from access.directory_changes import Change, DirectoryChange
 from access.journal import Journal
 from access.trail import DENY, Access, AccessEvent, AccessTrail
-from access.users import UserStore
+from access.users import Role, UserStore
 from devices.cose import encode_sign1, parse_sign1
 from ledger.appends import NewEntry
 from ledger.entries import EntryKind, LedgerEntry
@@ -52,7 +52,12 @@ def open_directory(tmp_path: Path, into: Journal) -> Directory:
 
 def staff_the_ward(directory: Directory) -> None:
     """Two clinicians, an admin and a patient; ward-a holds p-17 and p-18, ward-b p-17."""
-    for user, role in (("u-doc-1", "clinician"), ("u-nurse-3", "clinician"), ("u-admin", "admin")):
+    staff: tuple[tuple[str, Role], ...] = (
+        ("u-doc-1", "clinician"),
+        ("u-nurse-3", "clinician"),
+        ("u-admin", "admin"),
+    )
+    for user, role in staff:
         directory.add_user(user, role, PASSWORD)
     directory.add_user("u-p17", "patient", PASSWORD, patient_id="p-17")
     for team, doctor, patients in (

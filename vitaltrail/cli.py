@@ -415,20 +415,15 @@ def parser() -> argparse.ArgumentParser:
     command(tsub, "list", "every care team, its members and patients")
     tcreate = command(tsub, "create", "create a care team (a ward)")
     tcreate.add_argument("team", help="its name: 1-64 of [A-Za-z0-9 ._-], starting [A-Za-z0-9]")
-    for action, what in (
-        ("add-member", "add a clinician to"),
-        ("remove-member", "remove a clinician from"),
+    for action, what, metavar, who in (
+        ("add-member", "add a clinician to", "NAME", "the clinician's user name"),
+        ("remove-member", "remove a clinician from", "NAME", "the clinician's user name"),
+        ("add-patient", "add a patient to", "PATIENT", "the patient id"),
+        ("remove-patient", "remove a patient from", "PATIENT", "the patient id"),
     ):
-        member = command(tsub, action, f"{what} a care team")
-        member.add_argument("team", help="the care team")
-        member.add_argument("who", metavar="NAME", help="the clinician's user name")
-    for action, what in (
-        ("add-patient", "add a patient to"),
-        ("remove-patient", "remove a patient from"),
-    ):
-        patient = command(tsub, action, f"{what} a care team")
-        patient.add_argument("team", help="the care team")
-        patient.add_argument("who", metavar="PATIENT", help="the patient id")
+        change = command(tsub, action, f"{what} a care team")
+        change.add_argument("team", help="the care team")
+        change.add_argument("who", metavar=metavar, help=who)
     teams.set_defaults(func=cmd_teams)
 
     apps = command(sub, "apps", "telemedicine apps (SMART Backend Services clients)")
