@@ -18,7 +18,7 @@ from pathlib import Path
 
 from access.fields import is_patient_id
 from access.sqlite import SqliteFile
-from access.users import NAME_RE
+from access.users import NAME_RE, is_user_name
 
 log = logging.getLogger("vitaltrail.access")
 
@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS care_team_patients (
 """
 
 
+def is_team_name(value: object) -> bool:
+    return isinstance(value, str) and TEAM_RE.fullmatch(value) is not None
+
+
 @dataclass(frozen=True)
 class CareTeam:
     name: str
@@ -58,7 +62,7 @@ class CareTeamStore:
         self._clock = clock
 
     def create(self, name: str) -> CareTeam:
-        if not TEAM_RE.match(name):
+        if not is_team_name(name):
             raise ValueError(f"a care team's name is {TEAM_RE.pattern}, found {name!r}")
         with self._db.transaction() as cur:
             if cur.execute("SELECT 1 FROM care_teams WHERE name = ?", (name,)).fetchone():
@@ -69,7 +73,7 @@ class CareTeamStore:
 
     def add_member(self, team: str, user: str) -> CareTeam:
         """Add a clinician (by user name) to a team."""
-        if not NAME_RE.match(user):
+        if not is_user_name(user):
             raise ValueError(f"a user name is {NAME_RE.pattern}, found {user!r}")
         return self._change(team, "INSERT OR IGNORE INTO care_team_members VALUES (?, ?)", user)
 

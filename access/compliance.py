@@ -1,30 +1,34 @@
 """The compliance check: was every recorded access allowed when it happened?
 
-One pass over the ledger's entries in order, replaying patient keys and consents as it goes
-(access.consent_state, the rules the API decides by), so each access event is judged against
-exactly the consents in force at its position in the log. What the ledger does not hold - who
-is a clinician, whose care team a patient is in - comes from a role lookup the caller passes
-(the user directory, asked for the role a user had at the event's time). Findings are
-returned, never raised: ``vitaltrail audit`` prints them beside the ledger auditor's.
+One pass over the ledger's entries in order, replaying patient keys, consents and directory
+changes as it goes (access.consent_state, the rules the API decides by; access.directory_history,
+who was a clinician, patient or admin and whose care team held which patients), so each access
+event is judged against exactly the consents, roles and care teams in force at its position in
+the log. Findings are returned, never raised: ``vitaltrail audit`` prints them beside the
+ledger auditor's.
 
 Checked: a patient-signed consent is signed by a key registered to that patient earlier in the
-log and not revoked; a staff-recorded one names a staff member who had that role; a withdrawal
-ends a grant made before it. A permitted access by an app (or by anyone on the ground of a
-consent) is covered, for every patient, data class and purpose it names, by a grant in force
-at its position and time; a permitted access by a user had the role it claims, a patient read
-only their own data, an admin read none, and a clinician read their care team's patients or
-broke the glass with a reason. Refusals are counted, not judged; break-glass accesses are
-listed for review.
+log and not revoked; a staff-recorded one names an enabled staff member who had that role; a
+withdrawal ends a grant made before it; a directory change names users and teams the log has.
+A permitted access by an app (or by anyone on the ground of a consent) is covered, for every
+patient, data class and purpose it names, by a grant in force at its position and time; a
+permitted access by a user was by a user the log knows (else ``role unknown``), not disabled,
+with the role it claims; a patient read only their own data, an admin read none, and a
+clinician read their care team's patients or broke the glass with a reason. Refusals are
+counted, not judged; break-glass accesses are listed for review.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from access.consent import KINDS as CONSENT_KINDS
 from access.consent import Grantee, RecordedConsent, SignedConsent, decode_consent
 from access.consent_state import ConsentState
+from access.directory_changes import DirectoryChange
+from access.directory_history import DirectoryHistory, UserRole
 from access.errors import AccessRecordError, ConsentError
 from access.patient_keys import KINDS as KEY_KINDS
 from access.patient_keys import PatientKeyStatement
@@ -35,18 +39,6 @@ CLINICIAN, PATIENT, ADMIN = "clinician", "patient", "admin"
 STAFF_ROLES = frozenset({CLINICIAN, ADMIN})  # who may record a consent for a patient
 CONSENT_REASON = "consent"  # the reason code of a permit granted on a consent
 MAX_FINDINGS = 1000
-
-
-@dataclass(frozen=True)
-class UserRole:
-    """What the directory says of a user at a time."""
-
-    role: str
-    patient_id: str | None = None  # a patient's own record
-    care_team: frozenset[str] | None = None  # the patients a clinician may read; None: unknown
-
-
-RoleLookup = Callable[[str, int], UserRole | None]  # (user id, time ms) -> the role then
 
 
 @dataclass(frozen=True)
@@ -65,6 +57,7 @@ class BreakGlassAccess:
 @dataclass
 class ComplianceReport:
     consents: int = 0
+    directory_changes: Counter[str] = field(default_factory=Counter)  # by change
     accesses: int = 0
     permits: int = 0
     refusals: int = 0
@@ -87,11 +80,11 @@ class _Key:
 
 
 class _Replay:
-    def __init__(self, roles: RoleLookup, report: ComplianceReport) -> None:
-        self.roles = roles
+    def __init__(self, report: ComplianceReport) -> None:
         self.report = report
         self.keys: dict[bytes, _Key] = {}
         self.consents = ConsentState()
+        self.directory = DirectoryHistory()
         self.last_seq: dict[str, int] = {}  # trail -> the last access seq seen
 
     def entry(self, index: int, entry: LedgerEntry) -> None:
@@ -102,6 +95,8 @@ class _Replay:
                 self.consent(index, entry)
             elif entry.kind is EntryKind.ACCESS:
                 self.access(index, AccessEvent.decode(entry.body))
+            elif entry.kind is EntryKind.DIRECTORY_CHANGE:
+                self.directory_change(index, DirectoryChange.decode(entry.body))
         except AccessRecordError as exc:
             self.report.add("entry", index, str(exc))
 
@@ -119,6 +114,12 @@ class _Replay:
             self.report.add("patient key", index, "a patient key revoked a second time")
         else:
             known.revoked_at = index
+
+    def directory_change(self, index: int, record: DirectoryChange) -> None:
+        self.report.directory_changes[record.change.change] += 1
+        problem = self.directory.apply(record.change)
+        if problem is not None:
+            self.report.add("directory", index, problem)
 
     def consent(self, index: int, entry: LedgerEntry) -> None:
         self.report.consents += 1
@@ -139,8 +140,13 @@ class _Replay:
                 self.report.add("consent signature", index, str(exc))
                 return
         elif isinstance(consent, RecordedConsent):
-            who = self.roles(consent.recorder, entry.logged_at_ms)  # when the ledger took it
-            if who is None or who.role != consent.role or who.role not in STAFF_ROLES:
+            who = self.directory.role_of(consent.recorder)
+            if (
+                who is None
+                or who.disabled
+                or who.role != consent.role
+                or who.role not in STAFF_ROLES
+            ):
                 self.report.add(
                     "consent recorder", index, "recorded by someone who was not staff in that role"
                 )
@@ -163,10 +169,13 @@ class _Replay:
         report.permits += 1
         if a.is_break_glass or a.reason == BREAK_GLASS:
             report.break_glass.append(BreakGlassAccess(index, event))
-        if a.agent.kind == "app" or a.reason == CONSENT_REASON:
+        who = self.directory.role_of(a.agent.id) if a.agent.kind == "user" else None
+        if who is not None and who.disabled:
+            report.add("disabled user", index, "read by a user disabled before it")
+        elif a.agent.kind == "app" or a.reason == CONSENT_REASON:
             self.by_consent(index, event)
         else:
-            self.by_role(index, event)
+            self.by_role(index, event, who)
 
     def by_consent(self, index: int, event: AccessEvent) -> None:
         a = event.access
@@ -186,10 +195,12 @@ class _Replay:
                         " without a consent in force",
                     )
 
-    def by_role(self, index: int, event: AccessEvent) -> None:
+    def by_role(self, index: int, event: AccessEvent, who: UserRole | None) -> None:
         a = event.access
-        who = self.roles(a.agent.id, a.time_ms)
-        if who is None or who.role != a.agent.role:
+        if who is None:
+            self.report.add("role unknown", index, "the log has no record of this user before it")
+            return
+        if who.role != a.agent.role:
             self.report.add("role", index, f"the user did not have the role {a.agent.role!r}")
             return
         if who.role == PATIENT:
@@ -201,18 +212,16 @@ class _Replay:
                 return  # listed for review
             if a.reason == BREAK_GLASS:
                 self.report.add("break-glass", index, "a break-glass permit without a reason")
-            elif who.care_team is not None and set(a.patients) - who.care_team:
+            elif set(a.patients) - who.care_team:
                 self.report.add("role", index, "a clinician read patients outside the care team")
         else:
             self.report.add("role", index, f"the role {who.role!r} reads no patient data")
 
 
-def consents_at(
-    entries: Iterable[tuple[int, bytes]], position: int, roles: RoleLookup
-) -> ConsentState:
+def consents_at(entries: Iterable[tuple[int, bytes]], position: int) -> ConsentState:
     """The consents in force just before ledger index ``position``, each statement verified as
     :func:`check_compliance` verifies it (a forged or unauthorised one grants nothing)."""
-    replay = _Replay(roles, ComplianceReport())
+    replay = _Replay(ComplianceReport())
     for index, data in entries:
         if index >= position:
             break
@@ -225,12 +234,12 @@ def consents_at(
     return replay.consents
 
 
-def check_compliance(entries: Iterable[tuple[int, bytes]], roles: RoleLookup) -> ComplianceReport:
+def check_compliance(entries: Iterable[tuple[int, bytes]]) -> ComplianceReport:
     """Check the ledger's ``(index, leaf data)`` pairs, in log order (e.g.
     ``reader.log.entries(0, size)``). Leaves that are not entries are the ledger auditor's
     to report; they are passed over here."""
     report = ComplianceReport()
-    replay = _Replay(roles, report)
+    replay = _Replay(report)
     for index, data in entries:
         try:
             entry = LedgerEntry.decode(data)

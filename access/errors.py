@@ -3,13 +3,15 @@
     AccessError
      ├── ScopeError          a resource scope breaks the SMART grammar (scopes.py)
      ├── TokenError          a bearer token refused: the HTTP layer answers 401 (403 for scope)
+     │   └── UserDisabled    a valid token of a user the issuer's directory has disabled since
      ├── ProviderError       an issuer's discovery document or JWK set could not be had
      ├── TokenRequestError   the embedded issuer's token endpoint refused (RFC 6749 §5.2)
      ├── SignInError         a password sign-in refused
-     └── AccessRecordError   a consent, patient key or access record cannot be accepted
+     └── AccessRecordError   a consent, patient key, access or directory record cannot be accepted
          ├── PatientKeyError      bytes that are not a patient key statement (patient_keys)
          ├── ConsentError         bytes that are not a consent statement (consent)
          ├── AccessEventError     bytes that are not an access event (trail)
+         ├── DirectoryChangeError bytes that are not a directory change (directory_changes)
          ├── ConsentRefused       a well-formed statement the store refuses, with a reason code
          └── JournalError         the journal could not commit: serve nothing (journal)
              └── JournalConflict  the key is recorded with other bytes
@@ -41,6 +43,7 @@ TokenReason = Literal[
     "wrong_audience",
     "missing_claim",  # sub, client_id, scope, jti, iat or exp absent
     "bad_scope",  # a resource scope in the token breaks the SMART grammar
+    "user_disabled",  # a valid token of a user disabled since it was issued (disabled means now)
     "insufficient_scope",  # valid token, scopes do not delegate the request (HTTP 403)
 ]
 
@@ -77,6 +80,19 @@ class TokenError(AccessError):
             return "Bearer"
         safe = "".join(c for c in self.description if " " <= c <= "~" and c not in '\\"')
         return f'Bearer error="{error}", error_description="{safe}"'
+
+
+class UserDisabled(TokenError):
+    """A token that passed every check, of a user the issuer's directory has disabled since:
+    refused from the next request, not when the token expires. It names the caller (subject,
+    client, roles, token id) so the refusal can be recorded in the access trail."""
+
+    def __init__(self, subject: str, client_id: str, roles: frozenset[str], token_id: str) -> None:
+        super().__init__("user_disabled", "this account is disabled")
+        self.subject = subject
+        self.client_id = client_id
+        self.roles = roles
+        self.token_id = token_id
 
 
 class ProviderError(AccessError):
@@ -158,6 +174,10 @@ class ConsentError(AccessRecordError):
 
 class AccessEventError(AccessRecordError):
     """Bytes that are not a well-formed, deterministically encoded access event."""
+
+
+class DirectoryChangeError(AccessRecordError):
+    """Bytes that are not a well-formed, deterministically encoded directory change."""
 
 
 class ConsentRefused(AccessRecordError):

@@ -176,7 +176,12 @@ class Issuer:
 
     def trusted_issuer(self) -> TrustedIssuer:
         """How the API's token check trusts this issuer."""
-        return TrustedIssuer(self.config.issuer, StaticKeys(self.jwks()), require_at_jwt=True)
+        return TrustedIssuer(
+            self.config.issuer,
+            StaticKeys(self.jwks()),
+            require_at_jwt=True,
+            user_disabled=self.users.is_disabled,
+        )
 
     def sign_in(self, name: str, password: str) -> IssuedToken:
         """A token for the user whose password this is (``SignInError`` otherwise)."""

@@ -36,7 +36,8 @@ from typing import Literal
 
 from access.consent import VITAL_SIGNS, ConsentStatement, Grantee
 from access.consent_state import VITAL_SIGN_CODES, covers
-from access.fields import is_principal, is_purpose, is_text
+from access.errors import UserDisabled
+from access.fields import is_code, is_patient_id, is_principal, is_purpose, is_text
 from access.scopes import Context, Interaction
 from access.tokens import Principal
 from access.trail import BREAK_GLASS, DENY, PERMIT, READ, SEARCH, Access, Agent
@@ -70,9 +71,11 @@ NOT_OWN_RECORD = "not-own-record"
 NO_PATIENT_CONTEXT = "no-patient-context"
 NO_CONSENT = "no-consent"
 NONE_VISIBLE = "none-visible"  # a listing with nobody the caller may see: nothing disclosed
+USER_DISABLED = "user-disabled"  # a valid token of a user disabled since (refused at the token)
 DENIALS = (
     NO_ROLE, ADMIN_READS_NONE, INSUFFICIENT_SCOPE, BAD_PURPOSE, BAD_BREAK_GLASS,
     NOT_IN_CARE_TEAM, NOT_OWN_RECORD, NO_PATIENT_CONTEXT, NO_CONSENT, NONE_VISIBLE,
+    USER_DISABLED,
 )  # fmt: skip
 
 
@@ -174,6 +177,38 @@ class Decision:
             consents=self.consents,
             request_id=request_id if request_id is not None and is_principal(request_id) else None,
         )
+
+
+def disabled_user_access(
+    refused: UserDisabled,
+    time_ms: int,
+    route: str,
+    patients: tuple[str, ...],
+    data: tuple[str, ...],
+    request_id: str | None = None,
+) -> Access:
+    """The access event of a request refused because its user was disabled since the token
+    was issued: no decision was made, but the refusal is on record like every other."""
+    roles = sorted(r for r in refused.roles if is_code(r))
+    agent = Agent(
+        "user",
+        _safe(refused.subject),
+        roles[0] if roles else "none",
+        client=_safe(refused.client_id),
+        jti=_safe(refused.token_id),
+    )
+    return Access(
+        time_ms=time_ms,
+        agent=agent,
+        patients=tuple(p for p in patients if is_patient_id(p)),
+        data=data,
+        purpose=(),
+        outcome=DENY,
+        reason=USER_DISABLED,
+        interaction=READ,
+        route=route,
+        request_id=request_id if request_id is not None and is_principal(request_id) else None,
+    )
 
 
 ConsentLookup = Callable[[str, Grantee, str, str, int], ConsentStatement | None]

@@ -10,6 +10,11 @@ alg only), then the signature, and only then the claims: ``exp``/``nbf``/``iat``
 leeway, ``aud`` containing this API, and the claims every access token must carry (``sub``,
 ``client_id``, ``scope``, ``jti``, ``iat``, ``exp``).
 
+Disabled means now: an issuer that keeps a user directory (the embedded one) is trusted with
+``user_disabled``, asked for every user token that passed every check, so a token of a user
+disabled since it was issued is refused (:class:`~access.errors.UserDisabled`) from the next
+request rather than when it expires.
+
 ``typ`` must be ``at+jwt`` (RFC 9068 §2.1), so an ID token or any other JWT an issuer signs
 cannot be replayed as an access token. An external issuer that does not set it (Keycloak
 writes ``typ: JWT``) is trusted with ``require_at_jwt=False``: ``JWT`` or no ``typ`` is then
@@ -40,7 +45,7 @@ from joserfc.errors import (
 )
 from joserfc.jwk import Key
 
-from access.errors import Refusals, ScopeError, TokenError
+from access.errors import Refusals, ScopeError, TokenError, UserDisabled
 from access.jwks import FetchJson, JwkSetCache, KeySource, discover
 from access.scopes import ScopeSet
 
@@ -63,6 +68,7 @@ class TrustedIssuer:
     require_at_jwt: bool = True
     roles_claim: tuple[str, ...] = ("roles",)  # Keycloak: ("realm_access", "roles")
     algorithms: frozenset[str] = ASYMMETRIC_ALGORITHMS
+    user_disabled: Callable[[str], bool] | None = None  # the issuer's directory: sub -> disabled?
 
 
 def trust_discovered(
@@ -190,11 +196,15 @@ class TokenVerifier:
         patient = claims.get("patient")
         if patient is not None and not isinstance(patient, str):
             raise TokenError("malformed", "patient must be a string")
+        kind: Kind = "app" if subject == client_id else "user"
+        roles = _roles(claims, trust.roles_claim)
+        if kind == "user" and trust.user_disabled is not None and trust.user_disabled(subject):
+            raise UserDisabled(subject, client_id, roles, token_id)
         return Principal(
             subject=subject,
             client_id=client_id,
-            kind="app" if subject == client_id else "user",
-            roles=_roles(claims, trust.roles_claim),
+            kind=kind,
+            roles=roles,
             scopes=scopes,
             token_id=token_id,
             issuer=trust.issuer,

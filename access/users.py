@@ -81,15 +81,17 @@ class UserStore:
         self._clock = clock
         self._dummy_hash = _unmatchable_hash(self._hasher)
 
+    def check_new(
+        self, name: str, role: Role, password: str, *, patient_id: str | None = None
+    ) -> None:
+        """Raise ``ValueError`` unless :meth:`add` would make this account now."""
+        _check_new(name, role, password, patient_id)
+        if self.get(name) is not None:
+            raise ValueError(f"user {name!r} exists")
+
     def add(self, name: str, role: Role, password: str, *, patient_id: str | None = None) -> User:
         """A new account; a patient account names the patient it is, no other account does."""
-        if not NAME_RE.match(name):
-            raise ValueError(f"a user name is {NAME_RE.pattern}, found {name!r}")
-        if role not in ROLES:
-            raise ValueError(f"a role is one of {', '.join(ROLES)}, found {role!r}")
-        if (role == "patient") != (patient_id is not None):
-            raise ValueError("a patient account, and only a patient account, has a patient id")
-        _check_password(password)
+        _check_new(name, role, password, patient_id)
         digest = self._hasher.hash(password)
         with self._db.transaction() as cur:
             if cur.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
@@ -111,6 +113,11 @@ class UserStore:
     def list(self) -> list[User]:
         rows = self._db.query("SELECT name, role, patient_id, disabled FROM users ORDER BY name")
         return [_user(row) for row in rows]
+
+    def is_disabled(self, name: str) -> bool:
+        """Whether ``name`` is an account that is disabled now (an unknown name is not)."""
+        rows = self._db.query("SELECT disabled FROM users WHERE name = ?", name)
+        return bool(rows and rows[0][0])
 
     def set_disabled(self, name: str, disabled: bool = True) -> User:
         with self._db.transaction() as cur:
@@ -215,6 +222,21 @@ def _unmatchable_hash(hasher: PasswordHasher) -> str:
         f"${kind}$v=19$m={hasher.memory_cost},t={hasher.time_cost},p={hasher.parallelism}"
         f"${b64(hasher.salt_len)}${b64(hasher.hash_len)}"
     )
+
+
+def is_user_name(value: object) -> bool:
+    """A user name, exactly (``fullmatch``: no trailing newline slips through ``$``)."""
+    return isinstance(value, str) and NAME_RE.fullmatch(value) is not None
+
+
+def _check_new(name: str, role: Role, password: str, patient_id: str | None) -> None:
+    if not is_user_name(name):
+        raise ValueError(f"a user name is {NAME_RE.pattern}, found {name!r}")
+    if role not in ROLES:
+        raise ValueError(f"a role is one of {', '.join(ROLES)}, found {role!r}")
+    if (role == "patient") != (patient_id is not None):
+        raise ValueError("a patient account, and only a patient account, has a patient id")
+    _check_password(password)
 
 
 def _check_password(password: str) -> None:

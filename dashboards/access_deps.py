@@ -4,7 +4,9 @@
 route's declared rule (``dashboards.route_rules``; none declared: 403), and for every rule but
 ``Public`` it checks the caller's bearer token (``Authorization: Bearer``, RFC 6750) with the
 app's :class:`~access.tokens.TokenVerifier` - 401 with ``WWW-Authenticate`` for a missing or
-bad token, 403 for one whose scopes or role do not reach the route. A principal set by a
+bad token, 403 for one whose scopes or role do not reach the route. A valid token of a user the
+embedded directory has disabled since is a 401 too (``user_disabled``), and that refusal is
+recorded in the access trail (reason ``user-disabled``). A principal set by a
 session cookie is taken the same way: middleware that checks the cookie puts the verified
 ``Principal`` on ``request.state.session_principal`` (:data:`SESSION_PRINCIPAL`), and with no
 ``Authorization`` header that principal is the caller.
@@ -37,10 +39,16 @@ from fastapi import Depends, Header, HTTPException, Path, Request
 from prometheus_client import CollectorRegistry, Counter
 
 from access.care_teams import CareTeamStore
-from access.errors import AccessRecordError, ConsentRefused, TokenError
+from access.errors import AccessRecordError, ConsentRefused, TokenError, UserDisabled
 from access.fields import is_patient_id
 from access.journal import Journal
-from access.policy import INSUFFICIENT_SCOPE, AccessRequest, Decision, Policy
+from access.policy import (
+    INSUFFICIENT_SCOPE,
+    AccessRequest,
+    Decision,
+    Policy,
+    disabled_user_access,
+)
 from access.scopes import Scope
 from access.tokens import Principal, TokenVerifier
 from access.trail import AccessTrail
@@ -152,9 +160,40 @@ async def authenticate(request: Request) -> Principal:
     except TokenError as exc:
         _metrics(request).tokens_refused.labels(reason=exc.reason).inc()
         log.debug("refused a bearer token: %s", exc.reason)
+        if isinstance(exc, UserDisabled):
+            await _record_disabled(request, exc)
         raise HTTPException(
             exc.status, exc.description, headers={"WWW-Authenticate": exc.www_authenticate}
         ) from None
+
+
+def _route_template(request: Request) -> str:
+    """The route as the trail records it: the template, never the values in the path."""
+    route = request.scope.get("route")
+    return f"{request.method} {getattr(route, 'path', request.url.path)}"
+
+
+async def _record_disabled(request: Request, refused: UserDisabled) -> None:
+    """Put the refusal of a disabled user's token in the access trail (the patient of the
+    path, and the route's data class, when there are). A trail that cannot record it is
+    logged: the request is refused either way."""
+    rule = rule_of(request.scope.get("route"), request.app)
+    patient = request.path_params.get("patient_id")
+    access = disabled_user_access(
+        refused,
+        int(time.time() * 1000),
+        _route_template(request),
+        (patient,) if isinstance(patient, str) else (),
+        (rule.data_class,) if isinstance(rule, PatientData) else (),
+        request.headers.get("x-request-id"),
+    )
+    trail = _services(request).trail
+    try:
+        await _pool(request).run(lambda _: trail.record(access))
+    except AccessRecordError as exc:
+        log.error("the access trail did not record a refusal: %s", type(exc).__name__)
+        return
+    _metrics(request).decisions.labels(outcome=access.outcome, reason=access.reason).inc()
 
 
 async def enforce(request: Request) -> None:
@@ -237,8 +276,7 @@ async def decide(
     function of a reader thread's connections (resolving the patients), run in the same
     trip to the read pool as the decision and its commit."""
     services = _services(request)
-    route = request.scope.get("route")
-    template = f"{request.method} {getattr(route, 'path', request.url.path)}"
+    template = _route_template(request)
     request_id = request.headers.get("x-request-id")
 
     def decide_and_record(r: Readers) -> tuple[AccessRequest, Decision]:

@@ -29,6 +29,7 @@ class EntryKind(enum.IntEnum):
     CONSENT_SIGNED = 6  # body: the patient's COSE_Sign1 over a consent statement (access.consent)
     CONSENT_RECORDED = 7  # body: a statement recorded by staff on the patient's behalf
     ACCESS = 8  # body: an access event of the read side's trail (access.trail)
+    DIRECTORY_CHANGE = 9  # body: a change to users or care teams (access.directory_changes)
 
 
 class EntryError(Exception):

@@ -1,5 +1,6 @@
-"""The compliance check over a real ledger: every permitted access against the consents and
-roles in force at its position in the log; break-glass accesses listed; findings, not raises."""
+"""The compliance check over a real ledger: every permitted access against the consents, roles
+and care teams in force at its position in the log (the directory's changes are in the log too);
+break-glass accesses listed; findings, not raises."""
 
 from __future__ import annotations
 
@@ -7,13 +8,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
+from argon2.profiles import CHEAPEST
 
-from access.compliance import ComplianceReport, UserRole, check_compliance, consents_at
+from access.care_teams import CareTeamStore
+from access.compliance import ComplianceReport, check_compliance, consents_at
 from access.consent import ConsentStatement, sign_consent
 from access.consent_state import ConsentState
 from access.consent_store import ConsentStore
+from access.directory import Directory
+from access.directory_changes import Change, DirectoryChange
 from access.journal import Journal
 from access.trail import DENY, Access, AccessEvent, AccessTrail
+from access.users import Role, UserStore
 from devices.cose import encode_sign1, parse_sign1
 from ledger.appends import NewEntry
 from ledger.entries import EntryKind, LedgerEntry
@@ -32,20 +39,40 @@ from tests.access_helpers import (
     user_read,
 )
 
-DIRECTORY = {
-    "u-doc-1": UserRole("clinician", care_team=frozenset({"p-17", "p-18"})),
-    "u-nurse-3": UserRole("clinician", care_team=frozenset({"p-17"})),
-    "u-admin": UserRole("admin"),
-    "u-p17": UserRole("patient", patient_id="p-17"),
-}
+PASSWORD = "correct horse battery"
 
 
-def roles(user: str, at_ms: int) -> UserRole | None:
-    return DIRECTORY.get(user)
+def open_directory(tmp_path: Path, into: Journal) -> Directory:
+    """The user directory and care teams of ``tmp_path``, changed by an administrator, each
+    change journaled in ``into``."""
+    path = tmp_path / "access.db"
+    users = UserStore(path, hasher=PasswordHasher.from_parameters(CHEAPEST))
+    return Directory(users, CareTeamStore(path), into, "u-admin")
+
+
+def staff_the_ward(directory: Directory) -> None:
+    """Two clinicians, an admin and a patient; ward-a holds p-17 and p-18, ward-b p-17."""
+    staff: tuple[tuple[str, Role], ...] = (
+        ("u-doc-1", "clinician"),
+        ("u-nurse-3", "clinician"),
+        ("u-admin", "admin"),
+    )
+    for user, role in staff:
+        directory.add_user(user, role, PASSWORD)
+    directory.add_user("u-p17", "patient", PASSWORD, patient_id="p-17")
+    for team, doctor, patients in (
+        ("ward-a", "u-doc-1", "p-17 p-18"),
+        ("ward-b", "u-nurse-3", "p-17"),
+    ):
+        directory.create_team(team)
+        directory.add_member(team, doctor)
+        for patient in patients.split():
+            directory.add_patient(team, patient)
 
 
 class World:
-    """An API (journal, consent store, trail) and the ingestor's ledger it is copied into."""
+    """An API (journal, consent store, trail), its directory, and the ingestor's ledger they
+    are copied into."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.path = tmp_path / "ledger.db"
@@ -53,6 +80,8 @@ class World:
         self.journal: Journal = journal(tmp_path)
         self.consents = ConsentStore(self.journal)
         self.trail = AccessTrail(self.journal, self.consents)
+        self.directory = open_directory(tmp_path, self.journal)
+        staff_the_ward(self.directory)
         self.consents.keys.register("p-17", PATIENT_KEY.key, NOW - 2 * DAY)
 
     def access(self, access: Access) -> AccessEvent:
@@ -66,7 +95,7 @@ class World:
         self.copy()
         reader = LedgerReader(self.path)
         try:
-            return check_compliance(reader.log.entries(0, reader.log.stored_size()), roles)
+            return check_compliance(reader.log.entries(0, reader.log.stored_size()))
         finally:
             reader.close()
 
@@ -79,6 +108,8 @@ def world(tmp_path: Path) -> Iterator[World]:
     w = World(tmp_path)
     yield w
     w.ledger.close()
+    w.directory.users.close()
+    w.directory.teams.close()
 
 
 def test_accesses_allowed_by_consent_and_role_pass(world: World) -> None:
@@ -115,7 +146,7 @@ def test_an_app_read_after_the_withdrawal_is_a_finding(world: World) -> None:
         (user_read("u-p17", "patient", ("p-17", "p-18"), reason="self"), "role"),
         (user_read("u-admin", "admin", ("p-17",)), "role"),  # admins read no vitals
         (user_read("u-admin", "clinician", ("p-17",)), "role"),  # a role the user lacked
-        (user_read("u-gone", "clinician", ("p-17",)), "role"),  # nobody the directory knows
+        (user_read("u-gone", "clinician", ("p-17",)), "role unknown"),  # nobody the log knows
         (user_read("u-nurse-3", "clinician", ("p-18",), reason="break-glass"), "break-glass"),
     ],
 )
@@ -209,10 +240,114 @@ def test_the_consents_in_force_at_any_position_of_the_log(world: World) -> None:
     try:
 
         def state_at(position: int) -> ConsentState:
-            return consents_at(reader.log.entries(0, reader.log.stored_size()), position, roles)
+            return consents_at(reader.log.entries(0, reader.log.stored_size()), position)
 
         assert state_at(withdrawn_at).in_force("p-17", APP, "8867-4", "TREAT", NOW)
         assert state_at(withdrawn_at + 1).in_force("p-17", APP, "8867-4", "TREAT", NOW) is None
         assert state_at(withdrawn_at - 1).in_force("p-17", APP, "8867-4", "TREAT", NOW) is None
     finally:
         reader.close()
+
+
+def test_an_assignment_removed_after_a_legitimate_read_leaves_the_read_legitimate(
+    world: World,
+) -> None:
+    world.access(user_read("u-nurse-3", "clinician", ("p-17",)))
+    world.directory.remove_member("ward-b", "u-nurse-3")
+    assert world.directory.teams.patients_of("u-nurse-3") == frozenset()  # today: no patients
+    assert world.check().findings == []  # then: p-17 was hers
+
+
+def test_a_read_after_the_assignment_was_removed_is_a_finding(world: World) -> None:
+    world.directory.remove_patient("ward-b", "p-17")
+    late = world.access(user_read("u-nurse-3", "clinician", ("p-17",)))
+    report = world.check()
+    assert [(f.check, f.where) for f in report.findings] == [("role", world.index(late))]
+    assert "outside the care team" in report.findings[0].detail
+
+
+def test_an_assignment_added_and_removed_around_a_read_is_in_the_ledger(world: World) -> None:
+    """An administrator cannot quietly widen a care team for one read: the read is allowed
+    where it stands, and the ledger shows the assignment made before it and taken after it,
+    by whom."""
+    world.directory.add_patient("ward-b", "p-18")
+    read = world.access(user_read("u-nurse-3", "clinician", ("p-18",)))
+    world.directory.remove_patient("ward-b", "p-18")
+    report = world.check()
+    assert report.findings == []
+    assert (
+        report.directory_changes["patient-added"],
+        report.directory_changes["patient-removed"],
+    ) == (4, 1)
+    at = world.ledger.log.index_of(read.ledger_key)
+    assert at is not None
+    around = [LedgerEntry.decode(d) for _, d in world.ledger.log.entries(at - 1, at + 2)]
+    assert [e.kind for e in around] == [
+        EntryKind.DIRECTORY_CHANGE,
+        EntryKind.ACCESS,
+        EntryKind.DIRECTORY_CHANGE,
+    ]
+    added, removed = (DirectoryChange.decode(around[i].body).change for i in (0, 2))
+    assert (added.change, added.team, added.patient, added.by) == (
+        "patient-added",
+        "ward-b",
+        "p-18",
+        "u-admin",
+    )
+    assert (removed.change, removed.patient) == ("patient-removed", "p-18")
+
+
+def test_a_disabled_users_read_is_a_finding_and_their_earlier_reads_are_not(world: World) -> None:
+    world.access(user_read("u-doc-1", "clinician", ("p-18",)))
+    world.directory.set_disabled("u-doc-1")
+    late = world.access(user_read("u-doc-1", "clinician", ("p-18",)))
+    world.directory.set_disabled("u-doc-1", False)
+    world.access(user_read("u-doc-1", "clinician", ("p-18",)))  # enabled again
+    report = world.check()
+    assert [(f.check, f.where) for f in report.findings] == [("disabled user", world.index(late))]
+
+
+def test_a_consent_recorded_by_disabled_staff_allows_nothing(world: World) -> None:
+    world.directory.set_disabled("u-nurse-3")
+    world.consents.record_for_patient(grant(0), "u-nurse-3", "clinician", "phone", NOW - DAY)
+    world.access(app_read())
+    assert [f.check for f in world.check().findings] == ["consent recorder", "consent"]
+
+
+def test_a_ledger_without_directory_changes_finds_roles_unknown(tmp_path: Path) -> None:
+    """A log from before the directory was recorded: every user read is a finding, no
+    traceback; an app's read on a consent is judged as ever."""
+    the_journal = journal(tmp_path)
+    consents = ConsentStore(the_journal)
+    trail = AccessTrail(the_journal, consents)
+    consents.keys.register("p-17", PATIENT_KEY.key, NOW - 2 * DAY)
+    consents.record_signed(signed_grant().message, NOW - DAY)
+    trail.record(app_read())
+    trail.record(user_read("u-doc-1", "clinician", ("p-17",)))
+    trail.record(user_read("u-p17", "patient", ("p-17",), reason="self"))
+    pending = the_journal.pending(0, NOW)
+    report = check_compliance((i, e.data) for i, e in enumerate(pending.entries))
+    assert [f.check for f in report.findings] == ["role unknown", "role unknown"]
+    assert report.directory_changes.total() == 0
+
+
+def test_a_directory_change_the_directory_could_not_have_made_is_a_finding(world: World) -> None:
+    world.copy()
+    forged = DirectoryChange(
+        "f0f0f0f0f0f0f0f0",
+        1,
+        Change(NOW, "u-admin", "member-added", team="no-such-ward", user="u-doc-1"),
+    )
+    world.ledger.append(
+        [
+            NewEntry(
+                forged.ledger_key,
+                LedgerEntry(EntryKind.DIRECTORY_CHANGE, NOW, forged.encode()).encode(),
+            )
+        ]
+    )
+    report = world.check()
+    assert [(f.check, f.where) for f in report.findings] == [
+        ("directory", f"entry {world.ledger.log.index_of(forged.ledger_key)}")
+    ]
+    assert "care team the directory does not have" in report.findings[0].detail

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from joserfc import jws
 from joserfc.jwk import ECKey, Key, RSAKey
 
-from access.errors import SignInError, TokenError, TokenRequestError
+from access.errors import SignInError, TokenError, TokenRequestError, UserDisabled
 from access.issuer import (
     ASSERTION_TYPE,
     ROLE_SCOPES,
@@ -235,6 +235,26 @@ def test_disabled_user_is_refused(issuer: Issuer) -> None:
         issuer.token_for(issuer.users.list()[0])
     issuer.users.set_disabled("dr-ng", False)
     assert issuer.sign_in("dr-ng", PASSWORD).access_token
+
+
+def test_a_token_issued_before_the_user_was_disabled_is_refused_now(
+    issuer: Issuer, clock: Clock
+) -> None:
+    """Disabled means now: the token check asks the issuer's directory, not the token's exp."""
+    issuer.users.add("dr-ng", "clinician", PASSWORD)
+    token = issuer.sign_in("dr-ng", PASSWORD).access_token
+    check = verifier(issuer, clock)
+    assert check.verify(token).subject == "dr-ng"
+    issuer.users.set_disabled("dr-ng")
+    with pytest.raises(UserDisabled) as refused:
+        check.verify(token)
+    assert (refused.value.reason, refused.value.status) == ("user_disabled", 401)
+    assert (refused.value.subject, refused.value.roles) == ("dr-ng", frozenset({"clinician"}))
+    assert check.refusals["user_disabled"] == 1
+    issuer.users.set_disabled("dr-ng", False)
+    assert check.verify(token).subject == "dr-ng"
+    # a name the directory does not have is not disabled (an account of another issuer)
+    assert not issuer.users.is_disabled("nobody")
 
 
 def test_passwords_are_stored_as_argon2id_only(issuer: Issuer, tmp_path: Path) -> None:

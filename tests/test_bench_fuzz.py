@@ -28,13 +28,15 @@ def test_a_short_run_feeds_every_decoder_and_nothing_escapes(
 
 
 def test_the_read_sides_decoders_are_fed_too() -> None:
-    """Consents, access events, patient keys, bearer tokens and client assertions."""
+    """Consents, access events, patient keys, directory changes, bearer tokens and client
+    assertions."""
     read_side = {
         "consent statement",
         "signed consent",
         "recorded consent",
         "access event",
         "patient key statement",
+        "directory change",
         "bearer token",
         "client assertion",
     }

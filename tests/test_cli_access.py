@@ -15,17 +15,19 @@ from joserfc.jwk import ECKey
 from access.apps import AppStore
 from access.consent import ConsentStatement, sign_consent
 from access.consent_store import ConsentStore
+from access.directory_changes import DirectoryChange
 from access.errors import SignInError
 from access.issuer import Issuer
 from access.journal import Journal
 from access.tokens import TokenVerifier
 from access.trail import AccessTrail
 from access.users import UserStore
+from dashboards.session_store import SessionStore
 from ledger.keyfile import load_or_create_signer
 from ledger.ledger import Ledger
 from tests.access_helpers import DAY, NOW, PATIENT_KEY, app_read, signed_grant, user_read
 from vitaltrail import cli
-from vitaltrail.access_commands import current_roles, print_compliance
+from vitaltrail.access_commands import cli_actor, open_directory
 from vitaltrail.settings import Settings
 from vitaltrail.web_auth import issuer_config
 
@@ -67,12 +69,33 @@ def test_users_add_list_disable(
     assert out.splitlines() == ["dr.lee\tclinician\t-\tactive", "pat\tpatient\tpatient-001\tactive"]
     users = UserStore(data / "access.db")
     assert users.authenticate("dr.lee", PASSWORD).role == "clinician"  # the file's first line
-    assert _run(capsys, data, "users", "disable", "dr.lee")[1] == "disabled dr.lee\n"
+    sessions = SessionStore(data / "sessions.db")
+    sessions.create("dr.lee")
+    sessions.create("pat")
+    assert _run(capsys, data, "users", "disable", "dr.lee")[1] == (
+        "disabled dr.lee (its tokens are refused now; 1 session(s) ended)\n"
+    )
+    assert sessions.count() == 1  # pat's
     assert "dr.lee\tclinician\t-\tdisabled" in _run(capsys, data, "users", "list")[1]
     with pytest.raises(SignInError) as refused:
         users.authenticate("dr.lee", PASSWORD)
     assert refused.value.reason == "disabled"
+    assert _run(capsys, data, "users", "enable", "dr.lee")[1] == "enabled dr.lee\n"
+    assert users.authenticate("dr.lee", PASSWORD).name == "dr.lee"
     users.close()
+    sessions.close()
+    # each change is in the access journal, by the command line's user, in order
+    journal = Journal(data / "access-journal.sqlite")
+    changes = [DirectoryChange.decode(row.body).change for row in journal.after(0)]
+    journal.close()
+    assert [(c.change, c.user) for c in changes] == [
+        ("user-added", "dr.lee"),
+        ("user-added", "pat"),
+        ("user-disabled", "dr.lee"),
+        ("user-enabled", "dr.lee"),
+    ]
+    assert {c.by for c in changes} == {cli_actor()}
+    assert cli_actor().startswith("cli")
 
 
 def test_users_add_asks_for_the_password_twice(
@@ -94,6 +117,7 @@ def test_users_add_asks_for_the_password_twice(
         (["add", "c", "--role", "clinician", "--patient", "p-1"], "only a patient account"),
         (["add", "Bad Name", "--role", "admin"], "a user name is"),
         (["disable", "nobody"], "no user 'nobody'"),
+        (["enable", "nobody"], "no user 'nobody'"),
     ],
 )
 def test_users_refuse_nonsense_with_a_reason(
@@ -111,6 +135,9 @@ def test_users_refuse_nonsense_with_a_reason(
     assert code == 2
     assert message in err
     assert out == ""
+    journal = Journal(data / "access-journal.sqlite")
+    assert len(journal.after(0)) == 1  # a refused change is not recorded
+    journal.close()
 
 
 def test_a_short_password_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -259,9 +286,8 @@ def test_token_refuses_with_a_reason(
 def _ledger_with_three_reads(data: Path) -> dict[str, int]:
     """A permitted app read, an app read after the withdrawal, a break-glass read; sealed."""
     settings = Settings(data_dir=data)
-    users = UserStore(settings.access_db_path)
-    users.add("u-nurse-3", "clinician", PASSWORD)
-    users.close()
+    with open_directory(settings, "u-admin") as directory:
+        directory.add_user("u-nurse-3", "clinician", PASSWORD)
     journal = Journal(settings.access_journal_path)
     consents = ConsentStore(journal)
     trail = AccessTrail(journal, consents)
@@ -317,37 +343,78 @@ def test_audit_checks_every_access_and_lists_break_glass(
     assert f"entry {where['allowed']}" not in "\n".join(findings)
 
 
-def test_the_role_lookup_is_the_directory_now_and_care_teams_come_from_the_callable(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_care_teams_changed_on_the_command_line_are_what_the_audit_judges_by(
+    tmp_path: Path, password_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A read while the nurse was in the ward passes; her read after she was taken off it is
+    a finding, though the directory of today says the same of both."""
     data = tmp_path / "data"
-    _ledger_with_three_reads(data)
     settings = Settings(data_dir=data)
-    teams = {"u-nurse-3": frozenset({"p-17"})}
-    lookup, close = current_roles(settings.access_db_path, lambda user, at: teams.get(user))
-    nurse = lookup("u-nurse-3", NOW)
-    assert nurse is not None
-    assert (nurse.role, nurse.care_team) == ("clinician", frozenset({"p-17"}))
-    assert lookup("nobody", NOW) is None
-    close()
-    nobody, _ = current_roles(tmp_path / "no-access.db", None)
-    assert nobody("u-nurse-3", NOW) is None
-    assert not (tmp_path / "no-access.db").exists()
-    # an ordinary read outside the stub's care team is a finding; inside it is not
+    pw = ["--password-file", str(password_file)]
+    assert _run(capsys, data, "users", "add", "u-nurse-3", "--role", "clinician", *pw)[0] == 0
+    for argv in (["create", "ward 7"], ["add-member", "ward 7", "u-nurse-3"]):
+        assert _run(capsys, data, "teams", *argv)[0] == 0
+    code, out, _ = _run(capsys, data, "teams", "add-patient", "ward 7", "p-17")
+    assert (code, out) == (0, "ward 7\tmembers: u-nurse-3\tpatients: p-17\n")
     journal = Journal(settings.access_journal_path)
     trail = AccessTrail(journal)
-    outside = trail.record(user_read("u-nurse-3", "clinician", ("p-18",)))
     trail.record(user_read("u-nurse-3", "clinician", ("p-17",)))
+    assert _run(capsys, data, "teams", "remove-member", "ward 7", "u-nurse-3")[0] == 0
+    late = trail.record(user_read("u-nurse-3", "clinician", ("p-17",)))
     ledger = Ledger(
         settings.ledger_path, load_or_create_signer(settings.ledger_key_path, settings.origin)
     )
-    pending = journal.pending(ledger.log.meta(journal.cursor_name) or 0, NOW)
+    pending = journal.pending(0, NOW)
     ledger.append(pending.entries, meta=pending.meta)
-    report = print_compliance(
-        ledger.log.entries(0, ledger.size), settings, lambda user, at: teams.get(user)
-    )
-    role_findings = [f.where for f in report.findings if f.check == "role"]
-    assert role_findings == [f"entry {ledger.log.index_of(outside.ledger_key)}"]
-    assert "care teams not checked" not in capsys.readouterr().out
+    ledger.seal(NOW)
+    late_at = ledger.log.index_of(late.ledger_key)
     ledger.close()
     journal.close()
+    code, out, _ = _run(capsys, data, "audit")
+    assert code == 1
+    assert [line for line in out.splitlines() if line.startswith("ACCESS FINDING")] == [
+        f"ACCESS FINDING: entry {late_at} (role): a clinician read patients outside the care team"
+    ]
+    assert (
+        "directory: 5 changes in the log; member-added 1; member-removed 1; patient-added 1;"
+        " team-created 1; user-added 1"
+    ) in out
+    assert _run(capsys, data, "teams", "list")[1] == "ward 7\tmembers: -\tpatients: p-17\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["create", "ward 7"], "care team 'ward 7' exists"),
+        (["create", "ward/7"], "a care team's name is"),
+        (["add-member", "ward 9", "u-1"], "no care team 'ward 9'"),
+        (["add-member", "ward 7", "Bad Name"], "a user name is"),
+        (["add-patient", "ward 7", "p 1"], "a patient id is"),
+        (["remove-patient", "ward 9", "p-1"], "no care team 'ward 9'"),
+    ],
+)
+def test_teams_refuse_nonsense_with_a_reason_and_record_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    data = tmp_path / "data"
+    assert _run(capsys, data, "teams", "create", "ward 7")[0] == 0
+    code, out, err = _run(capsys, data, "teams", *argv)
+    assert (code, out) == (2, "")
+    assert message in err
+    journal = Journal(data / "access-journal.sqlite")
+    assert len(journal.after(0)) == 1
+    journal.close()
+
+
+def test_a_change_that_changes_nothing_is_not_recorded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    for _ in range(2):
+        assert _run(capsys, data, "teams", "create", "w")[0] in (0, 2)
+        assert _run(capsys, data, "teams", "add-patient", "w", "p-1")[0] == 0
+    assert _run(capsys, data, "teams", "remove-member", "w", "nobody")[0] == 0
+    journal = Journal(data / "access-journal.sqlite")
+    changes = [DirectoryChange.decode(row.body).change.change for row in journal.after(0)]
+    journal.close()
+    assert changes == ["team-created", "patient-added"]

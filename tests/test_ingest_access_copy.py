@@ -6,8 +6,12 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from access.care_teams import CareTeamStore
+from access.directory import Directory
+from access.directory_changes import DirectoryChange, directory_key
 from access.journal import Journal
 from access.trail import AccessEvent, AccessTrail
+from access.users import UserStore
 from devices.keys import DeviceSigner
 from devices.registry import DeviceRegistry
 from ingest.access_copy import JournalSource
@@ -78,6 +82,32 @@ def test_journal_rows_go_in_before_the_batchs_readings_and_only_once(tmp_path: P
     again = pipeline.process([_reading(device, 1)], now_ms())
     assert again.access_entries == 0
     assert ledger.size == 5  # one more reading, no access twice
+
+
+def test_directory_changes_go_in_with_the_accesses_in_journal_order(tmp_path: Path) -> None:
+    """A change to who may read is copied exactly like an access: in the order it was
+    journaled against the accesses around it, before the batch's readings."""
+    journal = Journal(tmp_path / "journal.db")
+    ledger = Ledger(tmp_path / "ledger.db", SIGNER)
+    pipeline, device = _pipeline(tmp_path, ledger, journal.path)
+    teams = CareTeamStore(tmp_path / "access.db")
+    directory = Directory(UserStore(tmp_path / "access.db"), teams, journal, "cli:ops")
+    directory.create_team("ward")
+    (read,) = _record(journal, 1)
+    directory.add_patient("ward", "patient-1")
+    result = pipeline.process([_reading(device, 0)], now_ms())
+    assert result.access_entries == 3
+    assert _kinds(ledger) == [
+        EntryKind.DEVICE_REGISTERED,
+        EntryKind.DIRECTORY_CHANGE,
+        EntryKind.ACCESS,
+        EntryKind.DIRECTORY_CHANGE,
+        EntryKind.READING,
+    ]
+    assert ledger.log.index_of(read.ledger_key) == 2
+    last = LedgerEntry.decode(ledger.log.entry(3) or b"")
+    assert DirectoryChange.decode(last.body).ledger_key == directory_key(journal.journal_id, 3)
+    assert pipeline.copy_journal(now_ms()).access_entries == 0  # never twice
 
 
 def test_the_timer_copies_accesses_when_no_reading_arrives(tmp_path: Path) -> None:

@@ -1,9 +1,13 @@
-"""The read side's operator commands: users, apps, a token for scripts, and the compliance
-half of `vitaltrail audit` (every recorded access against the roles and consents in force).
+"""The read side's operator commands: users, care teams, apps, a token for scripts, and the
+compliance half of `vitaltrail audit` (every recorded access against the roles, care teams and
+consents in force at its position in the log).
 
-The users and apps live in ``settings.access_db_path``; the embedded issuer's key in the data
-directory (access.issuer). Nothing here logs a password or a token: a password comes from a
-prompt or a file, a token goes to stdout only.
+The users, care teams and apps live in ``settings.access_db_path``; the embedded issuer's key
+in the data directory (access.issuer). Every change to users and care teams goes through
+:class:`access.directory.Directory`, journaled (so copied into the ledger) before it takes
+effect, made ``by`` ``cli:<OS user>``: the command line has no signed-in administrator.
+Nothing here logs a password or a token: a password comes from a prompt or a file, a token
+goes to stdout only.
 """
 
 from __future__ import annotations
@@ -13,20 +17,23 @@ import datetime
 import getpass
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
 from access.apps import AppStore
-from access.compliance import ComplianceReport, RoleLookup, UserRole, check_compliance
+from access.care_teams import CareTeam, CareTeamStore
+from access.compliance import ComplianceReport, check_compliance
+from access.directory import Directory
+from access.errors import AccessRecordError
+from access.fields import is_principal
 from access.issuer import Issuer
+from access.journal import Journal
 from access.users import Role, UserStore
+from dashboards.session_store import SessionStore
 from vitaltrail.settings import Settings
 from vitaltrail.web_auth import issuer_config
-
-# The patients a clinician's care team or ward holds at a time (user id, time ms); None when
-# unknown (the compliance check then does not judge that clinician's reads by care team).
-CareTeamLookup = Callable[[str, int], frozenset[str] | None]
 
 
 def _error(message: str) -> int:
@@ -43,29 +50,112 @@ def _password(args: argparse.Namespace) -> str:
     return first
 
 
-def run_users(settings: Settings, args: argparse.Namespace) -> int:
-    users = UserStore(settings.access_db_path)
+def cli_actor() -> str:
+    """Who a change made on the command line is by: ``cli:<OS user>``, else ``cli``."""
     try:
-        if args.action == "add":
-            user = users.add(
-                args.user, cast(Role, args.role), _password(args), patient_id=args.patient
-            )
-            print(
-                f"added {user.role} {user.name}" + (f" ({user.patient_id})" * bool(user.patient_id))
-            )
-        elif args.action == "disable":
-            user = users.set_disabled(args.user)
-            print(f"disabled {user.name}")
-        else:
-            for user in users.list():
-                state = "disabled" if user.disabled else "active"
-                print(f"{user.name}\t{user.role}\t{user.patient_id or '-'}\t{state}")
+        by = f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name and no password-database entry
+        return "cli"
+    return by if is_principal(by) else "cli"
+
+
+@contextmanager
+def open_directory(settings: Settings, by: str) -> Iterator[Directory]:
+    """The users and care teams of the data directory, changed on behalf of ``by``, each change
+    journaled in the access journal the ingestor copies into the ledger."""
+    users = UserStore(settings.access_db_path)
+    teams = CareTeamStore(settings.access_db_path)
+    try:
+        journal = Journal(settings.access_journal_path)
+    except BaseException:
+        users.close()
+        teams.close()
+        raise
+    try:
+        yield Directory(users, teams, journal, by)
+    finally:
+        journal.close()
+        teams.close()
+        users.close()
+
+
+def end_sessions(settings: Settings, user: str) -> int:
+    """End every browser session of ``user`` (an account just disabled), if there are any."""
+    if not settings.sessions_path.exists():
+        return 0
+    sessions = SessionStore(settings.sessions_path)
+    try:
+        return sessions.revoke_user(user)
+    finally:
+        sessions.close()
+
+
+def run_users(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        if args.action == "list":
+            users = UserStore(settings.access_db_path)
+            try:
+                for user in users.list():
+                    state = "disabled" if user.disabled else "active"
+                    print(f"{user.name}\t{user.role}\t{user.patient_id or '-'}\t{state}")
+            finally:
+                users.close()
+            return 0
+        with open_directory(settings, cli_actor()) as directory:
+            if args.action == "add":
+                role = cast(Role, args.role)
+                user = directory.add_user(args.user, role, _password(args), patient_id=args.patient)
+                print(
+                    f"added {user.role} {user.name}"
+                    + (f" ({user.patient_id})" * bool(user.patient_id))
+                )
+            elif args.action == "disable":
+                user = directory.set_disabled(args.user)
+                ended = end_sessions(settings, user.name)
+                print(
+                    f"disabled {user.name} (its tokens are refused now; {ended} session(s) ended)"
+                )
+            else:
+                user = directory.set_disabled(args.user, False)
+                print(f"enabled {user.name}")
     except KeyError as exc:
         return _error(f"no user {exc.args[0]!r}")
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, AccessRecordError) as exc:
         return _error(str(exc))
-    finally:
-        users.close()
+    return 0
+
+
+def _team_line(team: CareTeam) -> str:
+    members = ", ".join(sorted(team.members)) or "-"
+    patients = ", ".join(sorted(team.patients)) or "-"
+    return f"{team.name}\tmembers: {members}\tpatients: {patients}"
+
+
+def run_teams(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        if args.action == "list":
+            teams = CareTeamStore(settings.access_db_path)
+            try:
+                for found in teams.all():
+                    print(_team_line(found))
+            finally:
+                teams.close()
+            return 0
+        with open_directory(settings, cli_actor()) as directory:
+            team, name = cast(str, args.team), cast(str, getattr(args, "who", ""))
+            changes: dict[str, Callable[[], CareTeam]] = {
+                "create": lambda: directory.create_team(team),
+                "add-member": lambda: directory.add_member(team, name),
+                "remove-member": lambda: directory.remove_member(team, name),
+                "add-patient": lambda: directory.add_patient(team, name),
+                "remove-patient": lambda: directory.remove_patient(team, name),
+            }
+            change = changes[args.action]
+            print(_team_line(change()))
+    except KeyError as exc:
+        return _error(f"no care team {exc.args[0]!r}")
+    except (ValueError, OSError, AccessRecordError) as exc:
+        return _error(str(exc))
     return 0
 
 
@@ -115,46 +205,23 @@ def run_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def current_roles(
-    path: Path, care_teams: CareTeamLookup | None
-) -> tuple[RoleLookup, Callable[[], None]]:
-    """A role lookup from the user directory, and how to close it. The directory keeps no
-    history: a user's role "at" a time is their role now (the ledger does not record role
-    changes yet), and a user deleted since is unknown. A clinician's care team comes from
-    ``care_teams``."""
-    if not path.exists():
-        return (lambda user, at_ms: None), (lambda: None)
-    users = UserStore(path)
-
-    def lookup(name: str, at_ms: int) -> UserRole | None:
-        user = users.get(name)
-        if user is None:
-            return None
-        team = care_teams(name, at_ms) if care_teams and user.role == "clinician" else None
-        return UserRole(user.role, user.patient_id, team)
-
-    return lookup, users.close
-
-
 def _when(time_ms: int) -> str:
     moment = datetime.datetime.fromtimestamp(time_ms / 1000, datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def print_compliance(
-    entries: Iterable[tuple[int, bytes]], settings: Settings, care_teams: CareTeamLookup | None
-) -> ComplianceReport:
+def print_compliance(entries: Iterable[tuple[int, bytes]]) -> ComplianceReport:
     """Check every recorded access, print what was found, and return the report."""
-    roles, close = current_roles(settings.access_db_path, care_teams)
-    try:
-        report = check_compliance(entries, roles)
-    finally:
-        close()
+    report = check_compliance(entries)
+    changes = report.directory_changes
     print(
         f"access: {report.consents:,} consent statements, {report.accesses:,} accesses"
         f" ({report.permits:,} permitted, {report.refusals:,} refused) checked against the"
-        " consents in force and the users' current roles"
-        + ("" if care_teams else " (care teams not checked: no care-team lookup)")
+        " consents, roles and care teams in force at each"
+    )
+    print(
+        f"directory: {changes.total():,} changes in the log"
+        + "".join(f"; {what} {n:,}" for what, n in sorted(changes.items()))
     )
     for glass in report.break_glass:
         a = glass.event.access

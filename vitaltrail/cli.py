@@ -99,22 +99,9 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from access.care_teams import CareTeamStore
     from vitaltrail.commands import run_audit
 
-    settings = _settings(args)
-    if not settings.access_db_path.exists():  # no read side here: nothing to judge reads by
-        return run_audit(settings, args.ledger_key, args.witness_key)
-    teams = CareTeamStore(settings.access_db_path)
-    try:  # care teams as they are now: the store keeps no history (docs/decisions.md)
-        return run_audit(
-            settings,
-            args.ledger_key,
-            args.witness_key,
-            care_teams=lambda user, _at_ms: teams.patients_of(user),
-        )
-    finally:
-        teams.close()
+    return run_audit(_settings(args), args.ledger_key, args.witness_key)
 
 
 def cmd_witness(args: argparse.Namespace) -> int:
@@ -140,6 +127,12 @@ def cmd_users(args: argparse.Namespace) -> int:
     from vitaltrail.access_commands import run_users
 
     return run_users(_settings(args), args)
+
+
+def cmd_teams(args: argparse.Namespace) -> int:
+    from vitaltrail.access_commands import run_teams
+
+    return run_teams(_settings(args), args)
 
 
 def cmd_apps(args: argparse.Namespace) -> int:
@@ -409,9 +402,29 @@ def parser() -> argparse.ArgumentParser:
         help="read the password from this file, first line (default: none, asked for twice)",
     )
     command(usub, "list", "every account, its role and state")
-    udis = command(usub, "disable", "disable an account: it signs in no more")
+    udis = command(
+        usub, "disable", "disable an account: its tokens are refused and its sessions ended now"
+    )
     udis.add_argument("user", metavar="NAME", help="the user name")
+    uen = command(usub, "enable", "enable a disabled account again")
+    uen.add_argument("user", metavar="NAME", help="the user name")
     users.set_defaults(func=cmd_users)
+
+    teams = command(sub, "teams", "care teams: which clinicians read which patients")
+    tsub = teams.add_subparsers(dest="action", required=True, metavar="ACTION")
+    command(tsub, "list", "every care team, its members and patients")
+    tcreate = command(tsub, "create", "create a care team (a ward)")
+    tcreate.add_argument("team", help="its name: 1-64 of [A-Za-z0-9 ._-], starting [A-Za-z0-9]")
+    for action, what, metavar, who in (
+        ("add-member", "add a clinician to", "NAME", "the clinician's user name"),
+        ("remove-member", "remove a clinician from", "NAME", "the clinician's user name"),
+        ("add-patient", "add a patient to", "PATIENT", "the patient id"),
+        ("remove-patient", "remove a patient from", "PATIENT", "the patient id"),
+    ):
+        change = command(tsub, action, f"{what} a care team")
+        change.add_argument("team", help="the care team")
+        change.add_argument("who", metavar=metavar, help=who)
+    teams.set_defaults(func=cmd_teams)
 
     apps = command(sub, "apps", "telemedicine apps (SMART Backend Services clients)")
     asub = apps.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -21,7 +21,7 @@ from ledger.note import NoteError, NoteVerifier
 from ledger.verifier import Policy, verify_bundle
 from simulator.fleet import Fleet, FleetStats
 from simulator.ward import SIMULATED_WARD, build_ward
-from vitaltrail.access_commands import CareTeamLookup, print_compliance
+from vitaltrail.access_commands import print_compliance
 from vitaltrail.demo import register_ward
 from vitaltrail.progress import live_progress
 from vitaltrail.runtime import api_server, build_ingest, data_sources, open_store
@@ -167,15 +167,10 @@ def run_verify(
     return 1
 
 
-def run_audit(
-    settings: Settings,
-    ledger_key: str | None,
-    witness_keys: list[str],
-    care_teams: CareTeamLookup | None = None,
-) -> int:
+def run_audit(settings: Settings, ledger_key: str | None, witness_keys: list[str]) -> int:
     """Rebuild the log from its entries and check every signature, tile, chain link, key-index
     row and stored cosignature (against ``witness_keys``); then check every recorded access
-    against the roles and consents in force (``care_teams``: whom a clinician may read)."""
+    against the consents, roles and care teams in force at its position in the log."""
     key_source = ledger_key or str(settings.ledger_key_path.with_suffix(".pub"))
     try:
         verifier = NoteVerifier.parse(key_text(key_source))
@@ -197,9 +192,7 @@ def run_audit(
         if not _audit_ledger(reader, verifier, witnesses):
             print("access: not checked (the ledger itself does not check out)")
             return 1
-        access = print_compliance(
-            reader.log.entries(0, reader.log.stored_size()), settings, care_teams
-        )
+        access = print_compliance(reader.log.entries(0, reader.log.stored_size()))
     finally:
         reader.close()
     return 0 if access.ok else 1

@@ -9,7 +9,6 @@ import shlex
 import sys
 from pathlib import Path
 
-from access.care_teams import CareTeamStore
 from dashboards.app import create_app
 from dashboards.bundles import first_reading, proof_bundle_for
 from devices.publisher import BrokerAddress, PublisherConfig
@@ -17,8 +16,14 @@ from devices.registry import DeviceRegistry
 from ledger.ledger import LedgerReader
 from simulator.fleet import Fleet
 from simulator.ward import build_ward
+from vitaltrail.access_commands import open_directory
 from vitaltrail.broker import embedded_broker
-from vitaltrail.demo_accounts import DemoAccounts, assign_demo_ward, ensure_demo_accounts
+from vitaltrail.demo_accounts import (
+    DEMO_ACTOR,
+    DemoAccounts,
+    assign_demo_ward,
+    ensure_demo_accounts,
+)
 from vitaltrail.mosquitto import free_port, port_is_free
 from vitaltrail.runtime import build_ingest, data_sources
 from vitaltrail.services import http_server, stop_on_signals
@@ -95,12 +100,9 @@ async def run_demo(settings: Settings, devices: int, duration_s: float | None, s
         PublisherConfig(topic_root=settings.topic_root),
     )
     register_ward(fleet, settings.registry_path)
-    accounts = ensure_demo_accounts(settings.access_db_path, settings.data_dir)
-    care_teams = CareTeamStore(settings.access_db_path)
-    try:
-        assign_demo_ward(care_teams, accounts.clinician, ward.patients)
-    finally:
-        care_teams.close()
+    with open_directory(settings, DEMO_ACTOR) as directory:
+        accounts = ensure_demo_accounts(directory, settings.data_dir)
+        assign_demo_ward(directory, accounts.clinician, ward.patients)
     app = create_app(data_sources(settings, runtime.metrics))
     server = http_server(app, settings.http_host, settings.http_port)
     data_dir = settings.data_dir.resolve()

@@ -172,15 +172,19 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
     )
 
 
-def token_verifier(settings: Settings, http: HttpJson | None = None) -> TokenVerifier:
-    """The API's token check: the embedded issuer (by its key in the data directory) and the
-    external OpenID provider, if one is named (by discovery, at start: a provider that cannot
-    be reached stops the start rather than refusing every request later)."""
+def token_verifier(
+    settings: Settings, http: HttpJson | None = None, users: UserStore | None = None
+) -> TokenVerifier:
+    """The API's token check: the embedded issuer (by its key in the data directory; a token
+    of a user ``users`` says is disabled is refused at once) and the external OpenID provider,
+    if one is named (by discovery, at start: a provider that cannot be reached stops the start
+    rather than refusing every request later)."""
     trusted: list[TrustedIssuer] = []
     if settings.trust_embedded_issuer:
         key = load_or_create_signing_key(settings.token_key_path)
         keys = StaticKeys({"keys": [key.as_dict(private=False)]})
-        trusted.append(TrustedIssuer(issuer_config(settings).issuer, keys))
+        disabled = users.is_disabled if users is not None else None
+        trusted.append(TrustedIssuer(issuer_config(settings).issuer, keys, user_disabled=disabled))
     if settings.oidc_issuer:
         trusted.append(
             trust_discovered(
@@ -210,7 +214,7 @@ def access_services(settings: Settings) -> AccessServices:
     policy = Policy(care_teams.patients_of, consents.in_force, patient_of_user=patient_of)
     trail = AccessTrail(journal, consents)
     return AccessServices(
-        verifier=token_verifier(settings, http),
+        verifier=token_verifier(settings, http, users),
         policy=policy,
         trail=trail,
         journal=journal,

@@ -1,6 +1,7 @@
 """An access recorded while no reading flows is in the ledger within a couple of seal
 intervals, sealed, with an inclusion proof under the ledger's signed checkpoint: the running
-ingestor (on a real Mosquitto) copies the API's journal on its timer. Two ingestors sharing a
+ingestor (on a real Mosquitto) copies the API's journal on its timer; a change to a care team
+made then is sealed the same way, after the access it follows. Two ingestors sharing a
 PostgreSQL log copy one journal, each row once."""
 
 from __future__ import annotations
@@ -11,8 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from access.care_teams import CareTeamStore
+from access.directory import Directory
+from access.directory_changes import DirectoryChange, directory_key
 from access.journal import Journal
 from access.trail import AccessTrail
+from access.users import UserStore
 from devices.publisher import readings_topic
 from ledger.checkpoint import Checkpoint
 from ledger.entries import EntryKind, LedgerEntry
@@ -44,12 +49,17 @@ async def test_an_access_on_a_quiet_ward_is_sealed_with_the_next_block(
         assert (ledger.size, ledger.latest_block) == (0, None)  # nothing flows, nothing sealed
         journal = Journal(settings.access_journal_path)  # the API starts the journal
         trail = AccessTrail(journal)
+        teams = CareTeamStore(settings.access_db_path)
+        users = UserStore(settings.access_db_path)
+        directory = Directory(users, teams, journal, "cli:ops")
         started = time.monotonic()
         event = trail.record(user_read("u-doc-1", "clinician", ("p-17",)))
+        directory.create_team("ward")
         reader = LedgerReader(settings.ledger_location)
+        change_key = directory_key(journal.journal_id, 2)
 
         def sealed() -> bool:
-            index = reader.log.index_of(event.ledger_key)
+            index = reader.log.index_of(change_key)
             block = reader.blocks.latest()
             return index is not None and block is not None and block.tree_size > index
 
@@ -67,10 +77,15 @@ async def test_an_access_on_a_quiet_ward_is_sealed_with_the_next_block(
         assert signed_by == [key]
         checkpoint = Checkpoint.parse(note.text)
         verify_inclusion(hash_leaf(data), index, checkpoint.size, proof.hashes, checkpoint.root)
-        assert ingest.runtime.metrics.sample("vitaltrail_access_entries_copied_total") == 1
+        assert reader.log.index_of(change_key) == index + 1
+        change = LedgerEntry.decode(reader.log.entry(index + 1) or b"")
+        assert change.kind is EntryKind.DIRECTORY_CHANGE
+        assert DirectoryChange.decode(change.body).change.team == "ward"
+        assert ingest.runtime.metrics.sample("vitaltrail_access_entries_copied_total") == 2
         assert ingest.runtime.metrics.sample("vitaltrail_messages_received_total") == 0
         reader.close()
-        journal.close()
+        for part in (users, teams, journal):
+            part.close()
     finally:
         await ingest.close()
 

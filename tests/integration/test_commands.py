@@ -87,6 +87,16 @@ def test_demo_runs_until_ctrl_c_and_prints_commands_that_work(tmp_path: Path) ->
     assert verified.returncode == 0, verified.stdout
     assert "VERIFIED" in verified.stdout
     _check_sign_in_lines(stdout, tmp_path / "data", port)
+    audited = subprocess.run(
+        [*VITALTRAIL, "audit", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert audited.returncode == 0, audited.stdout + audited.stderr
+    # the demo's accounts and ward are in the log, as an administrator's changes would be
+    assert "; member-added 1; patient-added 2; team-created 1; user-added 3" in audited.stdout
 
 
 def _check_sign_in_lines(stdout: str, data_dir: Path, port: int) -> None:

@@ -1,5 +1,6 @@
 """The read side's decoders of outside bytes, for `vitaltrail bench fuzz`: consent statements
-(bare, patient-signed, staff-recorded), access events, patient key statements, bearer tokens
+(bare, patient-signed, staff-recorded), access events, patient key statements, directory
+changes (access.directory_changes), bearer tokens
 (access.tokens) and SMART Backend Services client assertions (access.issuer).
 
 Seeds are real: statements signed with the corpus's device key standing in as the patient's
@@ -30,9 +31,18 @@ from joserfc.jwk import ECKey, RSAKey
 
 from access.apps import WEB_CLIENT_ID, AppStore
 from access.consent import ConsentStatement, Grantee, RecordedConsent, SignedConsent, sign_consent
+from access.directory_changes import (
+    MEMBER_REMOVED,
+    PATIENT_ADDED,
+    USER_ADDED,
+    USER_DISABLED,
+    Change,
+    DirectoryChange,
+)
 from access.errors import (
     AccessEventError,
     ConsentError,
+    DirectoryChangeError,
     PatientKeyError,
     TokenError,
     TokenRequestError,
@@ -64,6 +74,7 @@ class AccessCorpus:
     recorded: tuple[bytes, ...]
     events: tuple[bytes, ...]
     patient_keys: tuple[bytes, ...]
+    directory_changes: tuple[bytes, ...]
     tokens: tuple[bytes, ...]
     assertions: tuple[bytes, ...]
     issuer_jwk: ECKey
@@ -137,6 +148,18 @@ def _accesses() -> list[Access]:
             "GET /api/v1/patients/{patient_id}/readings",
         ),
     ]
+
+
+def directory_changes() -> list[DirectoryChange]:
+    """A patient account added, a clinician disabled, a care team given a patient and losing
+    a member: every shape of change (with and without a patient)."""
+    changes = [
+        Change(NOW_MS, "cli:ops", USER_ADDED, user="pat", role="patient", patient="p-17"),
+        Change(NOW_MS + 1, "root", USER_DISABLED, user="dr.lee"),
+        Change(NOW_MS + 2, "root", PATIENT_ADDED, team="ward 7", patient="p-17"),
+        Change(NOW_MS + 3, "cli:ops", MEMBER_REMOVED, team="ward 7", user="dr.lee"),
+    ]
+    return [DirectoryChange("3f9c0a1b2c3d4e5f", i + 1, c) for i, c in enumerate(changes)]
 
 
 def _b64url(data: bytes) -> bytes:
@@ -244,6 +267,7 @@ def access_corpus() -> AccessCorpus:
         recorded=tuple(r.body for r in recorded),
         events=tuple(e.encode() for e in events),
         patient_keys=tuple(k.body() for k in keys),
+        directory_changes=tuple(d.encode() for d in directory_changes()),
         tokens=tuple(tokens),
         assertions=(assertion,),
         issuer_jwk=_jwk(issuer_key, ISSUER_KID, "ES256"),
@@ -299,6 +323,13 @@ def access_targets() -> list[Target]:
             lambda d: PatientKeyStatement.decode(EntryKind.PATIENT_KEY_REGISTERED, d),
             (PatientKeyError,),
             c.patient_keys,
+            "cbor",
+        ),
+        Target(
+            "directory change",
+            DirectoryChange.decode,
+            (DirectoryChangeError,),
+            c.directory_changes,
             "cbor",
         ),
         Target(
