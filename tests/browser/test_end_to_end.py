@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import re
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,21 +28,21 @@ from joserfc.jwk import ECKey
 from playwright.sync_api import Browser, Page, expect
 
 from access.apps import AppStore
-from access.care_teams import CareTeamStore
-from access.users import UserStore
 from devices.publisher import BrokerAddress, PublisherConfig
 from devices.vitals import HEART_RATE
 from simulator.fleet import Fleet, FleetStats
 from simulator.ward import build_ward
-from tests.api_access import assign, bearer, token_request
+from tests.api_access import bearer, token_request
 from tests.browser.test_dashboard_page import browser  # noqa: F401 (fixture)
 from tests.browser.test_patient_page import WIDER_THAN_VIEWPORT, watch
 from tests.oidc.provider import OidcProvider
 from tests.servers import Mosquitto
 from tests.stack import settings_for, wait_for
+from vitaltrail.access_commands import open_directory
 from vitaltrail.demo import register_ward
 from vitaltrail.demo_accounts import (
     CLINICIAN,
+    DEMO_ACTOR,
     DEMO_PATIENT,
     PATIENT,
     assign_demo_ward,
@@ -182,14 +184,14 @@ def set_up(settings: Settings, broker_port: int) -> tuple[LiveSystem, dict[str, 
         PublisherConfig(topic_root=settings.topic_root),
     )
     register_ward(fleet, settings.registry_path)
-    accounts = ensure_demo_accounts(settings.access_db_path, settings.data_dir)
-    teams = CareTeamStore(settings.access_db_path)
-    assign_demo_ward(teams, accounts.clinician, DEMO_WARD)
-    teams.close()
-    users = UserStore(settings.access_db_path)
-    users.add(EAST_CLINICIAN, "clinician", EAST_PASSWORD)
-    users.close()
-    assign(settings, "east", [EAST_CLINICIAN], EAST_WARD)
+    with open_directory(settings, DEMO_ACTOR) as directory:
+        accounts = ensure_demo_accounts(directory, settings.data_dir)
+        assign_demo_ward(directory, accounts.clinician, DEMO_WARD)
+        directory.add_user(EAST_CLINICIAN, "clinician", EAST_PASSWORD)
+        directory.create_team("east")
+        directory.add_member("east", EAST_CLINICIAN)
+        for patient in EAST_WARD:
+            directory.add_patient("east", patient)
     # the app, registered with its public key as `vitaltrail apps register` does
     app_key = ECKey.generate_key("P-384", private=True, parameters={"kid": "telemed-key-1"})
     apps = AppStore(settings.access_db_path)
@@ -401,3 +403,23 @@ def test_readings_through_mosquitto_reach_the_right_people_and_every_read_is_sho
     assert (ward_problems, me_problems, east_problems) == ([], [], [])
     for context in (ward_context, me_context, east_context):
         context.close()
+
+    # --- the record: the ingestor sealed every access into the ledger, and the auditor finds
+    # each one allowed by the directory and consents in force at its place in the log
+    world.system.close()
+    audited = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vitaltrail.cli",
+            "audit",
+            "--data-dir",
+            str(system.settings.data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert audited.returncode == 0, audited.stdout + audited.stderr
+    assert f"{EAST_CLINICIAN} (clinician) read {DEMO_PATIENT}: {GLASS!r}" in audited.stdout
