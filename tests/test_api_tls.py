@@ -76,7 +76,8 @@ def test_deploy_init_makes_the_api_a_certificate_for_its_names(deployed: Deploye
     assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     assert (deployed.layout.api_tls / "server.key").stat().st_mode & 0o077 == 0
     keycloak = deployed.layout.keycloak_tls / "server.crt"
-    assert keycloak.exists() and not (deployed.layout.api_tls / "ca.key").exists()
+    assert keycloak.exists()
+    assert not (deployed.layout.api_tls / "ca.key").exists()
     assert deployed.settings.base_url == f"https://127.0.0.1:{deployed.port}"
 
 
@@ -98,7 +99,8 @@ def test_the_session_cookie_is_secure(deployed: Deployed) -> None:
         assert answer.status_code == 303, answer.text
         cookie = next(v for k, v in answer.headers.multi_items() if k == "set-cookie")
         assert cookie.startswith("__Host-vitaltrail-session=")
-        assert "; Secure" in cookie and "HttpOnly" in cookie
+        assert "; Secure" in cookie
+        assert "HttpOnly" in cookie
         assert c.get("/auth/session").json()["user"] == "nurse.ada"
 
 
