@@ -199,7 +199,11 @@ def token_verifier(settings: Settings, http: FetchJson | None = None) -> TokenVe
 
 
 def trust_provider(
-    settings: Settings, fetch: FetchJson, *, sleep: Callable[[float], None] = time.sleep
+    settings: Settings,
+    fetch: FetchJson,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> TrustedIssuer:
     """The external OpenID provider, found by discovery; tried again (1, 2, 4 ... 10 s apart)
     while it cannot be reached - it may be starting beside the API - until
@@ -207,7 +211,7 @@ def trust_provider(
     issuer = settings.oidc_issuer
     if issuer is None:
         raise ValueError("no OpenID provider is named (oidc_issuer)")
-    deadline = time.monotonic() + settings.oidc_start_timeout_s
+    deadline = clock() + settings.oidc_start_timeout_s
     delay = 1.0
     while True:
         try:
@@ -220,7 +224,7 @@ def trust_provider(
                 app_role=settings.oidc_app_role,
             )
         except ProviderError as exc:
-            if time.monotonic() + delay > deadline:
+            if clock() + delay > deadline:
                 raise ProviderError(
                     f"the OpenID provider {issuer} could not be had within "
                     f"{settings.oidc_start_timeout_s:g} s: {exc}"
