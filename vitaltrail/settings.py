@@ -75,7 +75,7 @@ class Settings(BaseSettings):
 
     # Who may read (issue 9). The API is an OAuth 2.0 resource server: tokens must name it in
     # `aud`, and come from the embedded issuer (its key in the data directory; its `iss` is
-    # issuer_url, default http://<http_host>:<http_port>) and/or from an external OpenID
+    # issuer_url, default the public URL: base_url) and/or from an external OpenID
     # provider named by its issuer URL (its discovery document and JWK set are fetched).
     api_audience: str = "vitaltrail-api"
     trust_embedded_issuer: bool = True
