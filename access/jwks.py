@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx2
@@ -36,10 +38,16 @@ class KeySource(Protocol):
 
 
 class HttpJson:
-    """GET a JSON object, with a timeout and a bound on the body's size."""
+    """GET a JSON object, with a timeout and a bound on the body's size; HTTPS checked against
+    the system's CAs, or against ``ca_file`` alone (a deployment's private CA)."""
 
-    def __init__(self, *, timeout_s: float = 5.0, max_bytes: int = 256 * 1024) -> None:
-        self._client = httpx2.Client(timeout=timeout_s, follow_redirects=False)
+    def __init__(
+        self, *, timeout_s: float = 5.0, max_bytes: int = 256 * 1024, ca_file: Path | None = None
+    ) -> None:
+        verify: ssl.SSLContext | bool = True
+        if ca_file is not None:
+            verify = ssl.create_default_context(cafile=ca_file)
+        self._client = httpx2.Client(timeout=timeout_s, follow_redirects=False, verify=verify)
         self.timeout_s = timeout_s
         self.max_bytes = max_bytes
 
@@ -81,12 +89,14 @@ class ProviderMetadata:
     token_endpoint: str | None = None
 
 
-def discover(issuer: str, fetch: FetchJson) -> ProviderMetadata:
-    """Read ``<issuer>/.well-known/openid-configuration`` (OpenID Connect Discovery 1.0 §4).
+def discover(issuer: str, fetch: FetchJson, url: str | None = None) -> ProviderMetadata:
+    """Read ``<issuer>/.well-known/openid-configuration`` (OpenID Connect Discovery 1.0 §4),
+    or the same document at ``url`` (a provider reached over a private network by another
+    name than its public one).
 
     The document's ``issuer`` must be exactly the one asked for (§4.3), or a provider could
     speak for another."""
-    doc = fetch(issuer.rstrip("/") + "/.well-known/openid-configuration")
+    doc = fetch(url or issuer.rstrip("/") + "/.well-known/openid-configuration")
     if doc.get("issuer") != issuer:
         raise ProviderError(
             f"discovery document names issuer {doc.get('issuer')!r}, expected {issuer!r}"

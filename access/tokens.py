@@ -21,6 +21,11 @@ writes ``typ: JWT``) is trusted with ``require_at_jwt=False``: ``JWT`` or no ``t
 accepted, and the ``aud`` check (an ID token's audience is the client, never this API) is
 what keeps ID tokens out. Such an issuer may also name the client in ``azp`` instead of
 ``client_id``.
+
+A token is an app's (a client acting for itself, SMART Backend Services) when its ``sub`` is
+its ``client_id`` (RFC 9068 §2.2). A provider that names the client's service account in
+``sub`` instead (Keycloak) is trusted with an ``app_role``: a token carrying that role is the
+app's, named by its client id.
 """
 
 from __future__ import annotations
@@ -69,21 +74,28 @@ class TrustedIssuer:
     roles_claim: tuple[str, ...] = ("roles",)  # Keycloak: ("realm_access", "roles")
     algorithms: frozenset[str] = ASYMMETRIC_ALGORITHMS
     user_disabled: Callable[[str], bool] | None = None  # the issuer's directory: sub -> disabled?
+    app_role: str | None = None  # a role marking a client's own token (Keycloak: its `sub`
+    # is a service account's id, not the client id)
 
 
 def trust_discovered(
     issuer: str,
     fetch: FetchJson,
     *,
+    discovery_url: str | None = None,
     require_at_jwt: bool = True,
     roles_claim: tuple[str, ...] = ("roles",),
     algorithms: frozenset[str] = ASYMMETRIC_ALGORITHMS,
+    app_role: str | None = None,
 ) -> TrustedIssuer:
-    """Trust an OpenID provider named by its issuer URL: its discovery document, then its
-    JWK set from ``jwks_uri``, held in a ``JwkSetCache``. ``ProviderError`` if discovery fails."""
-    meta = discover(issuer, fetch)
+    """Trust an OpenID provider named by its issuer URL: its discovery document (at
+    ``discovery_url`` if given), then its JWK set from ``jwks_uri``, held in a
+    ``JwkSetCache``. ``ProviderError`` if discovery fails."""
+    meta = discover(issuer, fetch, discovery_url)
     keys = JwkSetCache(meta.jwks_uri, fetch)
-    return TrustedIssuer(meta.issuer, keys, require_at_jwt, roles_claim, algorithms)
+    return TrustedIssuer(
+        meta.issuer, keys, require_at_jwt, roles_claim, algorithms, app_role=app_role
+    )
 
 
 @dataclass(frozen=True)
@@ -196,14 +208,14 @@ class TokenVerifier:
         patient = claims.get("patient")
         if patient is not None and not isinstance(patient, str):
             raise TokenError("malformed", "patient must be a string")
-        kind: Kind = "app" if subject == client_id else "user"
         roles = _roles(claims, trust.roles_claim)
-        if kind == "user" and trust.user_disabled is not None and trust.user_disabled(subject):
+        own = subject == client_id or (trust.app_role is not None and trust.app_role in roles)
+        if not own and trust.user_disabled is not None and trust.user_disabled(subject):
             raise UserDisabled(subject, client_id, roles, token_id)
         return Principal(
-            subject=subject,
+            subject=client_id if own else subject,
             client_id=client_id,
-            kind=kind,
+            kind="app" if own else "user",
             roles=roles,
             scopes=scopes,
             token_id=token_id,

@@ -20,7 +20,7 @@ from devices.outbox import Outbox
 from devices.publisher import BrokerAddress, DevicePublisher, PublisherConfig
 from tests.stack import settings_for
 from vitaltrail.broker_access import BrokerClient, Kind, Topics, write_access
-from vitaltrail.broker_auth import write_tls
+from vitaltrail.certificates import write_tls
 from vitaltrail.deploy import SecretsLayout
 from vitaltrail.mosquitto import Mosquitto, dynsec_plugin, free_port
 from vitaltrail.settings import Settings

@@ -1,12 +1,31 @@
-"""Real servers for tests: Mosquitto (the project's launcher) and a cuttable TCP proxy."""
+"""Real servers for tests: Mosquitto (the project's launcher), uvicorn on a thread, and a
+cuttable TCP proxy."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
 
 from vitaltrail.mosquitto import Mosquitto, free_port, wait_for_port
+from vitaltrail.services import EmbeddedServer
 
-__all__ = ["Mosquitto", "TcpProxy", "free_port", "wait_for_port"]
+__all__ = ["Mosquitto", "TcpProxy", "free_port", "serving", "wait_for_port"]
+
+
+@contextlib.contextmanager
+def serving(server: EmbeddedServer) -> Iterator[int]:
+    """The web app's uvicorn server (vitaltrail/services.py) running on a thread; its port."""
+    port = server.config.port
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for_port(port)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 class TcpProxy:

@@ -9,6 +9,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from devices.registry import DeviceRegistry
 from simulator.ward import SIMULATED_WARD
@@ -48,6 +50,8 @@ def test_every_secret_is_in_the_directory_of_its_user(tmp_path: Path) -> None:
         layout.handout,
         *(layout.own(name) / "mqtt.password" for name in INGESTORS),
         *(layout.own(name) / "pgpass" for name in [*INGESTORS, "api"]),
+        layout.api_tls / "server.key",
+        layout.keycloak_tls / "server.key",
     ):
         assert private(secret), f"{secret} is readable by others"
     assert sorted(p.name for p in layout.public.iterdir()) == [
@@ -176,3 +180,31 @@ def test_a_deployment_made_before_keeps_its_keys_and_they_leave_the_shared_volum
     assert (layout.public / "witness.pub").read_text() == witness_pub
     assert len(list((layout.simulator / SIMULATED_WARD / "keys").iterdir())) == 3
     assert not any((shared / d).exists() for d in ("keys", "witness", "simulator"))
+
+
+def _signed_by(cert_path: Path, ca_path: Path) -> bool:
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def test_a_deployment_made_before_gets_https_certificates_from_the_ca_its_devices_trust(
+    tmp_path: Path,
+) -> None:
+    """Before issue #9 the CA's certificate was kept with the broker's only, and there were no
+    API or Keycloak certificates: the next run signs them with that same CA."""
+    layout = deploy_init(tmp_path)
+    trusted = (layout.public / "ca.crt").read_bytes()
+    (layout.ca / "ca.crt").unlink()
+    for directory in (layout.api_tls, layout.keycloak_tls):
+        for path in directory.iterdir():
+            path.unlink()
+    deploy_init(tmp_path, 3, "--public-host", "ward.example")
+    assert (layout.ca / "ca.crt").read_bytes() == trusted
+    assert (layout.public / "ca.crt").read_bytes() == trusted
+    for certs in (layout.broker / "certs", layout.api_tls, layout.keycloak_tls):
+        assert _signed_by(certs / "server.crt", layout.public / "ca.crt"), certs

@@ -4,9 +4,8 @@ the real uvicorn the commands run."""
 from __future__ import annotations
 
 import http.client
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from dashboards.app import create_app
 from dashboards.security_headers import CONTENT_SECURITY_POLICY
 from tests.auth_app import api_routes, auth_app, client
 from tests.populated import populate
-from vitaltrail.mosquitto import free_port, wait_for_port
+from tests.servers import free_port, serving
 from vitaltrail.runtime import data_sources
 from vitaltrail.services import http_server
 from vitaltrail.settings import Settings
@@ -121,19 +120,12 @@ def test_hsts_only_over_tls(settings: Settings, tmp_path: Path) -> None:
         assert "strict-transport-security" not in c.get("/healthz").headers
 
 
-@contextmanager
-def uvicorn_serving(settings: Settings, **options: str) -> Iterator[int]:
+def uvicorn_serving(
+    settings: Settings, trusted_proxies: str = "127.0.0.1"
+) -> AbstractContextManager[int]:
     """The app on the real uvicorn the commands run (vitaltrail/services.py)."""
-    port = free_port()
-    server = http_server(create_app(data_sources(settings)), "127.0.0.1", port, **options)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for_port(port)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    app = create_app(data_sources(settings))
+    return serving(http_server(app, "127.0.0.1", free_port(), trusted_proxies=trusted_proxies))
 
 
 def get(port: int, path: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:

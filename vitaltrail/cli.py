@@ -85,6 +85,7 @@ def cmd_deploy_init(args: argparse.Namespace) -> int:
         secrets_dir=args.secrets_dir,
         broker_host=args.broker_host,
         witness_url=args.witness_url,
+        public_host=args.public_host,
         devices=args.devices,
         seed=args.seed,
         ingestors=args.ingestor or ["ingest-a", "ingest-b"],
@@ -313,6 +314,12 @@ def parser() -> argparse.ArgumentParser:
         "--broker-host",
         default="mosquitto",
         help="the broker's name in its cert (default: %(default)s)",
+    )
+    init.add_argument(
+        "--public-host",
+        default="localhost",
+        help="the host name browsers, apps and devices reach the deployment by: in the API's, "
+        "the OpenID provider's and the broker's certificates (default: %(default)s)",
     )
     init.add_argument(
         "--witness-url",

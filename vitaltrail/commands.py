@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from access.entry_keys import KEY_RULES
-from dashboards.app import create_app
+from access.errors import ProviderError
 from devices.keys import public_key_from_pem
 from devices.publisher import BrokerAddress, PublisherConfig
 from devices.registry import DeviceRegistry, RegistryError
@@ -24,8 +24,8 @@ from simulator.ward import SIMULATED_WARD, build_ward
 from vitaltrail.access_commands import print_compliance
 from vitaltrail.demo import register_ward
 from vitaltrail.progress import live_progress
-from vitaltrail.runtime import api_server, build_ingest, data_sources, open_store
-from vitaltrail.services import http_server, stop_on_signals
+from vitaltrail.runtime import api_server, build_ingest, open_store
+from vitaltrail.services import stop_on_signals
 from vitaltrail.settings import Settings
 
 
@@ -40,7 +40,7 @@ async def run_ingest(settings: Settings, *, serve_api: bool) -> int:
     if serve_api:
         server = api_server(settings, runtime)
         tasks.append(asyncio.create_task(server.serve()))
-        print(f"dashboard: http://{settings.http_host}:{settings.http_port}/")
+        print(f"dashboard: {settings.base_url}/")
     await tasks[0]
     if server is not None:
         server.should_exit = True
@@ -56,14 +56,13 @@ async def run_serve(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        server = api_server(settings)
+    except (ProviderError, ValueError) as exc:  # the OpenID provider, the HTTPS files
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     stop = stop_on_signals()
-    server = http_server(
-        create_app(data_sources(settings)),
-        settings.http_host,
-        settings.http_port,
-        trusted_proxies=settings.http_trusted_proxies,
-    )
-    print(f"dashboard: http://{settings.http_host}:{settings.http_port}/")
+    print(f"dashboard: {settings.base_url}/")
     task = asyncio.create_task(server.serve())
     await stop.wait()
     server.should_exit = True

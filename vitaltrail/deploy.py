@@ -7,13 +7,14 @@ only (tests/test_compose.py checks the mounts against :data:`CONSUMERS`):
 =================  ===================================================  =====================
 directory          what                                                 mounted by
 =================  ===================================================  =====================
-``ca/``            the broker CA's private key                          setup only
+``ca/``            the deployment CA's private key (and ``ca.crt``)     setup only
 ``broker/``        ``certs/server.{crt,key}``, ``certs/ca.crt``,          mosquitto
                    ``dynamic-security.json`` (password hashes, roles)
 ``ledger/``        ``ledger.key``: the log's signing key                the ingestors
 ``witness/``       ``witness.key``: the witness's                       the witness
 ``<ingestor>/``    ``mqtt.password`` (its own broker identity), pgpass  that ingestor
-``api/``           ``pgpass``                                           the api
+``api/``           ``pgpass``, ``tls/server.{crt,key}`` (its HTTPS)     the api
+``keycloak/``      ``tls/server.{crt,key}``: the OpenID provider's      keycloak
 ``handout/``       ``device-passwords.json``: devices' clear passwords  device provisioning
 ``simulator/``     the simulated devices' signing keys                  the simulator
 ``public/``        ``ca.crt``, ``ledger.pub``, ``witness.pub``           anyone
@@ -38,7 +39,7 @@ from ledger.keyfile import load_or_create_signer, write_private
 from simulator.fleet import Fleet
 from simulator.ward import SIMULATED_WARD, build_ward
 from vitaltrail.broker_access import BrokerClient, Kind, Topics, write_access
-from vitaltrail.broker_auth import write_tls
+from vitaltrail.certificates import load_or_create_ca, write_server_cert
 from vitaltrail.demo import register_ward
 from vitaltrail.settings import Settings
 from vitaltrail.witness_server import load_or_create_cosigner
@@ -48,6 +49,7 @@ CONSUMERS: dict[str, frozenset[str]] = {
     "mosquitto": frozenset({"broker"}),
     "ingest": frozenset({"ledger"}),  # and its own <ingestor>/ directory
     "api": frozenset({"api"}),
+    "keycloak": frozenset({"keycloak"}),
     "witness": frozenset({"witness"}),
     "simulator": frozenset({"handout", "simulator"}),
 }
@@ -74,6 +76,16 @@ class SecretsLayout:
     @property
     def witness_key(self) -> Path:
         return self.root / "witness" / "witness.key"
+
+    @property
+    def api_tls(self) -> Path:
+        """The API's HTTPS certificate and key (``server.{crt,key}``)."""
+        return self.own("api") / "tls"
+
+    @property
+    def keycloak_tls(self) -> Path:
+        """The OpenID provider's (Keycloak's) HTTPS certificate and key."""
+        return self.own("keycloak") / "tls"
 
     @property
     def handout(self) -> Path:
@@ -117,6 +129,32 @@ def adopt_earlier_layout(data_dir: Path, layout: SecretsLayout) -> list[Path]:
         if old.is_dir() and not any(old.iterdir()):
             old.rmdir()
     return moved
+
+
+def adopt_ca_certificate(layout: SecretsLayout) -> None:
+    """Before issue #9 the CA's certificate was kept with the broker's only: put it beside the
+    CA's key, where the next certificates it signs are made from."""
+    key, cert, kept = layout.ca / "ca.key", layout.ca / "ca.crt", layout.broker / "certs" / "ca.crt"
+    if key.exists() and not cert.exists() and kept.exists():
+        shutil.copyfile(kept, cert)
+
+
+def server_names(service: str, public_host: str) -> list[str]:
+    """A server certificate's names: the compose service, loopback, and the host name outside
+    clients (browsers, apps, devices) reach it by."""
+    names = [service, "localhost", "127.0.0.1", public_host]
+    return list(dict.fromkeys(names))
+
+
+def write_certificates(layout: SecretsLayout, broker_host: str, public_host: str) -> None:
+    """The CA, and the certificates of the broker, the API and the OpenID provider (each kept
+    if already made); the CA's certificate in public/."""
+    adopt_ca_certificate(layout)
+    ca = load_or_create_ca(layout.ca)
+    write_server_cert(layout.broker / "certs", ca, server_names(broker_host, public_host))
+    write_server_cert(layout.api_tls, ca, server_names("api", public_host))
+    write_server_cert(layout.keycloak_tls, ca, server_names("keycloak", public_host))
+    (layout.public / "ca.crt").write_bytes(ca.pem)
 
 
 def hand_out(path: Path, passwords: dict[str, str]) -> None:
@@ -170,6 +208,7 @@ def deploy_init(
     secrets_dir: Path,
     broker_host: str,
     witness_url: str,
+    public_host: str = "localhost",
     devices: int,
     seed: int,
     ingestors: list[str],
@@ -186,8 +225,7 @@ def deploy_init(
     ward = build_ward(devices, seed, offline_rate=0.1, name=SIMULATED_WARD)
     fleet = Fleet(ward, BrokerAddress(), layout.simulator / SIMULATED_WARD)
     active, revoked = broker_devices(settings, fleet)
-    write_tls(layout.broker / "certs", layout.ca, [broker_host, "localhost", "127.0.0.1"])
-    shutil.copyfile(layout.broker / "certs" / "ca.crt", layout.public / "ca.crt")
+    write_certificates(layout, broker_host, public_host)
     topics = Topics(settings.topic_root, settings.share_group)
     issued = issue_identities(layout, ingestors, active, topics)
     hand_out(layout.handout, issued)
@@ -205,6 +243,7 @@ def deploy_init(
     print(f"ledger key: {signer.verifier} ({layout.public / 'ledger.pub'})")
     print(f"{len(active)} devices on the broker ({len(revoked)} revoked, refused)")
     print(f"broker: {layout.broker} (CA: {layout.public / 'ca.crt'}); ingestors: {ingestors}")
+    print(f"HTTPS certificates for {public_host}: {layout.api_tls}, {layout.keycloak_tls}")
     if issued:
         print(f"{len(issued)} new device passwords in {layout.handout}: provision, then delete it")
     print(f"witness key: {cosigner.verifier} ({layout.public / 'witness.pub'})")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from access.apps import AppStore
 from access.care_teams import CareTeamStore
 from access.consent_store import ConsentStore
+from access.errors import ProviderError
 from access.issuer import load_or_create_signing_key
 from access.journal import Journal
-from access.jwks import HttpJson, StaticKeys
+from access.jwks import FetchJson, HttpJson, StaticKeys
 from access.policy import Policy
 from access.tokens import TokenVerifier, TrustedIssuer, trust_discovered
 from access.trail import AccessTrail
@@ -35,9 +38,11 @@ from ledger.cosignature import CosignatureVerifier
 from ledger.keyfile import load_or_create_signer
 from ledger.ledger import Ledger, LedgerReader
 from ledger.witnessing import WitnessClient, WitnessEndpoint
-from vitaltrail.services import EmbeddedServer, http_server
+from vitaltrail.services import EmbeddedServer, TlsFiles, http_server
 from vitaltrail.settings import Settings
 from vitaltrail.web_auth import issuer_config, web_auth
+
+log = logging.getLogger("vitaltrail.api")
 
 
 @dataclass
@@ -153,7 +158,11 @@ def api_server(settings: Settings, runtime: IngestRuntime | None = None) -> Embe
     ingestor it also serves the ingestor's metrics."""
     app = create_app(data_sources(settings, runtime.metrics if runtime else None))
     return http_server(
-        app, settings.http_host, settings.http_port, trusted_proxies=settings.http_trusted_proxies
+        app,
+        settings.http_host,
+        settings.http_port,
+        trusted_proxies=settings.http_trusted_proxies,
+        tls=TlsFiles.of(settings.http_tls_cert_file, settings.http_tls_key_file),
     )
 
 
@@ -173,12 +182,12 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
 
 
 def token_verifier(
-    settings: Settings, http: HttpJson | None = None, users: UserStore | None = None
+    settings: Settings, http: FetchJson | None = None, users: UserStore | None = None
 ) -> TokenVerifier:
     """The API's token check: the embedded issuer (by its key in the data directory; a token
     of a user ``users`` says is disabled is refused at once) and the external OpenID provider,
-    if one is named (by discovery, at start: a provider that cannot be reached stops the start
-    rather than refusing every request later)."""
+    if one is named (by discovery, at start: a provider that cannot be reached within
+    ``oidc_start_timeout_s`` stops the start rather than refusing every request later)."""
     trusted: list[TrustedIssuer] = []
     if settings.trust_embedded_issuer:
         key = load_or_create_signing_key(settings.token_key_path)
@@ -186,17 +195,46 @@ def token_verifier(
         disabled = users.is_disabled if users is not None else None
         trusted.append(TrustedIssuer(issuer_config(settings).issuer, keys, user_disabled=disabled))
     if settings.oidc_issuer:
-        trusted.append(
-            trust_discovered(
-                settings.oidc_issuer,
-                http or HttpJson(),
-                require_at_jwt=settings.oidc_require_at_jwt,
-                roles_claim=tuple(settings.oidc_roles_claim.split(".")),
-            )
-        )
+        trusted.append(trust_provider(settings, http or HttpJson(ca_file=settings.oidc_ca_file)))
     if not trusted:
         raise ValueError("no token issuer is trusted: set oidc_issuer or trust_embedded_issuer")
     return TokenVerifier(settings.api_audience, trusted)
+
+
+def trust_provider(
+    settings: Settings,
+    fetch: FetchJson,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> TrustedIssuer:
+    """The external OpenID provider, found by discovery; tried again (1, 2, 4 ... 10 s apart)
+    while it cannot be reached - it may be starting beside the API - until
+    ``oidc_start_timeout_s`` has passed, then a ``ProviderError`` naming the last failure."""
+    issuer = settings.oidc_issuer
+    if issuer is None:
+        raise ValueError("no OpenID provider is named (oidc_issuer)")
+    deadline = clock() + settings.oidc_start_timeout_s
+    delay = 1.0
+    while True:
+        try:
+            return trust_discovered(
+                issuer,
+                fetch,
+                discovery_url=settings.oidc_discovery_url,
+                require_at_jwt=settings.oidc_require_at_jwt,
+                roles_claim=tuple(settings.oidc_roles_claim.split(".")),
+                app_role=settings.oidc_app_role,
+            )
+        except ProviderError as exc:
+            if clock() + delay > deadline:
+                raise ProviderError(
+                    f"the OpenID provider {issuer} could not be had within "
+                    f"{settings.oidc_start_timeout_s:g} s: {exc}"
+                ) from exc
+            log.warning("the OpenID provider is not there yet (%s); again in %g s", exc, delay)
+            sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def access_services(settings: Settings) -> AccessServices:
@@ -205,7 +243,8 @@ def access_services(settings: Settings) -> AccessServices:
     consents = ConsentStore(journal)
     care_teams = CareTeamStore(settings.access_db_path)
     users = UserStore(settings.access_db_path)
-    http = HttpJson()  # the external provider's discovery and JWK set; closed with the rest
+    # the external provider's discovery and JWK set; closed with the rest
+    http = HttpJson(ca_file=settings.oidc_ca_file)
 
     def patient_of(user: str) -> str | None:
         found = users.get(user)

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -19,14 +21,40 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A server's certificate (PEM, its chain after it if any) and private key (PEM)."""
+
+    cert: Path
+    key: Path
+
+    @classmethod
+    def of(cls, cert: Path | None, key: Path | None) -> TlsFiles | None:
+        """Both files, or neither (plain HTTP); one without the other is a ValueError."""
+        if cert is None and key is None:
+            return None
+        if cert is None or key is None:
+            raise ValueError("HTTPS needs both a certificate and a key file (or neither)")
+        for path in (cert, key):
+            if not path.is_file():
+                raise ValueError(f"no such file: {path}")
+        return cls(cert, key)
+
+
 def http_server(
-    app: FastAPI, host: str, port: int, *, trusted_proxies: str = "127.0.0.1"
+    app: FastAPI,
+    host: str,
+    port: int,
+    *,
+    trusted_proxies: str = "127.0.0.1",
+    tls: TlsFiles | None = None,
 ) -> EmbeddedServer:
     """uvicorn serving ``app``, with no ``server`` banner (it tells an attacker which
     version to look up). ``X-Forwarded-Proto``/``-For`` are believed from ``trusted_proxies``
     only (given here, so uvicorn's FORWARDED_ALLOW_IPS environment variable cannot widen it):
     that is how a request that reached a TLS proxy counts as https (HSTS, Secure cookies) and
-    how the sign-in limit sees the client's own address."""
+    how the sign-in limit sees the client's own address. With ``tls`` it speaks HTTPS only on
+    ``port`` (a plain-HTTP request there fails its handshake: nothing is served in clear)."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -36,6 +64,8 @@ def http_server(
         date_header=True,  # RFC 9110 §6.6.1: an origin server with a clock sends Date
         proxy_headers=True,
         forwarded_allow_ips=trusted_proxies,
+        ssl_certfile=tls.cert if tls else None,
+        ssl_keyfile=tls.key if tls else None,
     )
     return EmbeddedServer(config)
 

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # HTTPS served by the API itself (PEM files; `deploy-init` writes them for compose): both
+    # set, it serves TLS only on http_port; unset, plain HTTP (behind a TLS proxy, or loopback).
+    http_tls_cert_file: Path | None = None
+    http_tls_key_file: Path | None = None
     # The API's reads run on threads of their own (each with its own database connections),
     # off the event loop the ingestor may share; past api_max_pending_reads queued, 503.
     api_read_threads: int = 2
@@ -71,14 +75,22 @@ class Settings(BaseSettings):
 
     # Who may read (issue 9). The API is an OAuth 2.0 resource server: tokens must name it in
     # `aud`, and come from the embedded issuer (its key in the data directory; its `iss` is
-    # issuer_url, default http://<http_host>:<http_port>) and/or from an external OpenID
+    # issuer_url, default the public URL: base_url) and/or from an external OpenID
     # provider named by its issuer URL (its discovery document and JWK set are fetched).
     api_audience: str = "vitaltrail-api"
     trust_embedded_issuer: bool = True
     issuer_url: str | None = None
     oidc_issuer: str | None = None
+    # Where its discovery document is fetched, when not <issuer>/.well-known/openid-configuration
+    # (the API reaching the provider over a private network, by another name than browsers).
+    oidc_discovery_url: str | None = None
+    oidc_ca_file: Path | None = None  # the CA (PEM) its HTTPS is checked against; unset: system's
     oidc_roles_claim: str = "roles"  # where its tokens carry roles, dotted: realm_access.roles
     oidc_require_at_jwt: bool = True  # False for a provider that writes typ JWT (Keycloak)
+    # A role the provider gives clients acting for themselves (SMART Backend Services) whose
+    # `sub` is not their client id (Keycloak's service accounts): their tokens are the app's.
+    oidc_app_role: str | None = None
+    oidc_start_timeout_s: float = 60.0  # how long the API waits at start for the provider
     metrics_token_file: Path | None = None  # a Prometheus scrape token /metrics also accepts
 
     # The quarantine's budget: of each refused message at most this many bytes are kept
@@ -164,7 +176,8 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         """Where this API is reached from outside, without a trailing slash."""
-        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+        scheme = "https" if self.http_tls_cert_file else "http"
+        return (self.public_url or f"{scheme}://{self.http_host}:{self.http_port}").rstrip("/")
 
     @property
     def embedded_issuer(self) -> str:
