@@ -169,6 +169,12 @@ class Settings(BaseSettings):
         return self.access_journal_file or self.data_dir / JOURNAL_FILE
 
     @property
+    def fhir_index_path(self) -> Path:
+        """The FHIR observation index (fhirserver/index.py): derived from the ledger, caught
+        up before each search; safe to delete (it is built again)."""
+        return self.data_dir / "fhir-index.db"
+
+    @property
     def sessions_path(self) -> Path:
         """Browser sessions (dashboards/session_store.py): revoked at sign-out, expiring."""
         return self.data_dir / "sessions.db"
