@@ -209,13 +209,16 @@ def _target(state: _State, value: str) -> None:
 
 def _codes_of(system: str | None, code: str | None) -> set[str] | None:
     """The Observation codes a token matches (None: every code)."""
-    if system is None and code is not None:
-        return {c for c, codings in CODINGS.items() if any(x == code for _, x in codings)} | {code}
-    if system == "" or (system != LOINC and code is None):
-        return set()  # no system, or a system none of ours is in: nothing
+    if system == "":
+        return set()  # |code: a code without a system, and all of ours have one
     if code is None:
-        return None  # any LOINC code
-    return {c for c, codings in CODINGS.items() if (system, code) in codings} | {code}
+        return None if system == LOINC else set()  # system|: any code of that system
+    matched = {
+        c
+        for c, codings in CODINGS.items()
+        if any(x == code and system in (None, s) for s, x in codings)
+    }
+    return matched | {code} if system in (None, LOINC) else matched
 
 
 def _token(text: str) -> tuple[str | None, str | None]:
