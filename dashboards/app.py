@@ -22,6 +22,7 @@ from dashboards.docs_page import add_offline_docs
 from dashboards.reads import Readers, ReadMetrics, ReadPool
 from dashboards.route_rules import Public, access, declare_path, document_rules
 from devices.registry import DeviceRegistry
+from fhirserver.index import IndexReader, ObservationIndex
 from ingest.store import TimeSeriesStore
 from ledger.ledger import LedgerReader
 
@@ -34,6 +35,8 @@ class DataSources:
     store: Callable[[], TimeSeriesStore]
     registry: Callable[[], DeviceRegistry]
     access: AccessServices  # token check, policy, trail: closed with the app
+    fhir_index: Path  # the FHIR observation index's file (fhirserver.index), built as it goes
+    token_endpoint: str | None = None  # where apps get tokens (the FHIR CapabilityStatement)
     metrics: CollectorRegistry | None = None
     proof_cosignatures: int = 0  # witness cosignatures a served proof bundle carries, at least
     read_threads: int = 2  # threads running the API's reads, each with its own connections
@@ -49,8 +52,10 @@ class DataSources:
             store = self.store()
             opened.callback(store.close)
             registry = self.registry()
+            opened.callback(registry.close)
+            observations = IndexReader(self.fhir_index)
             opened.pop_all()
-        return Readers(ledger, store, registry)
+        return Readers(ledger, store, registry, observations)
 
 
 def create_app(sources: DataSources) -> FastAPI:
@@ -65,6 +70,8 @@ def create_app(sources: DataSources) -> FastAPI:
             nice=sources.read_nice,
         )
         app.state.reads = reads
+        app.state.fhir_index = await asyncio.to_thread(ObservationIndex, sources.fhir_index)
+        app.state.token_endpoint = sources.token_endpoint
         app.state.access = sources.access
         app.state.consent_services = sources.access.consent
         app.state.access_metrics = AccessMetrics(api_metrics)
@@ -75,6 +82,7 @@ def create_app(sources: DataSources) -> FastAPI:
             yield
         finally:
             await asyncio.to_thread(reads.close)
+            app.state.fhir_index.close()
             sources.access.close()
 
     app = FastAPI(

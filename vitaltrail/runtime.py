@@ -172,6 +172,10 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
         store=lambda: open_store(settings, read_only=True),
         registry=lambda: DeviceRegistry(settings.registry_path),
         access=access_services(settings),
+        fhir_index=settings.fhir_index_path,
+        token_endpoint=issuer_config(settings).token_endpoint
+        if settings.trust_embedded_issuer
+        else None,
         metrics=metrics.registry if metrics else None,
         proof_cosignatures=settings.witness_quorum,
         read_threads=settings.api_read_threads,
