@@ -1,12 +1,35 @@
-"""Real servers for tests: Mosquitto (the project's launcher) and a cuttable TCP proxy."""
+"""Real servers for tests: Mosquitto (the project's launcher), the web app on uvicorn, and a
+cuttable TCP proxy."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fastapi import FastAPI
 
 from vitaltrail.mosquitto import Mosquitto, free_port, wait_for_port
+from vitaltrail.services import http_server
 
-__all__ = ["Mosquitto", "TcpProxy", "free_port", "wait_for_port"]
+__all__ = ["Mosquitto", "TcpProxy", "free_port", "uvicorn_serving", "wait_for_port"]
+
+
+@contextmanager
+def uvicorn_serving(app: FastAPI, **options: str) -> Iterator[int]:
+    """``app`` on the real uvicorn the commands run (vitaltrail/services.py), in a thread, on
+    a free port (yielded) of 127.0.0.1."""
+    port = free_port()
+    server = http_server(app, "127.0.0.1", port, **options)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for_port(port)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 class TcpProxy:

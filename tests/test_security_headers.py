@@ -4,9 +4,7 @@ the real uvicorn the commands run."""
 from __future__ import annotations
 
 import http.client
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,9 +17,8 @@ from dashboards.app import create_app
 from dashboards.security_headers import CONTENT_SECURITY_POLICY
 from tests.auth_app import api_routes, auth_app, client
 from tests.populated import populate
-from vitaltrail.mosquitto import free_port, wait_for_port
+from tests.servers import uvicorn_serving
 from vitaltrail.runtime import data_sources
-from vitaltrail.services import http_server
 from vitaltrail.settings import Settings
 
 EVERYWHERE = {
@@ -121,21 +118,6 @@ def test_hsts_only_over_tls(settings: Settings, tmp_path: Path) -> None:
         assert "strict-transport-security" not in c.get("/healthz").headers
 
 
-@contextmanager
-def uvicorn_serving(settings: Settings, **options: str) -> Iterator[int]:
-    """The app on the real uvicorn the commands run (vitaltrail/services.py)."""
-    port = free_port()
-    server = http_server(create_app(data_sources(settings)), "127.0.0.1", port, **options)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for_port(port)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 def get(port: int, path: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", path, headers=headers or {})
@@ -146,7 +128,7 @@ def get(port: int, path: str, headers: dict[str, str] | None = None) -> http.cli
 
 
 def test_uvicorn_sends_no_server_banner(settings: Settings) -> None:
-    with uvicorn_serving(settings) as port:
+    with uvicorn_serving(create_app(data_sources(settings))) as port:
         for path in ("/healthz", "/sign-in", "/nowhere", "/static/style.css"):
             response = get(port, path)
             names = [name.lower() for name, _ in response.getheaders()]
@@ -160,11 +142,11 @@ def test_a_trusted_proxy_can_say_the_request_came_over_tls(settings: Settings) -
     counts as https: HSTS, and the sign-in cookie is Secure; from a proxy it does not trust,
     the same header changes nothing."""
     forwarded = {"x-forwarded-proto": "https", "host": "ward.example"}
-    with uvicorn_serving(settings) as port:
+    with uvicorn_serving(create_app(data_sources(settings))) as port:
         response = get(port, "/sign-in", forwarded)
         assert response.getheader("strict-transport-security")
         assert "; Secure" in (response.getheader("set-cookie") or "")
         assert get(port, "/sign-in").getheader("strict-transport-security") is None
-    with uvicorn_serving(settings, trusted_proxies="192.0.2.1") as port:
+    with uvicorn_serving(create_app(data_sources(settings)), trusted_proxies="192.0.2.1") as port:
         response = get(port, "/sign-in", forwarded)
         assert response.getheader("strict-transport-security") is None
