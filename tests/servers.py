@@ -1,27 +1,23 @@
-"""Real servers for tests: Mosquitto (the project's launcher), the web app on uvicorn, and a
+"""Real servers for tests: Mosquitto (the project's launcher), uvicorn on a thread, and a
 cuttable TCP proxy."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-
-from fastapi import FastAPI
 
 from vitaltrail.mosquitto import Mosquitto, free_port, wait_for_port
-from vitaltrail.services import http_server
+from vitaltrail.services import EmbeddedServer
 
-__all__ = ["Mosquitto", "TcpProxy", "free_port", "uvicorn_serving", "wait_for_port"]
+__all__ = ["Mosquitto", "TcpProxy", "free_port", "serving", "wait_for_port"]
 
 
-@contextmanager
-def uvicorn_serving(app: FastAPI, **options: str) -> Iterator[int]:
-    """``app`` on the real uvicorn the commands run (vitaltrail/services.py), in a thread, on
-    a free port (yielded) of 127.0.0.1."""
-    port = free_port()
-    server = http_server(app, "127.0.0.1", port, **options)
+@contextlib.contextmanager
+def serving(server: EmbeddedServer) -> Iterator[int]:
+    """The web app's uvicorn server (vitaltrail/services.py) running on a thread; its port."""
+    port = server.config.port
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for_port(port)

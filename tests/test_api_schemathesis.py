@@ -29,8 +29,9 @@ from dashboards.app import create_app
 from devices.vitals import BY_CODE
 from tests.api_access import Tokens, bearer, consent, ward_headers
 from tests.populated import populate
-from tests.servers import uvicorn_serving
+from tests.servers import free_port, serving
 from vitaltrail.runtime import data_sources
+from vitaltrail.services import http_server
 from vitaltrail.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -175,7 +176,7 @@ def _failure(label: str, check: CheckNode) -> str:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
     settings = populate(tmp_path / "data", patients=len(PATIENTS), readings=5)
-    with uvicorn_serving(create_app(data_sources(settings))) as port:
+    with serving(http_server(create_app(data_sources(settings)), "127.0.0.1", free_port())) as port:
         yield f"http://127.0.0.1:{port}", settings
 
 

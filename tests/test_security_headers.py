@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from dashboards.app import create_app
 from dashboards.security_headers import CONTENT_SECURITY_POLICY
 from tests.auth_app import api_routes, auth_app, client
 from tests.populated import populate
-from tests.servers import uvicorn_serving
+from tests.servers import free_port, serving
 from vitaltrail.runtime import data_sources
+from vitaltrail.services import http_server
 from vitaltrail.settings import Settings
 
 EVERYWHERE = {
@@ -118,6 +120,14 @@ def test_hsts_only_over_tls(settings: Settings, tmp_path: Path) -> None:
         assert "strict-transport-security" not in c.get("/healthz").headers
 
 
+def uvicorn_serving(
+    settings: Settings, trusted_proxies: str = "127.0.0.1"
+) -> AbstractContextManager[int]:
+    """The app on the real uvicorn the commands run (vitaltrail/services.py)."""
+    app = create_app(data_sources(settings))
+    return serving(http_server(app, "127.0.0.1", free_port(), trusted_proxies=trusted_proxies))
+
+
 def get(port: int, path: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", path, headers=headers or {})
@@ -128,7 +138,7 @@ def get(port: int, path: str, headers: dict[str, str] | None = None) -> http.cli
 
 
 def test_uvicorn_sends_no_server_banner(settings: Settings) -> None:
-    with uvicorn_serving(create_app(data_sources(settings))) as port:
+    with uvicorn_serving(settings) as port:
         for path in ("/healthz", "/sign-in", "/nowhere", "/static/style.css"):
             response = get(port, path)
             names = [name.lower() for name, _ in response.getheaders()]
@@ -142,11 +152,11 @@ def test_a_trusted_proxy_can_say_the_request_came_over_tls(settings: Settings) -
     counts as https: HSTS, and the sign-in cookie is Secure; from a proxy it does not trust,
     the same header changes nothing."""
     forwarded = {"x-forwarded-proto": "https", "host": "ward.example"}
-    with uvicorn_serving(create_app(data_sources(settings))) as port:
+    with uvicorn_serving(settings) as port:
         response = get(port, "/sign-in", forwarded)
         assert response.getheader("strict-transport-security")
         assert "; Secure" in (response.getheader("set-cookie") or "")
         assert get(port, "/sign-in").getheader("strict-transport-security") is None
-    with uvicorn_serving(create_app(data_sources(settings)), trusted_proxies="192.0.2.1") as port:
+    with uvicorn_serving(settings, trusted_proxies="192.0.2.1") as port:
         response = get(port, "/sign-in", forwarded)
         assert response.getheader("strict-transport-security") is None

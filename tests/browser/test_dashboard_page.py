@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +17,10 @@ from devices.registry import DeviceRegistry
 from ingest.mqtt_source import InboundMessage
 from tests.api_access import Tokens, assign, ward_headers
 from tests.populated import populate
-from tests.servers import uvicorn_serving
 from tests.stack import now_ms, signed, vitals
+from vitaltrail.mosquitto import free_port, wait_for_port
 from vitaltrail.runtime import build_ingest, data_sources
+from vitaltrail.services import http_server
 from vitaltrail.settings import Settings
 
 pytestmark = pytest.mark.browser
@@ -38,8 +40,14 @@ CHROMIUM_ARGS = [
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
     settings = populate(tmp_path / "data", patients=3, readings=5)
-    with uvicorn_serving(create_app(data_sources(settings))) as port:
-        yield f"http://127.0.0.1:{port}", settings
+    port = free_port()
+    server = http_server(create_app(data_sources(settings)), "127.0.0.1", port)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for_port(port)
+    yield f"http://127.0.0.1:{port}", settings
+    server.should_exit = True
+    thread.join(10)
 
 
 @pytest.fixture

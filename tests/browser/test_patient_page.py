@@ -5,6 +5,7 @@ page signs are the ones the Python side encodes."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +24,8 @@ from devices.keys import DeviceKey, DeviceSigner, key_id
 from ledger.entries import EntryKind, LedgerEntry
 from tests.browser.test_dashboard_page import browser  # noqa: F401 (fixture)
 from tests.consent_app import ConsentApp, app_jwks, b64url, bearer_principal, consent_app
-from tests.servers import uvicorn_serving
+from vitaltrail.mosquitto import free_port, wait_for_port
+from vitaltrail.services import http_server
 
 pytestmark = pytest.mark.browser
 
@@ -69,8 +71,14 @@ def add_stand_ins(made: ConsentApp) -> None:
 def served(tmp_path: Path) -> Iterator[tuple[str, ConsentApp]]:
     made = consent_app(tmp_path / "data", page=True)
     add_stand_ins(made)
-    with uvicorn_serving(made.app) as port:
-        yield f"http://127.0.0.1:{port}", made
+    port = free_port()
+    server = http_server(made.app, "127.0.0.1", port)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for_port(port)
+    yield f"http://127.0.0.1:{port}", made
+    server.should_exit = True
+    thread.join(10)
     made.close()
 
 
