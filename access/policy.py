@@ -58,6 +58,7 @@ CLINICIAN, PATIENT, ADMIN, APP = "clinician", "patient", "admin", "app"
 Basis = Literal["care-team", "self", "consent"]
 # The HL7 v3 PurposeOfUse a request is for when it names none.
 DEFAULT_PURPOSE: Mapping[str, str] = {CLINICIAN: "TREAT", PATIENT: "PATRQT", APP: "TREAT"}
+EMERGENCY_PURPOSE = "ETREAT"  # a break-glass read's purpose when the request names none
 PURPOSE_CLAIM = "purpose_of_use"  # an app's token may name its purpose (a code, or a list)
 
 # Refusal reason codes (each counted by the web layer and recorded in the trail).
@@ -314,7 +315,8 @@ class Policy:
         if rule.break_glass and reason:
             if not is_text(reason):
                 return deny(BAD_BREAK_GLASS, rule.role, purposes)
-            return Decision(True, BREAK_GLASS, rule.role, READ, asked, data, purposes, (), reason)
+            urgent = purposes if request.purpose else (EMERGENCY_PURPOSE,)
+            return Decision(True, BREAK_GLASS, rule.role, READ, asked, data, urgent, (), reason)
         return deny(rule.refusal, rule.role, purposes)
 
     @staticmethod
