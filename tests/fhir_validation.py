@@ -2,7 +2,8 @@
 
 :func:`validate` parses a resource with fhir.resources' R4B model of its type (8.x has no pure
 R4 models; the elements vitaltrail writes are the same in R4B, see docs/decisions.md): types,
-cardinality, unknown elements, id and instant formats. It does not know profiles.
+cardinality, unknown elements, id and instant formats; a Bundle's entries are parsed with the
+model of each one's type. It does not know profiles.
 
 :func:`check_vital_signs` evaluates, with fhirpathpy on its R4 model, the invariants the issue
 names, copied from the R4 specification:
@@ -15,8 +16,9 @@ names, copied from the R4 specification:
 and, for an Observation that claims an R4 vital-signs profile in ``meta.profile``, what that
 profile fixes (``vs-profile``: category vital-signs, subject, effective[x]; ``<profile>``: the
 LOINC code and UCUM unit of hl7.org/fhir/R4/heartrate.html, resprate, oxygensat, bodytemp,
-bp). A rule is broken when its expression is false for one of its context's nodes (an empty
-result is not a violation, as in the HL7 validator).
+bp). It takes one Observation: run it on each of a Bundle's. A rule is broken when its
+expression is false for one of its context's nodes (an empty result is not a violation, as in
+the HL7 validator).
 """
 
 from __future__ import annotations

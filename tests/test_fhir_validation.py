@@ -176,3 +176,12 @@ def test_the_model_refuses_a_provenance_signature_without_a_time() -> None:
 def test_an_unknown_resource_type_is_refused() -> None:
     with pytest.raises(ValueError, match="not a valid FHIR Model"):
         validate({"resourceType": "Observaton"})
+
+
+def test_a_bundles_entries_are_validated_with_it() -> None:
+    entries = [{"fullUrl": f"urn:uuid:{i}", "resource": o} for i, o in enumerate([_heart_rate()])]
+    bundle = {"resourceType": "Bundle", "type": "searchset", "entry": entries}
+    validate(bundle)
+    del bundle["entry"][0]["resource"]["code"]
+    with pytest.raises(ValidationError, match="code"):
+        validate(bundle)
