@@ -179,9 +179,10 @@ def test_an_unknown_resource_type_is_refused() -> None:
 
 
 def test_a_bundles_entries_are_validated_with_it() -> None:
-    entries = [{"fullUrl": f"urn:uuid:{i}", "resource": o} for i, o in enumerate([_heart_rate()])]
+    observation = _heart_rate()
+    entries = [{"fullUrl": f"urn:uuid:{observation['id']}", "resource": observation}]
     bundle = {"resourceType": "Bundle", "type": "searchset", "entry": entries}
     validate(bundle)
-    del bundle["entry"][0]["resource"]["code"]
+    del observation["code"]
     with pytest.raises(ValidationError, match="code"):
         validate(bundle)
