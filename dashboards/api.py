@@ -17,6 +17,7 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import generate_latest
 
@@ -34,6 +35,7 @@ from dashboards.bundles import (
     recorded_reading,
 )
 from dashboards.reads import Readers, ReadPool
+from dashboards.refusals import BUSY, error
 from dashboards.route_rules import Admin, Authenticated, PatientData, Public, access
 from dashboards.schemas import (
     BlockOut,
@@ -75,6 +77,12 @@ TimeMs = Annotated[
 TreeSize = Annotated[int, Query(ge=1, le=MAX_INDEX, description="a tree size (entries)")]
 
 
+def _invalid(parameter: str, message: str, value: object) -> RequestValidationError:
+    """A 422 for a rule across query parameters, in the shape FastAPI gives a bound's."""
+    detail = {"type": "value_error", "loc": ("query", parameter), "msg": message, "input": value}
+    return RequestValidationError([detail])
+
+
 def _vital(v: LatestVital) -> VitalValue:
     known = BY_CODE.get(v.code)
     return VitalValue(
@@ -98,7 +106,11 @@ async def patients(listing: VisiblePatients) -> list[PatientVitals]:
     return [PatientVitals(patient_id=p, vitals=vs) for p, vs in grouped.items()]
 
 
-@router.get("/api/v1/patients/{patient_id}/vitals", tags=["telemedicine"])
+@router.get(
+    "/api/v1/patients/{patient_id}/vitals",
+    tags=["telemedicine"],
+    responses={404: error("no readings of this patient that the caller may see")},
+)
 @access(PatientData("vital-signs"))
 async def latest_vitals(
     patient_id: PatientId, reads: ReadsDep, decision: PathPatient
@@ -128,9 +140,10 @@ async def vital_series(
     start = start_ms if start_ms is not None else max(0, end - 3_600_000)
     bucket_ms = max(1, int(bucket_s * 1000))
     if start >= end:
-        raise HTTPException(422, "start_ms must be before end_ms")
+        raise _invalid("start_ms", "start_ms must be before end_ms", start_ms)
     if (end - start) / bucket_ms > MAX_SERIES_BUCKETS:
-        raise HTTPException(422, f"at most {MAX_SERIES_BUCKETS} buckets per query: widen bucket_s")
+        message = f"at most {MAX_SERIES_BUCKETS} buckets per query: widen bucket_s"
+        raise _invalid("bucket_s", message, bucket_s)
     buckets = await reads.run(lambda r: r.store.series(patient_id, code, start, end, bucket_ms))
     return Series(
         patient_id=patient_id,
@@ -170,7 +183,9 @@ def _reading(r: Readers, index: int) -> ReadingOut:
     )
 
 
-@router.get("/api/v1/readings/{index}", tags=["telemedicine"])
+@router.get(
+    "/api/v1/readings/{index}", tags=["telemedicine"], responses={404: error("no such reading")}
+)
 @access(PatientData("readings"))
 async def reading(index: EntryIndex, reads: ReadsDep, decision: ReadingPatient) -> ReadingOut:
     """A reading by id (its ledger index), decoded from the signed message the device sent."""
@@ -191,7 +206,8 @@ def _proof_bundle(r: Readers, index: int, cosignatures: int) -> str:
     tags=["telemedicine"],
     responses={
         200: {"content": {"application/json": {}}, "description": "a proof bundle"},
-        409: {"description": "not sealed in a block yet"},
+        404: error("no such reading"),
+        409: error("not sealed in a block with enough witness cosignatures yet"),
     },
 )
 @access(PatientData("proofs"))
@@ -215,7 +231,12 @@ def _checkpoint(r: Readers) -> str:
     return r.ledger.blocks.cosigned_note(block)
 
 
-@router.get("/api/v1/checkpoint", tags=["telemedicine"], response_class=PlainTextResponse)
+@router.get(
+    "/api/v1/checkpoint",
+    tags=["telemedicine"],
+    response_class=PlainTextResponse,
+    responses={404: error("no block has been sealed yet"), 503: error(BUSY)},
+)
 @access(Public())
 async def checkpoint(reads: ReadsDep) -> str:
     """The latest signed checkpoint (a C2SP signed note, with any witness cosignatures)."""
@@ -235,7 +256,7 @@ def _block(r: Readers, height: int) -> BlockOut:
     )
 
 
-@router.get("/api/v1/blocks/{height}", tags=["audit"])
+@router.get("/api/v1/blocks/{height}", tags=["audit"], responses={404: error("no such block")})
 @access(Authenticated())
 async def block(
     height: Annotated[int, Path(ge=0, le=MAX_INDEX, description="a block height")],
@@ -251,12 +272,16 @@ def _consistency(r: Readers, old: int, new: int) -> list[bytes]:
     return r.ledger.log.consistency_proof(old, new)
 
 
-@router.get("/api/v1/consistency", tags=["audit"])
+@router.get(
+    "/api/v1/consistency",
+    tags=["audit"],
+    responses={404: error("the log holds fewer entries than new")},
+)
 @access(Authenticated())
 async def consistency(old: TreeSize, new: TreeSize, reads: ReadsDep) -> ConsistencyProofOut:
     """Proof that the tree of size ``new`` extends the tree of size ``old`` (RFC 9162 2.1.4)."""
     if old > new:
-        raise HTTPException(422, "old must not be larger than new")
+        raise _invalid("old", "old must not be larger than new", old)
     proof = await reads.run(lambda r: _consistency(r, old, new))
     return ConsistencyProofOut(
         old_size=old, new_size=new, proof=[base64.b64encode(h).decode() for h in proof]

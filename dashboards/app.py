@@ -19,6 +19,7 @@ from dashboards.api import router
 from dashboards.auth_routes import WebAuth, add_auth
 from dashboards.consent_routes import consent_router
 from dashboards.docs_page import add_offline_docs
+from dashboards.method_not_allowed import allow_every_method
 from dashboards.reads import Readers, ReadMetrics, ReadPool
 from dashboards.route_rules import Public, access, declare_path, document_rules
 from devices.registry import DeviceRegistry
@@ -103,6 +104,7 @@ def create_app(sources: DataSources) -> FastAPI:
     for path in ("/static", "/docs", app.openapi_url or "/openapi.json"):
         declare_path(app, path, Public())  # assets and the API's description: no patient data
     document_rules(app)
+    allow_every_method(app)
     add_auth(app, sources)
 
     @app.get("/", include_in_schema=False)

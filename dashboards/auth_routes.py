@@ -144,14 +144,14 @@ def _token_error(error: TokenRequestError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=NO_STORE)
 
 
-@router.get("/.well-known/jwks.json", tags=["auth"])
-async def jwks(request: Request) -> JSONResponse:
+class JWKSetResponse(JSONResponse):
+    media_type = "application/jwk-set+json"  # RFC 7517 §8.5.1
+
+
+@router.get("/.well-known/jwks.json", tags=["auth"], response_class=JWKSetResponse)
+async def jwks(request: Request) -> JWKSetResponse:
     """The embedded issuer's public signing keys (a JWK set, RFC 7517 §5)."""
-    return JSONResponse(
-        _issuer(request).jwks(),
-        media_type="application/jwk-set+json",
-        headers={"cache-control": "max-age=300"},
-    )
+    return JWKSetResponse(_issuer(request).jwks(), headers={"cache-control": "max-age=300"})
 
 
 @router.get("/.well-known/smart-configuration", tags=["auth"])

@@ -28,10 +28,12 @@ Routes, each with the rule it checks (roles and SMART scopes, :data:`RULES`):
 
 Staff are the roles the auditor accepts as recorders (``access.compliance.STAFF_ROLES``:
 clinicians and admins; an admin enters a paper consent form but reads no vitals here, the
-answer holds only the statement just recorded). A refusal is JSON ``{"detail", "reason"}``:
-401 from the caller dependency, 403 for a role, scope or another patient's statement (with
-``WWW-Authenticate`` for a missing scope), 400 for what cannot be a statement or key, 409 for
-a statement the patient's record already rules out, 503 when the journal cannot commit.
+answer holds only the statement just recorded). A refusal decided here is JSON ``{"detail",
+"reason"}``: 403 for a role, scope or another patient's statement (with ``WWW-Authenticate``
+for a missing scope), 400 for what cannot be a statement or key, 409 for a statement the
+patient's record already rules out, 503 when the journal cannot commit. The app's token check
+runs first: its 401 (with ``WWW-Authenticate``), like FastAPI's 400 for a body it cannot
+parse, is ``{"detail"}`` alone (``dashboards.refusals`` documents both).
 Journal commits block (SQLite, fsync), so the handlers are plain functions: FastAPI runs them
 on its bounded thread pool, never on the event loop.
 """

@@ -23,6 +23,9 @@ from devices.reading import MAX_SEQ, MAX_TIME_MS
 
 T = TypeVar("T")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
+# The highest seq staff may send: exact in every JSON client (I-JSON, RFC 7493 §2.2) and in the
+# OpenAPI document, whose bounds FastAPI writes as doubles (MAX_SEQ, 2^63 - 1, would read 2^63).
+MAX_JSON_SEQ = min(MAX_SEQ, 2**53 - 1)
 MAX_MESSAGE_CHARS = 90_000  # base64url of devices.cose.MAX_MESSAGE_SIZE (64 KiB) and a margin
 
 GrantState = Literal["in-force", "withdrawn", "expired", "scheduled", "withdrawal"]
@@ -104,14 +107,14 @@ class StatementIn(BaseModel):
     names the grant it ends."""
 
     status: Literal["active", "inactive"]
-    seq: int | None = Field(default=None, ge=0, le=MAX_SEQ)
+    seq: int | None = Field(default=None, ge=0, le=MAX_JSON_SEQ)
     grantee: GranteeBody | None = None
     actions: list[str] = Field(default=["access"], max_length=16)
     data: list[str] = Field(default=[], max_length=64)
     purpose: list[str] = Field(default=[], max_length=64)
     start_ms: int | None = Field(default=None, ge=0, le=MAX_TIME_MS)
     end_ms: int | None = Field(default=None, ge=0, le=MAX_TIME_MS)
-    ends: int | None = Field(default=None, ge=0, le=MAX_SEQ)
+    ends: int | None = Field(default=None, ge=0, le=MAX_JSON_SEQ)
 
     def statement(self, patient_id: str, seq: int, now_ms: int) -> ConsentStatement:
         """The statement, dated now; ConsentError (access.errors) if it is not a valid one."""

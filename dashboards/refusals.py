@@ -1,9 +1,12 @@
 """Refusals as JSON ``{"detail", "reason"}``, raised anywhere in a route and answered by its
-route class, so handlers stay typed with their success models.
+route class, so handlers stay typed with their success models; and how every refusal is
+documented in the OpenAPI schema (for readers, and for schemathesis's conformance checks).
 
 A router made with ``route_class=RefusingRoute`` turns a :class:`Refused` raised in a handler or
-in any of its dependencies into its answer; :data:`REFUSAL_RESPONSES` documents the statuses in
-the OpenAPI schema (for readers, and for schemathesis's conformance checks).
+in any of its dependencies into its answer; :data:`REFUSAL_RESPONSES` documents its statuses.
+Refusals raised as FastAPI's ``HTTPException`` - the token check (401), a rule or the access
+policy (403), not found, the read pool or the access trail (503) - answer ``{"detail"}``
+(:class:`ErrorOut`), documented with :func:`error`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ class RefusalOut(BaseModel):
     reason: str
 
 
+class ErrorOut(BaseModel):
+    """FastAPI's answer to an ``HTTPException``."""
+
+    detail: str
+
+
 class RefusingRoute(APIRoute):
     """Turns :class:`Refused`, raised in a handler or its dependencies, into its answer."""
 
@@ -52,10 +61,26 @@ def _refusal(description: str) -> dict[str, Any]:
     return {"model": RefusalOut, "description": description}
 
 
+def error(description: str) -> dict[str, Any]:
+    """An ``HTTPException`` answer's entry in a route's ``responses``."""
+    return {"model": ErrorOut, "description": description}
+
+
+UNAUTHENTICATED = "no valid bearer token or session (with WWW-Authenticate)"
+BUSY = "the API is busy with other reads, or the access trail cannot record: nothing served"
+
+
+def _either(description: str) -> dict[str, Any]:
+    return {"model": RefusalOut | ErrorOut, "description": description}
+
+
 REFUSAL_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _refusal("not a valid statement or key (reason: the code)"),
-    401: _refusal("no valid bearer token or session (with WWW-Authenticate)"),
+    400: _either("not a valid statement or key (reason: the code), or a body FastAPI cannot parse"),
+    401: error(UNAUTHENTICATED),  # the token check, before the route's own rule
     403: _refusal("the caller's role, scopes or patient do not allow this"),
     409: _refusal("the patient's record already rules this out"),
-    503: _refusal("the access journal could not commit or be read: nothing served"),
+    503: _either(
+        "the access journal could not commit or be read (reason: the code), or the API is "
+        "busy: nothing served"
+    ),
 }

@@ -29,6 +29,7 @@ from fastapi import FastAPI
 from starlette.routing import BaseRoute
 
 from access.policy import DataClass
+from dashboards.refusals import BUSY, UNAUTHENTICATED, ErrorOut
 
 F = TypeVar("F", bound=Callable[..., Any])
 _ATTRIBUTE = "__vitaltrail_access__"
@@ -138,9 +139,28 @@ BEARER = {
 }
 
 
+def refusals(rule: AccessRule) -> dict[str, str]:
+    """The refusals a rule's check may answer before the handler runs, by status: the token
+    check's, a busy read pool's, and the rule's own 403 (or the access policy's)."""
+    if isinstance(rule, Public):
+        return {}
+    answers = {"401": UNAUTHENTICATED, "503": BUSY}
+    if isinstance(rule, PatientData):
+        answers["403"] = "the access policy refused (the refusal is in the access trail)"
+    elif isinstance(rule, Admin) or rule.scopes:
+        answers["403"] = "the token's role or scopes do not reach this route"
+    return answers
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    schema = {"$ref": f"#/components/schemas/{ErrorOut.__name__}"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
 def document_rules(app: FastAPI) -> None:
-    """Say in the OpenAPI document which operations need a bearer token, and their rule, so
-    a client (or a schema-driven tester) knows to send one."""
+    """Say in the OpenAPI document which operations need a bearer token, and their rule and
+    the refusals it may answer, so a client (or a schema-driven tester) knows what to send
+    and what may come back."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -149,6 +169,9 @@ def document_rules(app: FastAPI) -> None:
         if "bearer" in components.get("securitySchemes", {}):
             return schema  # this generation is documented already
         components.setdefault("securitySchemes", {})["bearer"] = BEARER
+        components.setdefault("schemas", {}).setdefault(
+            ErrorOut.__name__, ErrorOut.model_json_schema()
+        )
         for route in every_route(app.routes):
             rule = rule_of(route, app)
             operations = schema.get("paths", {}).get(getattr(route, "path_format", ""), {})
@@ -159,6 +182,9 @@ def document_rules(app: FastAPI) -> None:
                 operation["x-vitaltrail-access"] = describe(rule)
                 if not isinstance(rule, Public):
                     operation["security"] = [{"bearer": []}]
+                responses = operation.setdefault("responses", {})
+                for status, description in refusals(rule).items():
+                    responses.setdefault(status, _error_response(description))
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -31,6 +31,7 @@ from access.errors import Refusals, SignInError
 from access.issuer import Issuer
 from access.users import MAX_PASSWORD_LENGTH, User
 from dashboards.forms import FormError, read_form
+from dashboards.refusals import error
 from dashboards.session import (
     CSRF_FIELD,
     Sessions,
@@ -255,7 +256,7 @@ async def sign_out(request: Request, state: StateDep) -> Response:
     return response
 
 
-@router.get("/auth/session", tags=["auth"])
+@router.get("/auth/session", tags=["auth"], responses={401: error("not signed in")})
 async def current_session(request: Request, state: StateDep) -> JSONResponse:
     """Who this browser is signed in as, and the CSRF token its scripts send in
     ``X-CSRF-Token`` with every POST, PUT, PATCH or DELETE; 401 when not signed in."""

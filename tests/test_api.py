@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
 from fastapi.testclient import TestClient
+from httpx2 import Response
 
 from dashboards.app import create_app
 from devices.keys import DeviceSigner
@@ -99,6 +102,85 @@ def test_bad_requests_get_clear_errors(
     response = c.get(path)
     assert response.status_code == status
     assert "detail" in response.json()
+
+
+@pytest.mark.parametrize(
+    ("path", "template", "parameter"),
+    [
+        (
+            "/api/v1/patients/patient-1/vitals/8867-4?start_ms=10&end_ms=5",
+            "/api/v1/patients/{patient_id}/vitals/{code}",
+            "start_ms",
+        ),
+        (
+            "/api/v1/patients/patient-1/vitals/8867-4?bucket_s=0.001&start_ms=0",
+            "/api/v1/patients/{patient_id}/vitals/{code}",
+            "bucket_s",
+        ),
+        ("/api/v1/consistency?old=3&new=2", "/api/v1/consistency", "old"),
+    ],
+)
+def test_a_rule_across_parameters_is_a_422_shaped_like_a_bounds(
+    client: tuple[TestClient, Path], path: str, template: str, parameter: str
+) -> None:
+    # They answered {"detail": "..."}, which the 422 FastAPI documents (a list) does not allow.
+    c, _ = client
+    response = c.get(path)
+    assert response.status_code == 422
+    conforms(c.get("/openapi.json").json(), template, "get", response)
+    (detail,) = response.json()["detail"]
+    assert (detail["loc"], detail["type"]) == (["query", parameter], "value_error")
+    assert parameter.split("_")[0] in detail["msg"]
+
+
+def conforms(document: dict[str, Any], template: str, method: str, response: Response) -> None:
+    """The response's body is one the OpenAPI document declares for its status."""
+    declared = document["paths"][template][method]["responses"][str(response.status_code)]
+    schema = declared["content"]["application/json"]["schema"]
+    jsonschema.validate(response.json(), {**schema, "components": document["components"]})
+
+
+def test_every_refusal_is_one_the_openapi_document_declares(
+    client: tuple[TestClient, Path],
+) -> None:
+    # The token check's 401, the policy's 403 and the routes' 404s were not declared, and the
+    # consent routes' 401 was declared with a reason it does not carry.
+    c, _ = client
+    document = c.get("/openapi.json").json()
+    refusals = [
+        ("get", "/api/v1/patients", "/api/v1/patients", {"Authorization": ""}, 401),
+        ("get", "/api/v1/ledger", "/api/v1/ledger", {"Authorization": "Bearer x"}, 401),
+        ("post", "/api/v1/me/keys", "/api/v1/me/keys", {"Authorization": ""}, 401),
+        ("get", "/api/v1/patients/{patient_id}/vitals", "/api/v1/patients/nobody/vitals", {}, 403),
+        ("get", "/api/v1/patients/{patient_id}/access-log", "/api/v1/patients/patient-1/access-log", {}, 403),
+        ("get", "/api/v1/patients/{patient_id}/vitals", "/api/v1/patients/patient-9/vitals", {}, 404),
+        ("get", "/api/v1/readings/{index}", "/api/v1/readings/999", {}, 404),
+        ("get", "/api/v1/readings/{index}/proof", "/api/v1/readings/999/proof", {}, 404),
+        ("get", "/api/v1/blocks/{height}", "/api/v1/blocks/9", {}, 404),
+        ("get", "/api/v1/consistency", "/api/v1/consistency?old=1&new=99", {}, 404),
+        ("get", "/api/v1/consistency", "/api/v1/consistency?old=2&new=1", {}, 422),
+        ("get", "/api/v1/me/consents", "/api/v1/me/consents", {}, 403),
+    ]  # fmt: skip
+    for method, template, path, headers, status in refusals:
+        response = c.request(
+            method.upper(), path, headers=headers, json={} if method == "post" else None
+        )
+        assert response.status_code == status, (path, response.text)
+        conforms(document, template, method, response)
+
+
+def test_a_method_a_path_does_not_take_is_told_every_method_it_does(
+    client: tuple[TestClient, Path],
+) -> None:
+    # Starlette named the methods of the path's first route only: "Allow: GET" here.
+    c, _ = client
+    for method in ("OPTIONS", "PUT", "DELETE"):
+        response = c.request(method, "/api/v1/me/consents")
+        assert response.status_code == 405
+        assert response.headers["allow"] == "GET, POST"
+    assert c.request("DELETE", "/api/v1/patients").headers["allow"] == "GET"
+    assert c.request("GET", "/auth/token").headers["allow"] == "POST"
+    assert c.request("PUT", "/static/app.js").headers["allow"] == "GET, HEAD"  # the mount's own
 
 
 def test_openapi_schema_lists_the_telemedicine_endpoints(client: tuple[TestClient, Path]) -> None:

@@ -167,3 +167,31 @@ def _names_the_bound(body: Any, name: str) -> bool:
         return False
     (error,) = distinct.values()
     return bool(error["loc"][-1] == name and "than or equal to" in error["msg"])
+
+
+def test_every_integer_bound_the_document_states_is_exact(
+    app_client: tuple[FastAPI, TestClient],
+) -> None:
+    # FastAPI writes a body model's bounds as doubles, so a bound past 2^53 may read as another
+    # number: the consent statement's seq, up to 2^63 - 1, was documented as up to 2^63.
+    _, client = app_client
+    bounds = list(_integer_bounds(client.get("/openapi.json").json(), "#"))
+    assert len(bounds) >= 10
+    assert any(isinstance(value, float) for _, value in bounds)  # the body models' are here
+    inexact = [
+        (where, value) for where, value in bounds if isinstance(value, float) and abs(value) > 2**53
+    ]
+    assert not inexact
+
+
+def _integer_bounds(node: Any, where: str) -> Iterator[tuple[str, float]]:
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+                if key in node:
+                    yield f"{where}/{key}", node[key]
+        for key, value in node.items():
+            yield from _integer_bounds(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _integer_bounds(value, f"{where}/{i}")

@@ -226,6 +226,9 @@ def test_the_jwk_set_holds_the_public_key_only(served: tuple[AuthApp, TestClient
     assert keys[0]["kid"]
     assert "d" not in keys[0]
     assert answer.json() == app.state(c).issuer.jwks()
+    # and the OpenAPI document says so (it said application/json)
+    documented = c.get("/openapi.json").json()["paths"]["/.well-known/jwks.json"]["get"]
+    assert set(documented["responses"]["200"]["content"]) == {"application/jwk-set+json"}
 
 
 def test_every_auth_route_is_declared_public() -> None:

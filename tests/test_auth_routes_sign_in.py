@@ -274,6 +274,8 @@ def test_a_signed_in_visitor_sees_who_they_are_and_can_sign_out(c: TestClient) -
     assert token
     assert c.post("/auth/sign-out", data={"csrf_token": token[1]}).status_code == 303
     assert c.get("/auth/session").status_code == 401
+    documented = c.get("/openapi.json").json()["paths"]["/auth/session"]["get"]["responses"]
+    assert "401" in documented  # the route's own answer: it is public, no token is checked
 
 
 def test_an_unknown_name_costs_a_real_argon2_check(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from access.consent import ConsentStatement, Grantee, SignedConsent
 from access.consent_store import MAX_CLOCK_SKEW_MS
 from access.patient_keys import PatientKeyStatement
-from dashboards.consent_schemas import b64url_decode
+from dashboards.consent_schemas import MAX_JSON_SEQ, b64url_decode
 from devices.cose import encode_sign1, parse_sign1
 from devices.keys import DeviceSigner
 from ledger.entries import EntryKind
@@ -445,6 +445,21 @@ def test_staff_requests_without_a_reason_or_with_a_bad_patient_id_do_not_validat
     )
     assert r.status_code in (404, 422)
     assert made.journal.after(0) == []
+
+
+def test_the_documented_seq_bound_is_the_one_enforced(setup: tuple[TestClient, ConsentApp]) -> None:
+    # FastAPI writes a bound as a double: 2^63 - 1 read 2^63, and a schema-driven client
+    # (schemathesis) sent 2^63 + 191 as valid. The bound is now exact in any JSON client.
+    client, made = setup
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["StatementIn"]
+    for name in ("seq", "ends"):
+        (bounded,) = (s for s in schema["properties"][name]["anyOf"] if s["type"] == "integer")
+        assert bounded["maximum"] == MAX_JSON_SEQ == 2**53 - 1
+    path = "/api/v1/patients/p-17/consents"
+    over = client.post(path, json=staff_grant(seq=MAX_JSON_SEQ + 1), headers=made.auth("dr-cho"))
+    assert over.status_code == 422
+    at = client.post(path, json=staff_grant(seq=MAX_JSON_SEQ), headers=made.auth("dr-cho"))
+    assert at.status_code != 422, at.text
 
 
 # --- apps and the page --------------------------------------------------------------------
