@@ -4,8 +4,8 @@ FHIR search asks "this patient's heart rate between these times, newest first", 
 ledger (ordered by entry) cannot answer and the time-series store must not (it forgets raw
 samples after its retention, may be InfluxDB, and is not the record). So a derived SQLite
 table in its own file of the data directory (``Settings.fhir_index_path``) holds one row per
-Observation: ``(entry_index, code)`` - the Observation's id - with the patient, the effective
-time and the position of its first sample in the reading. It is filled only by following the
+Observation: ``(entry_index, code, repeat)`` - what its id names (``fhirserver.observations``:
+``e123-8867-4``, ``e123-8867-4.1``) - with the patient and the effective time. It is filled only by following the
 ledger, with the same decoding as ``vitaltrail reindex`` (``ingest.reindex.logged_readings``):
 a reading's patient is the one its key's registration names, earlier in the log.
 
@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from access.sqlite import SqliteFile
-from devices.reading import Reading
+from fhirserver.observations import observation_id, observation_keys
 from ingest.reindex import ReindexStats, logged_readings
 from ledger.database import connect_sqlite
 from ledger.ledger import LedgerReader
@@ -43,15 +43,15 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS observations (
     entry_index INTEGER NOT NULL,
     code        TEXT NOT NULL,
+    repeat      INTEGER NOT NULL,
     patient_id  TEXT NOT NULL,
     time_ms     INTEGER NOT NULL,
-    position    INTEGER NOT NULL,
-    PRIMARY KEY (entry_index, code)
+    PRIMARY KEY (entry_index, code, repeat)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS observations_by_code
-    ON observations (patient_id, code, time_ms, entry_index);
+    ON observations (patient_id, code, time_ms, entry_index, repeat);
 CREATE INDEX IF NOT EXISTS observations_by_time
-    ON observations (patient_id, time_ms, entry_index, code);
+    ON observations (patient_id, time_ms, entry_index, code, repeat);
 CREATE TABLE IF NOT EXISTS patient_codes (
     patient_id TEXT NOT NULL,
     code       TEXT NOT NULL,
@@ -73,38 +73,29 @@ CREATE TABLE IF NOT EXISTS followed (
 """
 
 BATCH_ENTRIES = 50_000  # entries indexed per transaction while catching up a long way
-# Blood pressure is one Observation (the panel) of two samples.
-# TODO(merge): take the panels from fhirserver.vital_signs once helper R's table is in.
-PANEL_OF = {"8480-6": "85354-9", "8462-4": "85354-9"}
 _TABLES = ("observations", "patient_codes", "patient_devices", "device_keys")
-_COLUMNS = "entry_index, code, patient_id, time_ms, position"
+_COLUMNS = "entry_index, code, repeat, patient_id, time_ms"
 
-Key = tuple[int, int, str]  # the sort key: (time_ms, entry_index, code)
+Key = tuple[int, int, str, int]  # the sort key: (time_ms, entry_index, code, repeat)
 
 
 @dataclass(frozen=True)
 class IndexRow:
-    """One Observation: its id is ``(entry_index, code)``."""
+    """One Observation, named as ``fhirserver.observations`` names it."""
 
     entry_index: int
     code: str  # the Observation's code: the sample's LOINC, or its panel's (85354-9)
+    repeat: int  # the how-many-th Observation of its code in the reading (usually 0)
     patient_id: str
     time_ms: int  # effectiveDateTime
-    position: int  # the first of its samples in the reading
 
     @property
     def key(self) -> Key:
-        return (self.time_ms, self.entry_index, self.code)
+        return (self.time_ms, self.entry_index, self.code, self.repeat)
 
-
-def observation_keys(reading: Reading) -> list[tuple[str, int, int]]:
-    """``(code, time_ms, position)`` of each Observation a reading makes, one per code (a
-    panel's samples are one Observation, timed by its first sample)."""
-    seen: dict[str, tuple[str, int, int]] = {}
-    for position, sample in enumerate(reading.samples):
-        code = PANEL_OF.get(sample.code, sample.code)
-        seen.setdefault(code, (code, sample.time_ms, position))
-    return list(seen.values())
+    @property
+    def id(self) -> str:
+        return observation_id(self.entry_index, self.code, self.repeat)
 
 
 @dataclass(frozen=True)
@@ -185,12 +176,12 @@ class ObservationIndex:
     ) -> int:
         """Index entries ``[start, end)`` in one transaction; the size indexed after it."""
         before = dict(patients)
-        rows: list[tuple[int, str, str, int, int]] = []
+        rows: list[tuple[int, str, int, str, int]] = []
         devices: set[tuple[str, str]] = set()
         for logged in logged_readings(ledger, start, end, patients, stats):
             devices.add((logged.patient_id, logged.reading.device_id))
-            for code, time_ms, position in observation_keys(logged.reading):
-                rows.append((logged.index, code, logged.patient_id, time_ms, position))
+            for code, repeat, time_ms in observation_keys(logged.reading):
+                rows.append((logged.index, code, repeat, logged.patient_id, time_ms))
         keys = [(kid, p) for kid, p in patients.items() if before.get(kid) != p]
         root = ledger.log.root_at(end)
         with self._file.transaction() as cur:
@@ -202,7 +193,7 @@ class ObservationIndex:
             )
             cur.executemany(
                 "INSERT OR IGNORE INTO patient_codes VALUES (?, ?)",
-                sorted({(r[2], r[1]) for r in rows}),
+                sorted({(r[3], r[1]) for r in rows}),
             )
             cur.executemany("INSERT OR IGNORE INTO patient_devices VALUES (?, ?)", sorted(devices))
             cur.executemany("INSERT OR REPLACE INTO device_keys VALUES (?, ?)", keys)
@@ -242,9 +233,11 @@ class IndexReader:
         self._conn.close()
 
     def row(self, entry_index: int, code: str) -> IndexRow | None:
-        """The Observation ``(entry_index, code)``, if the ledger holds it (as indexed)."""
+        """The (first) Observation of ``code`` in entry ``entry_index``, if the ledger holds
+        one (as indexed): whose it is."""
         found = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM observations WHERE entry_index = ? AND code = ?",
+            f"SELECT {_COLUMNS} FROM observations WHERE entry_index = ? AND code = ? "
+            "ORDER BY repeat LIMIT 1",
             (entry_index, code),
         ).fetchone()
         return IndexRow(*found) if found else None
@@ -269,13 +262,13 @@ class IndexReader:
         return [d for (d,) in self._conn.execute(query, (patient_id,))]
 
     def search(self, where: Slice, limit: int) -> list[IndexRow]:
-        """At most ``limit`` rows of ``where``, in sort order (time, entry, code), or its
+        """At most ``limit`` rows of ``where``, in sort order (time, entry, code, repeat), or its
         reverse."""
         sql, params = _where(where)
         order = "DESC" if where.descending else "ASC"
         sql = (
             f"SELECT {_COLUMNS} FROM observations WHERE {sql} "
-            f"ORDER BY time_ms {order}, entry_index {order}, code {order} LIMIT ?"
+            f"ORDER BY time_ms {order}, entry_index {order}, code {order}, repeat {order} LIMIT ?"
         )
         return [IndexRow(*r) for r in self._conn.execute(sql, (*params, limit))]
 
@@ -314,7 +307,8 @@ def _where(where: Slice) -> tuple[str, list[object]]:
         clauses.append("time_ms < ?")
         params.append(where.end_ms)
     if where.after is not None:
-        clauses.append(f"(time_ms, entry_index, code) {'<' if where.descending else '>'} (?, ?, ?)")
+        sign = "<" if where.descending else ">"
+        clauses.append(f"(time_ms, entry_index, code, repeat) {sign} (?, ?, ?, ?)")
         params.extend(where.after)
     return " AND ".join(clauses), params
 

@@ -2,12 +2,12 @@
 
 A search's first page fixes the log size it sees (``as_of``: the index caught up to it); every
 later page reads the same rows - entries below ``as_of`` - after the last one the page before
-returned, in sort order ``(time, entry index, code)``: a keyset. Readings that arrive during
+returned, in sort order ``(time, entry index, code, repeat)``: a keyset. Readings that arrive during
 the walk are in none of its pages (a new search sees them), so pages neither shift nor repeat,
 and the walk ends. The ``next`` link is the query as applied plus ``_cursor``:
 
-    base64url( 0x01 | as_of u64 | time_ms u64 | entry_index u64 | len u8 | code
-               | query binding (16 bytes) | HMAC-SHA256 (first 16 bytes) )
+    base64url( 0x01 | as_of u64 | time_ms u64 | entry_index u64 | repeat u8 | len u8
+               | code | query binding (16 bytes) | HMAC-SHA256 (first 16 bytes) )
 
 The binding is a digest of what the results depend on (``Query.binding``, and which
 interaction): a cursor taken from one search and sent with another patient's, code or dates
@@ -34,7 +34,7 @@ from fhirserver.index import Key
 from fhirserver.search import CURSOR, Query, query_string
 
 VERSION = 1
-_HEAD = struct.Struct(">BQQQB")
+_HEAD = struct.Struct(">BQQQBB")
 BINDING_BYTES = MAC_BYTES = 16
 MAX_U64 = 2**64 - 1
 _CODE = re.compile(r"[0-9]{1,7}-[0-9]")
@@ -58,10 +58,10 @@ class Cursor:
     bound: bytes  # binding() of the search it continues
 
     def encode(self, key: bytes) -> str:
-        time_ms, entry_index, code = self.after
+        time_ms, entry_index, code, repeat = self.after
         code_bytes = code.encode("ascii")
         body = (
-            _HEAD.pack(VERSION, self.as_of, time_ms, entry_index, len(code_bytes))
+            _HEAD.pack(VERSION, self.as_of, time_ms, entry_index, repeat, len(code_bytes))
             + code_bytes
             + self.bound
         )
@@ -86,7 +86,7 @@ class Cursor:
         expected = hmac.new(key, body, hashlib.sha256).digest()[:MAC_BYTES]
         if not hmac.compare_digest(mac, expected):
             raise CursorError("the cursor is not one this server issued")
-        version, as_of, time_ms, entry_index, length = _HEAD.unpack_from(body)
+        version, as_of, time_ms, entry_index, repeat, length = _HEAD.unpack_from(body)
         code_bytes = body[_HEAD.size : _HEAD.size + length]
         their_binding = body[_HEAD.size + length :]
         if version != VERSION or len(code_bytes) != length or len(their_binding) != BINDING_BYTES:
@@ -96,7 +96,7 @@ class Cursor:
             raise CursorError("the cursor is not one this server issued")
         if not hmac.compare_digest(their_binding, bound):
             raise CursorError("the cursor belongs to another search: start it again")
-        return cls(as_of, (time_ms, entry_index, code), bound)
+        return cls(as_of, (time_ms, entry_index, code, repeat), bound)
 
 
 @dataclass(frozen=True)

@@ -34,10 +34,13 @@ from urllib.parse import urlencode
 
 from access.fields import is_patient_id
 from devices.boundary import decoder
-
-LOINC = "http://loinc.org"
-CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
-VITAL_SIGNS = "vital-signs"
+from fhirserver.vital_signs import (
+    CATEGORY_SYSTEM,
+    KINDS,
+    LOINC,
+    observation_code,
+    sample_codes_matching,
+)
 
 DEFAULT_COUNT, MAX_COUNT = 100, 1000
 DEFAULT_LASTN, MAX_LASTN = 1, 100
@@ -47,13 +50,6 @@ PREFIXES = ("eq", "ge", "gt", "le", "lt")
 SORTS = {"date": False, "-date": True}  # value -> descending
 FORMAT = "_format"
 CURSOR = "_cursor"
-
-# What each Observation code is coded as, and its category.
-# TODO(merge): built from fhirserver.vital_signs once helper R's table is in.
-CODINGS: Mapping[str, frozenset[tuple[str, str]]] = {
-    "59408-5": frozenset({(LOINC, "59408-5"), (LOINC, "2708-6")}),
-}
-CATEGORIES: Mapping[str, str] = {}  # code -> category, when not vital-signs
 
 _DATE = re.compile(
     r"(?P<year>[0-9]{4})(?:-(?P<month>[0-9]{2})(?:-(?P<day>[0-9]{2})"
@@ -208,17 +204,16 @@ def _target(state: _State, value: str) -> None:
 
 
 def _codes_of(system: str | None, code: str | None) -> set[str] | None:
-    """The Observation codes a token matches (None: every code)."""
+    """The Observation codes a token matches (None: every code). Every Observation here is
+    coded in LOINC (``fhirserver.vital_signs``): SpO2 as 2708-6 and 59408-5, blood pressure as
+    the 85354-9 panel (its components' codes are not the Observation's)."""
     if system == "":
         return set()  # |code: a code without a system, and all of ours have one
     if code is None:
         return None if system == LOINC else set()  # system|: any code of that system
-    matched = {
-        c
-        for c, codings in CODINGS.items()
-        if any(x == code and system in (None, s) for s, x in codings)
-    }
-    return matched | {code} if system in (None, LOINC) else matched
+    if system not in (None, LOINC):
+        return set()
+    return {observation_code(c) for c in sample_codes_matching(code)}
 
 
 def _token(text: str) -> tuple[str | None, str | None]:
@@ -247,9 +242,7 @@ def _category(state: _State, value: str) -> None:
         system, code = _token(part)
         if system in (None, CATEGORY_SYSTEM) and code is not None:
             wanted.add(code)
-    if VITAL_SIGNS in wanted:
-        return  # every Observation here is a vital sign unless CATEGORIES says otherwise
-    state.codes = _and(state.codes, {c for c, cat in CATEGORIES.items() if cat in wanted})
+    state.codes = _and(state.codes, {k.code for k in KINDS if k.category in wanted})
 
 
 def date_range(text: str) -> tuple[int, int]:

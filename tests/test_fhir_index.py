@@ -51,19 +51,28 @@ def test_the_index_holds_one_row_per_observation_under_the_patient_the_ledger_na
     writer.register("cuff-1", "p-1", CUFF)
     hr = writer.reading("band-1", BAND, vitals(T0 + 1000))
     bp = writer.reading("cuff-1", CUFF, blood_pressure(T0 + 2000))
+    batched = writer.reading("band-1", BAND, heart_rate(T0 + 3000) + heart_rate(T0 + 4000))
     index = ObservationIndex(tmp_path / "fhir-index.db")
     size = index.catch_up(reader)
-    assert size == reader.log.stored_size() == 4
+    assert size == reader.log.stored_size() == 5
     rows = IndexReader(index.path)
-    assert _all(rows, "p-1", size) == [
-        IndexRow(hr, "59408-5", "p-1", T0 + 1000, 1),
-        IndexRow(hr, "8867-4", "p-1", T0 + 1000, 0),
-        IndexRow(bp, "85354-9", "p-1", T0 + 2000, 0),  # the panel: one Observation of two
+    found = _all(rows, "p-1", size)
+    assert found == [
+        IndexRow(hr, "59408-5", 0, "p-1", T0 + 1000),
+        IndexRow(hr, "8867-4", 0, "p-1", T0 + 1000),
+        IndexRow(bp, "85354-9", 0, "p-1", T0 + 2000),  # the panel: one Observation of two
+        IndexRow(batched, "8867-4", 0, "p-1", T0 + 3000),
+        IndexRow(batched, "8867-4", 1, "p-1", T0 + 4000),  # a second sample of its code
+    ]
+    assert [r.id for r in found[2:]] == [
+        f"e{bp}-85354-9",
+        f"e{batched}-8867-4",
+        f"e{batched}-8867-4.1",
     ]
     assert rows.patients() == ["p-1"]
     assert rows.codes("p-1") == ["59408-5", "85354-9", "8867-4"]
     assert rows.devices("p-1") == ["band-1", "cuff-1"]
-    assert rows.row(bp, "85354-9") == IndexRow(bp, "85354-9", "p-1", T0 + 2000, 0)
+    assert rows.row(bp, "85354-9") == IndexRow(bp, "85354-9", 0, "p-1", T0 + 2000)
     assert rows.row(bp, "8480-6") is None  # a component is not an Observation of its own
     rows.close()
     index.close()

@@ -96,9 +96,15 @@ def test_codes_are_tokens_or_ed_by_commas_and_anded_by_repeats() -> None:
     assert _parse(("code", "http://loinc.org|8867-4,http://loinc.org|9279-1")).codes == frozenset(
         {"8867-4", "9279-1"}
     )
-    assert _parse(("code", "http://loinc.org|2708-6")).codes == frozenset(
-        {"59408-5", "2708-6"}
-    )  # SpO2
+    assert _parse(("code", "http://loinc.org|2708-6")).codes == frozenset({"59408-5"})  # SpO2
+    assert _parse(("code", "85354-9")).codes == frozenset({"85354-9"})  # the BP panel
+    assert _parse(("code", "8480-6")).codes == frozenset()  # a component is no Observation
+    assert _parse(("category", "vital-signs")).codes == frozenset(
+        {"8867-4", "59408-5", "9279-1", "8310-5", "85354-9"}
+    )  # glucose is laboratory
+    assert _parse(("category", "laboratory"), ("code", "2339-0,8867-4")).codes == frozenset(
+        {"2339-0"}
+    )
     assert _parse(("code", "http://snomed.info/sct|364075005")).codes == frozenset()
     assert _parse(("code", "|8867-4")).codes == frozenset()  # no system: none of ours
     assert _parse(("code", "http://loinc.org|")).codes is None  # any LOINC code
@@ -188,7 +194,7 @@ BOUND = binding("/Observation", _parse(("patient", "p-1")))
 
 
 def test_a_cursor_round_trips_and_is_bound_to_its_search() -> None:
-    cursor = Cursor(1234, (_ms("2025-11-21"), 99, "8867-4"), BOUND)
+    cursor = Cursor(1234, (_ms("2025-11-21"), 99, "8867-4", 1), BOUND)
     text = cursor.encode(KEY)
     assert Cursor.decode(text, KEY, BOUND) == cursor
     other_patient = binding("/Observation", _parse(("patient", "p-2")))
@@ -209,6 +215,7 @@ cursors = st.builds(
         st.integers(0, 2**64 - 1),
         st.integers(0, 2**64 - 1),
         st.from_regex(r"[0-9]{1,7}-[0-9]", fullmatch=True),
+        st.integers(0, 255),
     ),
     st.just(BOUND),
 )
