@@ -19,6 +19,8 @@ from dashboards.api import router
 from dashboards.auth_routes import WebAuth, add_auth
 from dashboards.consent_routes import consent_router
 from dashboards.docs_page import add_offline_docs
+from dashboards.fhir_answers import add_fhir_errors
+from dashboards.fhir_routes import router as fhir_router
 from dashboards.method_not_allowed import allow_every_method
 from dashboards.reads import Readers, ReadMetrics, ReadPool
 from dashboards.route_rules import Public, access, declare_path, document_rules
@@ -98,6 +100,7 @@ def create_app(sources: DataSources) -> FastAPI:
     app.include_router(router)
     app.include_router(access_log_router)
     app.include_router(consent_router(caller))
+    app.include_router(fhir_router)
     static = Path(__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     add_offline_docs(app)
@@ -105,6 +108,7 @@ def create_app(sources: DataSources) -> FastAPI:
         declare_path(app, path, Public())  # assets and the API's description: no patient data
     document_rules(app)
     allow_every_method(app)
+    add_fhir_errors(app)  # after the handlers it wraps
     add_auth(app, sources)
 
     @app.get("/", include_in_schema=False)

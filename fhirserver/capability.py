@@ -56,6 +56,7 @@ class Declared:
     params: tuple[SearchParam, ...] = ()
     results: tuple[str, ...] = ()  # result parameters: _count, _sort, _cursor, max ...
     operation: Operation | None = None
+    required: tuple[str, ...] = ()  # a query must carry one of these parameters
 
     @property
     def accepted(self) -> frozenset[str]:
@@ -90,6 +91,7 @@ OBSERVATION_LASTN = Declared(
     OBSERVATION_PARAMS,
     ("max",),
     Operation("lastn", HL7_OPERATION + "Observation-lastn"),
+    required=("patient", "subject"),
 )
 PATIENT_READ = Declared("Patient", "read", "/Patient/{patient_id}")
 PATIENT_EVERYTHING = Declared(
@@ -102,9 +104,15 @@ PATIENT_EVERYTHING = Declared(
 )
 DEVICE_READ = Declared("Device", "read", "/Device/{device_id}")
 PROVENANCE_READ = Declared("Provenance", "read", "/Provenance/{provenance_id}")
-PROVENANCE_SEARCH = Declared("Provenance", "search-type", "/Provenance", (TARGET,))
-CONSENT_SEARCH = Declared("Consent", "search-type", "/Consent", (CONSENT_PATIENT,))
-AUDIT_EVENT_SEARCH = Declared("AuditEvent", "search-type", "/AuditEvent", (AUDIT_PATIENT,))
+PROVENANCE_SEARCH = Declared(
+    "Provenance", "search-type", "/Provenance", (TARGET,), required=("target",)
+)
+CONSENT_SEARCH = Declared(
+    "Consent", "search-type", "/Consent", (CONSENT_PATIENT,), required=("patient",)
+)
+AUDIT_EVENT_SEARCH = Declared(
+    "AuditEvent", "search-type", "/AuditEvent", (AUDIT_PATIENT,), required=("patient",)
+)
 
 DECLARED: tuple[Declared, ...] = (
     OBSERVATION_READ,
@@ -119,6 +127,7 @@ DECLARED: tuple[Declared, ...] = (
     AUDIT_EVENT_SEARCH,
 )
 METADATA_PATH = "/metadata"
+BY_PATH = {d.path: d for d in DECLARED}
 PROFILES = {"Observation": VITAL_SIGNS_PROFILE}
 
 assert all(d.accepted <= KNOWN for d in DECLARED), "a declared parameter nothing parses"

@@ -232,13 +232,12 @@ class IndexReader:
     def close(self) -> None:
         self._conn.close()
 
-    def row(self, entry_index: int, code: str) -> IndexRow | None:
-        """The (first) Observation of ``code`` in entry ``entry_index``, if the ledger holds
-        one (as indexed): whose it is."""
+    def row(self, entry_index: int, code: str, repeat: int = 0) -> IndexRow | None:
+        """The Observation ``(entry_index, code, repeat)``, if the ledger holds it (as indexed)."""
         found = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM observations WHERE entry_index = ? AND code = ? "
-            "ORDER BY repeat LIMIT 1",
-            (entry_index, code),
+            f"SELECT {_COLUMNS} FROM observations "
+            "WHERE entry_index = ? AND code = ? AND repeat = ?",
+            (entry_index, code, repeat),
         ).fetchone()
         return IndexRow(*found) if found else None
 
@@ -281,15 +280,17 @@ class IndexReader:
         return None if n > cap else int(n)
 
     def latest(self, where: Slice, per_code: int) -> list[IndexRow]:
-        """The newest ``per_code`` rows of each code of ``where`` (one patient's), by code."""
-        (patient,) = where.patients
-        codes = self.codes(patient)
-        if where.codes is not None:
-            codes = [c for c in codes if c in where.codes]
+        """The newest ``per_code`` rows of each code of ``where``, by patient and code."""
         found: list[IndexRow] = []
-        for code in codes:
-            one = replace(where, codes=(code,), descending=True, after=None)
-            found.extend(self.search(one, per_code))
+        for patient in where.patients:
+            codes = self.codes(patient)
+            if where.codes is not None:
+                codes = [c for c in codes if c in where.codes]
+            for code in codes:
+                one = replace(
+                    where, patients=(patient,), codes=(code,), descending=True, after=None
+                )
+                found.extend(self.search(one, per_code))
         return found
 
 

@@ -55,6 +55,12 @@ def parse_observation_id(text: str) -> tuple[int, str]:
     return int(index), code
 
 
+def repeat_of(observation_id: str) -> int:
+    """The repeat an id names (``e123-8867-4.1``: 1; none: 0); the id parses already."""
+    head, dot, repeat = observation_id.rpartition(".")
+    return int(repeat) if dot and "-" in head else 0
+
+
 def observations_of(
     reading: Reading, entry_index: int, patient_id: str, logged_at_ms: int
 ) -> list[dict[str, Any]]:

@@ -1,0 +1,215 @@
+"""The FHIR R4 API under ``/fhir``: one route per interaction ``fhirserver.capability``
+declares, at the path it declares, and ``/fhir/metadata`` saying exactly that.
+
+Every route but ``metadata`` (public: no patient data) is patient data: it declares its data
+class (``@access(PatientData(...))``) and takes a gate (``dashboards.fhir_gates``, or
+``access_deps.path_patient`` for ``Patient/{id}``) whose decision is in the access trail before
+the handler runs. The SMART scopes a caller's token must carry follow from the data class
+(``access.policy.RESOURCE``): ``Observation.rs`` for Observations, ``Provenance.rs``,
+``Patient.rs``, ``Device.rs``, ``Consent.rs``, ``AuditEvent.rs``, in the ``user/``,
+``patient/`` or ``system/`` context of the caller's role.
+
+Answers are ``application/fhir+json`` (:mod:`dashboards.fhir_answers`); a request that will
+take nothing but XML or another format is refused first (406, ``fhirserver.media``). Reads run
+on the app's read pool. Searches page with ``next`` links (``fhirserver.paging``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from dashboards.access_deps import PathPatient, PatientId
+from dashboards.fhir_answers import FHIR_BASE, FhirError, FhirJSON, FhirRoute
+from dashboards.fhir_gates import (
+    FhirDevice,
+    FhirEverything,
+    FhirObservation,
+    FhirProvenance,
+    FhirSearch,
+    Searched,
+    fhir_index,
+)
+from dashboards.fhir_reads import (
+    audit_events_of,
+    consents_of,
+    everything_page,
+    latest_observations,
+    observation,
+    observation_page,
+    provenance,
+    provenances_of_targets,
+)
+from dashboards.reads import Readers, ReadPool
+from dashboards.route_rules import PatientData, Public, access
+from fhirserver.capability import (
+    AUDIT_EVENT_SEARCH,
+    CONSENT_SEARCH,
+    DEVICE_READ,
+    METADATA_PATH,
+    OBSERVATION_LASTN,
+    OBSERVATION_READ,
+    OBSERVATION_SEARCH,
+    PATIENT_EVERYTHING,
+    PATIENT_READ,
+    PROVENANCE_READ,
+    PROVENANCE_SEARCH,
+    Declared,
+    capability_statement,
+)
+from fhirserver.directory import NotAFhirId, device_resource, patient_resource
+from fhirserver.media import negotiate
+from fhirserver.paging import Page, searchset
+from fhirserver.search import FORMAT
+
+
+async def negotiated(request: Request) -> None:
+    """FHIR JSON or nothing: before any gate, so a refused format reads no patient data."""
+    negotiate(request.query_params.getlist(FORMAT), request.headers.get("accept"))
+
+
+router = APIRouter(
+    route_class=FhirRoute,
+    tags=["fhir"],
+    dependencies=[Depends(negotiated)],
+    default_response_class=FhirJSON,
+)
+
+
+def _path(declared: Declared) -> str:
+    return FHIR_BASE + declared.path
+
+
+def _base(request: Request) -> str:
+    """The FHIR base URL as the client reached it (behind trusted proxies, as they say)."""
+    return str(request.base_url).rstrip("/") + FHIR_BASE
+
+
+def _pool(request: Request) -> ReadPool:
+    reads: ReadPool = request.app.state.reads
+    return reads
+
+
+def _bundle(request: Request, path: str, searched: Searched, page: Page) -> FhirJSON:
+    key = fhir_index(request).cursor_key
+    return FhirJSON(
+        searchset(_base(request), path, searched.query, page, key, searched.query.cursor)
+    )
+
+
+@router.get(FHIR_BASE + METADATA_PATH)
+@access(Public())
+async def metadata(request: Request) -> FhirJSON:
+    """The CapabilityStatement: what this server implements, and where to get a token."""
+    statement = capability_statement(
+        _base(request), request.app.state.token_endpoint, request.app.version
+    )
+    return FhirJSON(statement)
+
+
+@router.get(_path(OBSERVATION_SEARCH))
+@access(PatientData("vital-signs"))
+async def search_observations(request: Request, searched: FhirSearch) -> FhirJSON:
+    """Search Observations: ``patient``, ``code``, ``date``, ``_sort``, ``_count``."""
+    page = await _pool(request).run(lambda r: observation_page(r, searched))
+    return _bundle(request, OBSERVATION_SEARCH.path, searched, page)
+
+
+@router.get(_path(OBSERVATION_LASTN))
+@access(PatientData("vital-signs"))
+async def last_observations(request: Request, searched: FhirSearch) -> FhirJSON:
+    """``$lastn``: a patient's newest ``max`` Observations of each code."""
+    page = await _pool(request).run(lambda r: latest_observations(r, searched))
+    return _bundle(request, OBSERVATION_LASTN.path, searched, page)
+
+
+@router.get(_path(OBSERVATION_READ))
+@access(PatientData("vital-signs"))
+async def read_observation(request: Request, read: FhirObservation) -> FhirJSON:
+    """An Observation by its id: made from the signed message its ledger entry holds."""
+    found = await _pool(request).run(lambda r: observation(r, read.row))
+    return FhirJSON(found.resource)
+
+
+@router.get(_path(PATIENT_READ))
+@access(PatientData("patient"))
+async def read_patient(request: Request, patient_id: PatientId, decision: PathPatient) -> FhirJSON:
+    """A Patient: vitaltrail knows its id (demographics live in the hospital's systems)."""
+
+    def known(r: Readers) -> bool:
+        if r.observations.codes(patient_id):
+            return True
+        return any(d.patient_id == patient_id for d in r.registry.all())
+
+    if not await _pool(request).run(known):
+        raise FhirError(404, f"no Patient {patient_id}")
+    try:
+        return FhirJSON(patient_resource(patient_id))
+    except NotAFhirId as exc:
+        raise FhirError(404, str(exc)) from None
+
+
+@router.get(_path(PATIENT_EVERYTHING))
+@access(PatientData("patient"))
+async def patient_everything(request: Request, everything: FhirEverything) -> FhirJSON:
+    """``$everything``: what the caller may read of the patient, a page of Observations (and
+    their Provenances) at a time."""
+    consents = request.app.state.consent_services.consents
+    cosignatures = request.app.state.proof_cosignatures
+    page = await _pool(request).run(
+        lambda r: everything_page(r, everything, consents, cosignatures)
+    )
+    path = PATIENT_EVERYTHING.path.format(patient_id=everything.patient_id)
+    key = fhir_index(request).cursor_key
+    query = everything.query
+    return FhirJSON(searchset(_base(request), path, query, page, key, query.cursor))
+
+
+@router.get(_path(DEVICE_READ))
+@access(PatientData("devices"))
+async def read_device(read: FhirDevice) -> FhirJSON:
+    """A Device: the registry's record, its key's thumbprint as identifiers."""
+    try:
+        return FhirJSON(device_resource(read.device))
+    except NotAFhirId as exc:
+        raise FhirError(404, str(exc)) from None
+
+
+@router.get(_path(PROVENANCE_READ))
+@access(PatientData("proofs"))
+async def read_provenance(request: Request, read: FhirProvenance) -> FhirJSON:
+    """An Observation's Provenance: the device's signed message and the ledger's proof."""
+    cosignatures = request.app.state.proof_cosignatures
+
+    def made(r: Readers) -> dict[str, Any]:
+        return provenance(r, observation(r, read.row), cosignatures)
+
+    return FhirJSON(await _pool(request).run(made))
+
+
+@router.get(_path(PROVENANCE_SEARCH))
+@access(PatientData("proofs"))
+async def search_provenances(request: Request, searched: FhirSearch) -> FhirJSON:
+    """The Provenances of Observations: ``target=Observation/<id>``."""
+    cosignatures = request.app.state.proof_cosignatures
+    page = await _pool(request).run(lambda r: provenances_of_targets(r, searched, cosignatures))
+    return _bundle(request, PROVENANCE_SEARCH.path, searched, page)
+
+
+@router.get(_path(CONSENT_SEARCH))
+@access(PatientData("consents"))
+async def search_consents(request: Request, searched: FhirSearch) -> FhirJSON:
+    """A patient's consents (for the patient themself)."""
+    consents = request.app.state.consent_services.consents
+    page = await _pool(request).run(lambda r: consents_of(r, searched, consents))
+    return _bundle(request, CONSENT_SEARCH.path, searched, page)
+
+
+@router.get(_path(AUDIT_EVENT_SEARCH))
+@access(PatientData("access-log"))
+async def search_audit_events(request: Request, searched: FhirSearch) -> FhirJSON:
+    """Who read a patient's data (for the patient themself), as IHE BALP AuditEvents."""
+    trail = request.app.state.access.trail
+    page = await _pool(request).run(lambda r: audit_events_of(r, searched, trail))
+    return _bundle(request, AUDIT_EVENT_SEARCH.path, searched, page)
