@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
-from fhirserver.media import CONTENT_TYPE, NotAcceptable
+from fhirserver.media import CONTENT_TYPE, FHIR_JSON, NotAcceptable
 from fhirserver.outcome import operation_outcome
 from fhirserver.paging import CursorError
 from fhirserver.search import SearchError
@@ -46,6 +46,43 @@ ISSUE_TYPE = {
     503: "transient",
 }
 REFUSED_PREFIX = "access refused: "  # dashboards.access_deps.decide's detail, then the reason
+
+
+OUTCOME_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["resourceType", "issue"],
+    "properties": {
+        "resourceType": {"type": "string", "enum": ["OperationOutcome"]},
+        "issue": {"type": "array", "items": {"type": "object"}, "minItems": 1},
+    },
+}
+RESOURCE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["resourceType"],
+    "properties": {"resourceType": {"type": "string"}},
+}
+_REFUSALS = {
+    "400": "a search the server will not run (unknown parameter, bad value, foreign cursor)",
+    "401": "no valid bearer token (WWW-Authenticate says why)",
+    "403": "the access policy refused (the refusal is in the access trail)",
+    "404": "no such resource",
+    "406": "a format other than FHIR JSON was asked for (_format or Accept)",
+    "422": "a path or header value of the wrong shape",
+    "503": "the read pool is busy or the access trail cannot record (Retry-After)",
+}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "a FHIR R4 resource (a Bundle for searches and operations)",
+        "content": {FHIR_JSON: {"schema": RESOURCE_SCHEMA}},
+    },
+    **{
+        status: {
+            "description": description,
+            "content": {FHIR_JSON: {"schema": OUTCOME_SCHEMA}},
+        }
+        for status, description in _REFUSALS.items()
+    },
+}
 
 
 class FhirJSON(JSONResponse):

@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from dashboards.access_deps import PathPatient, PatientId
-from dashboards.fhir_answers import FHIR_BASE, FhirError, FhirJSON, FhirRoute
+from dashboards.fhir_answers import FHIR_BASE, RESPONSES, FhirError, FhirJSON, FhirRoute
 from dashboards.fhir_gates import (
     FhirDevice,
     FhirEverything,
@@ -59,9 +59,17 @@ from fhirserver.capability import (
     capability_statement,
 )
 from fhirserver.directory import NotAFhirId, device_resource, patient_resource
-from fhirserver.media import negotiate
+from fhirserver.media import FHIR_JSON, negotiate
 from fhirserver.paging import Page, searchset
-from fhirserver.search import FORMAT
+from fhirserver.search import (
+    CURSOR,
+    DEFAULT_COUNT,
+    FORMAT,
+    MAX_COUNT,
+    MAX_CURSOR_CHARS,
+    MAX_LASTN,
+    SORTS,
+)
 
 
 async def negotiated(request: Request) -> None:
@@ -74,7 +82,47 @@ router = APIRouter(
     tags=["fhir"],
     dependencies=[Depends(negotiated)],
     default_response_class=FhirJSON,
+    responses=RESPONSES,
 )
+# The OpenAPI description of the result parameters (the search parameters describe themselves).
+RESULT_PARAMETERS: dict[str, dict[str, Any]] = {
+    "_sort": {"schema": {"type": "string", "enum": list(SORTS)}, "description": "date order"},
+    "_count": {
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
+        "description": f"page size (default {DEFAULT_COUNT})",
+    },
+    "max": {
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LASTN},
+        "description": "how many of each code, newest first",
+    },
+    CURSOR: {
+        "schema": {"type": "string", "maxLength": MAX_CURSOR_CHARS},
+        "description": "where a page starts: take it from a next link, never make one",
+    },
+    "start": {"schema": {"type": "string"}, "description": "from this date (FHIR date)"},
+    "end": {"schema": {"type": "string"}, "description": "to the end of this date"},
+}
+FORMAT_PARAMETER = {
+    "name": FORMAT,
+    "in": "query",
+    "schema": {"type": "string", "enum": ["json", "application/json", FHIR_JSON]},
+    "description": "FHIR JSON only (anything else: 406); overrides Accept",
+}
+
+
+def _documented(declared: Declared) -> dict[str, Any]:
+    """The query parameters of a route, for its OpenAPI operation."""
+    parameters = [
+        {
+            "name": p.name,
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": p.documentation,
+        }
+        for p in declared.params
+    ]
+    parameters += [{"name": n, "in": "query", **RESULT_PARAMETERS[n]} for n in declared.results]
+    return {"parameters": [*parameters, FORMAT_PARAMETER]}
 
 
 def _path(declared: Declared) -> str:
@@ -98,7 +146,7 @@ def _bundle(request: Request, path: str, searched: Searched, page: Page) -> Fhir
     )
 
 
-@router.get(FHIR_BASE + METADATA_PATH)
+@router.get(FHIR_BASE + METADATA_PATH, openapi_extra={"parameters": [FORMAT_PARAMETER]})
 @access(Public())
 async def metadata(request: Request) -> FhirJSON:
     """The CapabilityStatement: what this server implements, and where to get a token."""
@@ -108,7 +156,7 @@ async def metadata(request: Request) -> FhirJSON:
     return FhirJSON(statement)
 
 
-@router.get(_path(OBSERVATION_SEARCH))
+@router.get(_path(OBSERVATION_SEARCH), openapi_extra=_documented(OBSERVATION_SEARCH))
 @access(PatientData("vital-signs"))
 async def search_observations(request: Request, searched: FhirSearch) -> FhirJSON:
     """Search Observations: ``patient``, ``code``, ``date``, ``_sort``, ``_count``."""
@@ -116,7 +164,7 @@ async def search_observations(request: Request, searched: FhirSearch) -> FhirJSO
     return _bundle(request, OBSERVATION_SEARCH.path, searched, page)
 
 
-@router.get(_path(OBSERVATION_LASTN))
+@router.get(_path(OBSERVATION_LASTN), openapi_extra=_documented(OBSERVATION_LASTN))
 @access(PatientData("vital-signs"))
 async def last_observations(request: Request, searched: FhirSearch) -> FhirJSON:
     """``$lastn``: a patient's newest ``max`` Observations of each code."""
@@ -124,7 +172,7 @@ async def last_observations(request: Request, searched: FhirSearch) -> FhirJSON:
     return _bundle(request, OBSERVATION_LASTN.path, searched, page)
 
 
-@router.get(_path(OBSERVATION_READ))
+@router.get(_path(OBSERVATION_READ), openapi_extra=_documented(OBSERVATION_READ))
 @access(PatientData("vital-signs"))
 async def read_observation(request: Request, read: FhirObservation) -> FhirJSON:
     """An Observation by its id: made from the signed message its ledger entry holds."""
@@ -132,7 +180,7 @@ async def read_observation(request: Request, read: FhirObservation) -> FhirJSON:
     return FhirJSON(found.resource)
 
 
-@router.get(_path(PATIENT_READ))
+@router.get(_path(PATIENT_READ), openapi_extra=_documented(PATIENT_READ))
 @access(PatientData("patient"))
 async def read_patient(request: Request, patient_id: PatientId, decision: PathPatient) -> FhirJSON:
     """A Patient: vitaltrail knows its id (demographics live in the hospital's systems)."""
@@ -150,7 +198,7 @@ async def read_patient(request: Request, patient_id: PatientId, decision: PathPa
         raise FhirError(404, str(exc)) from None
 
 
-@router.get(_path(PATIENT_EVERYTHING))
+@router.get(_path(PATIENT_EVERYTHING), openapi_extra=_documented(PATIENT_EVERYTHING))
 @access(PatientData("patient"))
 async def patient_everything(request: Request, everything: FhirEverything) -> FhirJSON:
     """``$everything``: what the caller may read of the patient, a page of Observations (and
@@ -166,7 +214,7 @@ async def patient_everything(request: Request, everything: FhirEverything) -> Fh
     return FhirJSON(searchset(_base(request), path, query, page, key, query.cursor))
 
 
-@router.get(_path(DEVICE_READ))
+@router.get(_path(DEVICE_READ), openapi_extra=_documented(DEVICE_READ))
 @access(PatientData("devices"))
 async def read_device(read: FhirDevice) -> FhirJSON:
     """A Device: the registry's record, its key's thumbprint as identifiers."""
@@ -176,7 +224,7 @@ async def read_device(read: FhirDevice) -> FhirJSON:
         raise FhirError(404, str(exc)) from None
 
 
-@router.get(_path(PROVENANCE_READ))
+@router.get(_path(PROVENANCE_READ), openapi_extra=_documented(PROVENANCE_READ))
 @access(PatientData("proofs"))
 async def read_provenance(request: Request, read: FhirProvenance) -> FhirJSON:
     """An Observation's Provenance: the device's signed message and the ledger's proof."""
@@ -188,7 +236,7 @@ async def read_provenance(request: Request, read: FhirProvenance) -> FhirJSON:
     return FhirJSON(await _pool(request).run(made))
 
 
-@router.get(_path(PROVENANCE_SEARCH))
+@router.get(_path(PROVENANCE_SEARCH), openapi_extra=_documented(PROVENANCE_SEARCH))
 @access(PatientData("proofs"))
 async def search_provenances(request: Request, searched: FhirSearch) -> FhirJSON:
     """The Provenances of Observations: ``target=Observation/<id>``."""
@@ -197,7 +245,7 @@ async def search_provenances(request: Request, searched: FhirSearch) -> FhirJSON
     return _bundle(request, PROVENANCE_SEARCH.path, searched, page)
 
 
-@router.get(_path(CONSENT_SEARCH))
+@router.get(_path(CONSENT_SEARCH), openapi_extra=_documented(CONSENT_SEARCH))
 @access(PatientData("consents"))
 async def search_consents(request: Request, searched: FhirSearch) -> FhirJSON:
     """A patient's consents (for the patient themself)."""
@@ -206,7 +254,7 @@ async def search_consents(request: Request, searched: FhirSearch) -> FhirJSON:
     return _bundle(request, CONSENT_SEARCH.path, searched, page)
 
 
-@router.get(_path(AUDIT_EVENT_SEARCH))
+@router.get(_path(AUDIT_EVENT_SEARCH), openapi_extra=_documented(AUDIT_EVENT_SEARCH))
 @access(PatientData("access-log"))
 async def search_audit_events(request: Request, searched: FhirSearch) -> FhirJSON:
     """Who read a patient's data (for the patient themself), as IHE BALP AuditEvents."""

@@ -227,6 +227,8 @@ class IndexReader:
     """One read thread's view of the index (its own connection; never writes)."""
 
     def __init__(self, path: Path) -> None:
+        if not path.exists():  # nothing indexed yet: an empty index to read
+            SqliteFile(path, SCHEMA).close()
         self._conn = connect_sqlite(path, read_only=True)
 
     def close(self) -> None:

@@ -58,6 +58,7 @@ _DATE = re.compile(
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DIGITS = re.compile(r"[0-9]{1,9}")
+_LOINC_CODE = re.compile(r"[0-9]{1,7}-[0-9]")
 
 
 class SearchError(Exception):
@@ -211,8 +212,8 @@ def _codes_of(system: str | None, code: str | None) -> set[str] | None:
         return set()  # |code: a code without a system, and all of ours have one
     if code is None:
         return None if system == LOINC else set()  # system|: any code of that system
-    if system not in (None, LOINC):
-        return set()
+    if system not in (None, LOINC) or _LOINC_CODE.fullmatch(code) is None:
+        return set()  # not a LOINC code: no Observation here has it
     return {observation_code(c) for c in sample_codes_matching(code)}
 
 

@@ -107,6 +107,7 @@ def test_codes_are_tokens_or_ed_by_commas_and_anded_by_repeats() -> None:
     )
     assert _parse(("code", "http://snomed.info/sct|364075005")).codes == frozenset()
     assert _parse(("code", "|8867-4")).codes == frozenset()  # no system: none of ours
+    assert _parse(("code", "pulse")).codes == frozenset()  # not a LOINC code: none of ours
     assert _parse(("code", "http://loinc.org|")).codes is None  # any LOINC code
     assert _parse(("code", "8867-4,9279-1"), ("code", "9279-1")).codes == frozenset({"9279-1"})
     assert _parse(("code", "8867-4"), ("code", "9279-1")).codes == frozenset()

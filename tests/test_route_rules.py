@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from dashboards.access_deps import GATES
 from dashboards.app import create_app
 from dashboards.auth_routes import PUBLIC_ROUTES
+from dashboards.fhir_gates import FHIR_GATES
 from dashboards.route_rules import (
     Admin,
     Authenticated,
@@ -27,6 +28,7 @@ from dashboards.route_rules import (
     rule_of,
     undeclared,
 )
+from fhirserver.capability import DECLARED
 from tests.populated import populate
 from vitaltrail.runtime import data_sources
 from vitaltrail.settings import Settings
@@ -36,6 +38,7 @@ PUBLIC = (
     {"/", "/healthz", "/api/v1/checkpoint", "/static", "/docs", "/openapi.json"}
     | {path for _, path in PUBLIC_ROUTES}  # sign-in, the token endpoint, discovery
     | {"/me"}  # the patient's page itself; its data comes from authenticated routes
+    | {"/fhir/metadata"}  # the CapabilityStatement
 )
 PATIENT_DATA = {
     "/api/v1/patients",
@@ -46,7 +49,7 @@ PATIENT_DATA = {
     "/api/v1/me/access-log",
     "/api/v1/patients/{patient_id}/access-log",
     "/api/v1/patients/{patient_id}/access-log/fhir",
-}
+} | {"/fhir" + d.path for d in DECLARED}
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +90,7 @@ def test_every_patient_data_route_takes_a_gate(app: FastAPI) -> None:
     for route in every_route(app.routes):
         if isinstance(route, APIRoute) and isinstance(rule_of(route, app), PatientData):
             calls = {d.call for d in _walk(route.dependant)}
-            assert calls & set(GATES), route.path
+            assert calls & {*GATES, *FHIR_GATES}, route.path
 
 
 def test_without_a_token_only_public_routes_answer(app: FastAPI) -> None:
@@ -95,7 +98,10 @@ def test_without_a_token_only_public_routes_answer(app: FastAPI) -> None:
         for route in every_route(app.routes):
             if not isinstance(route, APIRoute):
                 continue
-            path = route.path.format(patient_id="patient-0", code="8867-4", index="1", height="0")
+            path = route.path.format(
+                patient_id="patient-0", code="8867-4", index="1", height="0",
+                observation_id="e1-8867-4", provenance_id="pe1-8867-4", device_id="patient-0-band",
+            )  # fmt: skip
             methods = route.methods or {"GET"}
             method = "GET" if "GET" in methods else sorted(methods)[0]
             response = client.request(method, path, params={"old": 1, "new": 1})
