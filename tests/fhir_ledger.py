@@ -23,8 +23,8 @@ T0 = 1_763_700_000_000  # 2025-11-21T04:40:00Z
 class LedgerWriter:
     """Appends key registrations and readings, as ingest would have logged them."""
 
-    def __init__(self, location: Path | str) -> None:
-        self.ledger = Ledger(location, LOG_SIGNER)
+    def __init__(self, location: Path | str, signer: NoteSigner = LOG_SIGNER) -> None:
+        self.ledger = Ledger(location, signer)
         self.seqs: dict[str, int] = {}
 
     def register(self, device_id: str, patient_id: str, signer: DeviceSigner) -> None:
@@ -47,8 +47,8 @@ class LedgerWriter:
         (result,) = self.ledger.append([NewEntry(reading_key(key_group, 0), data)])
         return result.index
 
-    def seal(self) -> None:
-        self.ledger.seal(T0)
+    def seal(self, now_ms: int = T0) -> None:
+        self.ledger.seal(now_ms)
 
     def close(self) -> None:
         self.ledger.close()
