@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from dashboards.auth_routes import WebAuth, add_auth
 from dashboards.consent_routes import consent_router
 from dashboards.docs_page import add_offline_docs
 from dashboards.fhir_answers import add_fhir_errors
+from dashboards.fhir_routes import follow_ledger
 from dashboards.fhir_routes import router as fhir_router
 from dashboards.method_not_allowed import allow_every_method
 from dashboards.reads import Readers, ReadMetrics, ReadPool
@@ -45,6 +47,7 @@ class DataSources:
     read_threads: int = 2  # threads running the API's reads, each with its own connections
     max_pending_reads: int = 64  # reads running or queued; past this, 503
     read_nice: int = 10  # the read threads' niceness above the process's (Linux); 0: none
+    fhir_index_follow_s: float = 2.0  # how often the FHIR index follows the ledger; 0: never
     auth: WebAuth | None = None  # sign-in and the embedded issuer's endpoints; None: neither
 
     def open_readers(self) -> Readers:
@@ -80,10 +83,19 @@ def create_app(sources: DataSources) -> FastAPI:
         app.state.access_metrics = AccessMetrics(api_metrics)
         app.state.metrics = [r for r in (sources.metrics, api_metrics) if r is not None]
         app.state.proof_cosignatures = sources.proof_cosignatures
+        following = None
         try:
             await reads.run(lambda _: None)  # the data is there to read: fail at start, not later
+            if sources.fhir_index_follow_s > 0:
+                following = asyncio.create_task(
+                    follow_ledger(reads, app.state.fhir_index, sources.fhir_index_follow_s)
+                )
             yield
         finally:
+            if following is not None:
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await following
             await asyncio.to_thread(reads.close)
             app.state.fhir_index.close()
             sources.access.close()

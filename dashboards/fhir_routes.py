@@ -16,9 +16,11 @@ on the app's read pool. Searches page with ``next`` links (``fhirserver.paging``
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 
 from dashboards.access_deps import PathPatient, PatientId
 from dashboards.fhir_answers import FHIR_BASE, RESPONSES, FhirError, FhirJSON, FhirRoute
@@ -59,6 +61,7 @@ from fhirserver.capability import (
     capability_statement,
 )
 from fhirserver.directory import NotAFhirId, device_resource, patient_resource
+from fhirserver.index import ObservationIndex
 from fhirserver.media import FHIR_JSON, negotiate
 from fhirserver.paging import Page, searchset
 from fhirserver.search import (
@@ -72,10 +75,26 @@ from fhirserver.search import (
 )
 
 
+async def follow_ledger(reads: ReadPool, index: ObservationIndex, interval_s: float) -> None:
+    """Catch the observation index up with the ledger every ``interval_s``, on the read pool
+    (its threads yield the CPU to ingest), so that no search waits for much indexing. Until
+    cancelled; a busy pool or a failed round is tried again the next time."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await reads.run(lambda r: index.catch_up(r.ledger))
+        except HTTPException:
+            continue  # the pool is busy with requests: they catch up as they need
+        except Exception as exc:  # the next round tries again; searches catch up anyway
+            log.warning("the FHIR index could not follow the ledger: %s", type(exc).__name__)
+
+
 async def negotiated(request: Request) -> None:
     """FHIR JSON or nothing: before any gate, so a refused format reads no patient data."""
     negotiate(request.query_params.getlist(FORMAT), request.headers.get("accept"))
 
+
+log = logging.getLogger("vitaltrail.api.fhir")
 
 router = APIRouter(
     route_class=FhirRoute,

@@ -273,6 +273,18 @@ class IndexReader:
         )
         return [IndexRow(*r) for r in self._conn.execute(sql, (*params, limit))]
 
+    def logged(self, start: int, end: int, patients: Sequence[str] | None = None) -> list[IndexRow]:
+        """The Observations of entries ``[start, end)`` (of ``patients``, or anyone's), in log
+        order: what arrived between two sizes :meth:`ObservationIndex.catch_up` returned (a
+        subscription's new Observations)."""
+        sql = f"SELECT {_COLUMNS} FROM observations WHERE entry_index >= ? AND entry_index < ?"
+        params: list[object] = [start, end]
+        if patients is not None:
+            sql += f" AND patient_id IN ({_marks(patients)})"
+            params.extend(patients)
+        sql += " ORDER BY entry_index, code, repeat"
+        return [IndexRow(*r) for r in self._conn.execute(sql, params)]
+
     def count(self, where: Slice, cap: int) -> int | None:
         """How many rows ``where`` has (ignoring ``after``), or None past ``cap`` (too many
         to count on every page)."""

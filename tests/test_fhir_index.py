@@ -96,6 +96,10 @@ def test_catching_up_reads_only_what_is_new_and_a_key_keeps_its_patient(
     assert [r.entry_index for r in _all(rows, "p-2", 4)] == [later]
     assert _all(rows, "p-2", later) == []  # as_of: entries below it only
     assert index.catch_up(reader) == 4  # nothing new: nothing done
+    # what arrived between two sizes caught up to, as a subscription asks
+    assert [r.entry_index for r in rows.logged(2, 4)] == [later]
+    assert [r.entry_index for r in rows.logged(0, 4, ["p-1"])] == [first]
+    assert rows.logged(0, 4, ["p-3"]) == []
     rows.close()
     index.close()
     again.close()

@@ -4,6 +4,7 @@ and /fhir/metadata lists exactly what the routes implement."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,8 @@ from fastapi.testclient import TestClient
 
 from dashboards.app import create_app
 from dashboards.route_rules import every_route
+from fhirserver.index import ObservationIndex
+from ledger.ledger import LedgerReader
 from tests.api_access import Tokens, assign, bearer, consent
 from tests.fhir_api import access_events, fhir_get, ids
 from tests.populated import populate
@@ -271,3 +274,21 @@ def test_every_refusal_is_an_operation_outcome_with_its_status(world: World) -> 
     fhir_get(w.client, f"/fhir/Patient/{P0}", headers, 422)
     required = fhir_get(w.client, "/fhir/Consent", w.callers["patient self"], 400)
     assert required["issue"][0]["code"] == "required"
+
+
+def test_the_index_follows_the_ledger_with_no_search_asking(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    settings = populate(
+        tmp_path_factory.mktemp("follow") / "data", patients=1, readings=3, fhir_index_follow_s=0.05
+    )
+    ledger = LedgerReader(settings.ledger_location)
+    size = ledger.log.stored_size()
+    ledger.close()
+    with TestClient(create_app(data_sources(settings))):
+        index = ObservationIndex(settings.fhir_index_path)
+        deadline = time.monotonic() + 10
+        while index.indexed_size() < size and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert index.indexed_size() == size
+        index.close()

@@ -181,6 +181,7 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
         read_threads=settings.api_read_threads,
         max_pending_reads=settings.api_max_pending_reads,
         read_nice=settings.api_read_nice,
+        fhir_index_follow_s=settings.fhir_index_follow_s,
         auth=web_auth(settings),
     )
 

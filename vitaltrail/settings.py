@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     api_read_threads: int = 2
     api_max_pending_reads: int = 64
     api_read_nice: int = 10  # the read threads yield the CPU to ingest (Linux); 0: they do not
+    # The FHIR observation index follows the ledger this often, so that a search finds it
+    # nearly current (each search catches it up the rest of the way); 0: only on searches.
+    fhir_index_follow_s: float = 2.0
     # Sign-in and the embedded issuer's endpoints (dashboards/auth_routes.py). public_url is
     # where browsers and apps reach this API (the issuer's iss, its token endpoint's aud);
     # unset: http://<http_host>:<http_port>. Proxies whose X-Forwarded-Proto/-For are believed
