@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from dashboards.access_deps import GATES
 from dashboards.app import create_app
 from dashboards.auth_routes import PUBLIC_ROUTES
+from dashboards.fhir_answers import OUTCOME_SCHEMA
 from dashboards.fhir_gates import FHIR_GATES
 from dashboards.route_rules import (
     Admin,
@@ -169,6 +170,10 @@ def test_the_openapi_document_declares_the_refusals_of_each_rule(app: FastAPI) -
             assert {"401", "503"} <= statuses, route
             if isinstance(rule, PatientData):
                 assert "403" in statuses, route
+            if getattr(route, "path", "").startswith("/fhir/"):  # FHIR: OperationOutcome
+                unauthenticated = operation["responses"]["401"]["content"]["application/fhir+json"]
+                assert unauthenticated["schema"] == OUTCOME_SCHEMA
+                continue
             unauthenticated = operation["responses"]["401"]["content"]["application/json"]
             assert unauthenticated["schema"] == {"$ref": "#/components/schemas/ErrorOut"}
     assert checked >= 15
