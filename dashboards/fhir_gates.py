@@ -40,7 +40,7 @@ from dashboards.fhir_answers import FHIR_BASE, FhirError
 from dashboards.reads import Readers, ReadPool
 from dashboards.route_rules import PatientData, rule_of
 from devices.registry import DeviceRecord
-from fhirserver.capability import BY_PATH, Declared
+from fhirserver.capability import BY_PATH, PATIENT_EVERYTHING, Declared
 from fhirserver.index import IndexRow, ObservationIndex
 from fhirserver.observations import ObservationIdError, parse_observation_id, repeat_of
 from fhirserver.paging import Cursor, binding
@@ -56,7 +56,7 @@ ProvenanceId = Annotated[str, Path(min_length=2, max_length=65)]
 DeviceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 
 
-def _pool(request: Request) -> ReadPool:
+def read_pool(request: Request) -> ReadPool:
     reads: ReadPool = request.app.state.reads
     return reads
 
@@ -79,8 +79,11 @@ def _data_class(request: Request) -> DataClass:
     return rule.data_class
 
 
-def _query(request: Request, declared: Declared) -> tuple[Query, Cursor | None]:
-    """The query as the route declares it, and the cursor it continues (400s raised)."""
+def _query(
+    request: Request, declared: Declared, walk: str | None = None
+) -> tuple[Query, Cursor | None]:
+    """The query as the route declares it, and the cursor it continues (400s raised): a
+    cursor of this ``walk`` (the interaction's path, the patient's for ``$everything``)."""
     query = parse_query(
         request.query_params.multi_items(),
         declared.accepted,
@@ -93,7 +96,7 @@ def _query(request: Request, declared: Declared) -> tuple[Query, Cursor | None]:
     cursor = None
     if query.cursor is not None:
         key = fhir_index(request).cursor_key
-        cursor = Cursor.decode(query.cursor, key, binding(declared.path, query))
+        cursor = Cursor.decode(query.cursor, key, binding(walk or declared.path, query))
     return query, cursor
 
 
@@ -129,7 +132,7 @@ async def fhir_search(
             return as_of, None, tuple(r.observations.patients())
         return as_of, query.patients, ()
 
-    as_of, named, candidates = await _pool(request).run(prepare)
+    as_of, named, candidates = await read_pool(request).run(prepare)
     if named == ():
         return Searched(declared, query, cursor, None, (), as_of)
     codes = tuple(sorted(query.codes)) if query.codes else ()
@@ -149,6 +152,11 @@ def target_row(r: Readers, text: str) -> IndexRow | None:
     except ObservationIdError:
         return None
     return r.observations.row(entry_index, code, repeat_of(text))
+
+
+def everything_path(patient_id: str) -> str:
+    """The path of a patient's ``$everything``, whose pages' cursors are bound to it."""
+    return PATIENT_EVERYTHING.path.format(patient_id=patient_id)
 
 
 @dataclass(frozen=True)
@@ -171,10 +179,10 @@ async def fhir_everything(
 ) -> Everything:
     """The gate of ``$everything``: see the module's docstring."""
     declared = declared_of(request)
-    query, cursor = _query(request, declared)
+    query, cursor = _query(request, declared, everything_path(patient_id))
     index = fhir_index(request)
     if cursor is None:
-        as_of = await _pool(request).run(lambda r: index.catch_up(r.ledger))
+        as_of = await read_pool(request).run(lambda r: index.catch_up(r.ledger))
     else:
         as_of = cursor.as_of
     classes = FIRST_PAGE_CLASSES if cursor is None else LATER_PAGE_CLASSES
@@ -216,7 +224,7 @@ async def _resolved(
         index.catch_up(r.ledger)
         return r.observations.row(entry_index, code, repeat_of(observation_id))
 
-    row = await _pool(request).run(find)
+    row = await read_pool(request).run(find)
     if row is None:
         raise FhirError(404, f"the ledger holds no Observation {observation_id}")
     asked = AccessRequest(data_class, (row.patient_id,), (), (row.code,), purpose, break_glass)
@@ -262,7 +270,7 @@ async def fhir_device(
 ) -> DeviceRead:
     """The gate of ``Device/{id}``: the registry's device, decided as its patient's data."""
     data_class = _data_class(request)
-    device = await _pool(request).run(lambda r: r.registry.get(device_id))
+    device = await read_pool(request).run(lambda r: r.registry.get(device_id))
     if device is None:
         raise FhirError(404, f"no Device {device_id}")
     asked = AccessRequest(data_class, (device.patient_id,), (), (), purpose, break_glass)

@@ -18,7 +18,7 @@ from access.consent_store import ConsentStore
 from access.fhir import audit_event, consent_resources
 from access.trail import AccessTrail
 from dashboards.bundles import NoSuchReading, NotSealed, proof_bundle_for
-from dashboards.fhir_gates import Everything, Searched, target_row
+from dashboards.fhir_gates import Everything, Searched, everything_path, target_row
 from dashboards.reads import Readers
 from fhirserver.directory import NotAFhirId, device_resource, is_fhir_id, patient_resource
 from fhirserver.index import IndexRow, Slice
@@ -171,7 +171,7 @@ def everything_page(
     if decision is not None:
         shows = None if decision.granted is None else decision.shows
         where = _slice(r, everything, (patient,), shows)
-        bound = binding("/Patient/{patient_id}/$everything", everything.query)
+        bound = binding(everything_path(patient), everything.query)
         found, following, _ = _page_of(r, where, everything.query.count, bound)
         for recorded in found:
             resources.append((recorded.resource, MATCH))

@@ -31,7 +31,9 @@ from dashboards.fhir_gates import (
     FhirProvenance,
     FhirSearch,
     Searched,
+    everything_path,
     fhir_index,
+    read_pool,
 )
 from dashboards.fhir_reads import (
     audit_events_of,
@@ -153,11 +155,6 @@ def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/") + FHIR_BASE
 
 
-def _pool(request: Request) -> ReadPool:
-    reads: ReadPool = request.app.state.reads
-    return reads
-
-
 def _bundle(request: Request, path: str, searched: Searched, page: Page) -> FhirJSON:
     key = fhir_index(request).cursor_key
     return FhirJSON(
@@ -179,7 +176,7 @@ async def metadata(request: Request) -> FhirJSON:
 @access(PatientData("vital-signs"))
 async def search_observations(request: Request, searched: FhirSearch) -> FhirJSON:
     """Search Observations: ``patient``, ``code``, ``date``, ``_sort``, ``_count``."""
-    page = await _pool(request).run(lambda r: observation_page(r, searched))
+    page = await read_pool(request).run(lambda r: observation_page(r, searched))
     return _bundle(request, OBSERVATION_SEARCH.path, searched, page)
 
 
@@ -187,7 +184,7 @@ async def search_observations(request: Request, searched: FhirSearch) -> FhirJSO
 @access(PatientData("vital-signs"))
 async def last_observations(request: Request, searched: FhirSearch) -> FhirJSON:
     """``$lastn``: a patient's newest ``max`` Observations of each code."""
-    page = await _pool(request).run(lambda r: latest_observations(r, searched))
+    page = await read_pool(request).run(lambda r: latest_observations(r, searched))
     return _bundle(request, OBSERVATION_LASTN.path, searched, page)
 
 
@@ -195,7 +192,7 @@ async def last_observations(request: Request, searched: FhirSearch) -> FhirJSON:
 @access(PatientData("vital-signs"))
 async def read_observation(request: Request, read: FhirObservation) -> FhirJSON:
     """An Observation by its id: made from the signed message its ledger entry holds."""
-    found = await _pool(request).run(lambda r: observation(r, read.row))
+    found = await read_pool(request).run(lambda r: observation(r, read.row))
     return FhirJSON(found.resource)
 
 
@@ -209,7 +206,7 @@ async def read_patient(request: Request, patient_id: PatientId, decision: PathPa
             return True
         return any(d.patient_id == patient_id for d in r.registry.all())
 
-    if not await _pool(request).run(known):
+    if not await read_pool(request).run(known):
         raise FhirError(404, f"no Patient {patient_id}")
     try:
         return FhirJSON(patient_resource(patient_id))
@@ -224,10 +221,10 @@ async def patient_everything(request: Request, everything: FhirEverything) -> Fh
     their Provenances) at a time."""
     consents = request.app.state.consent_services.consents
     cosignatures = request.app.state.proof_cosignatures
-    page = await _pool(request).run(
+    page = await read_pool(request).run(
         lambda r: everything_page(r, everything, consents, cosignatures)
     )
-    path = PATIENT_EVERYTHING.path.format(patient_id=everything.patient_id)
+    path = everything_path(everything.patient_id)
     key = fhir_index(request).cursor_key
     query = everything.query
     return FhirJSON(searchset(_base(request), path, query, page, key, query.cursor))
@@ -252,7 +249,7 @@ async def read_provenance(request: Request, read: FhirProvenance) -> FhirJSON:
     def made(r: Readers) -> dict[str, Any]:
         return provenance(r, observation(r, read.row), cosignatures)
 
-    return FhirJSON(await _pool(request).run(made))
+    return FhirJSON(await read_pool(request).run(made))
 
 
 @router.get(_path(PROVENANCE_SEARCH), openapi_extra=_documented(PROVENANCE_SEARCH))
@@ -260,7 +257,7 @@ async def read_provenance(request: Request, read: FhirProvenance) -> FhirJSON:
 async def search_provenances(request: Request, searched: FhirSearch) -> FhirJSON:
     """The Provenances of Observations: ``target=Observation/<id>``."""
     cosignatures = request.app.state.proof_cosignatures
-    page = await _pool(request).run(lambda r: provenances_of_targets(r, searched, cosignatures))
+    page = await read_pool(request).run(lambda r: provenances_of_targets(r, searched, cosignatures))
     return _bundle(request, PROVENANCE_SEARCH.path, searched, page)
 
 
@@ -269,7 +266,7 @@ async def search_provenances(request: Request, searched: FhirSearch) -> FhirJSON
 async def search_consents(request: Request, searched: FhirSearch) -> FhirJSON:
     """A patient's consents (for the patient themself)."""
     consents = request.app.state.consent_services.consents
-    page = await _pool(request).run(lambda r: consents_of(r, searched, consents))
+    page = await read_pool(request).run(lambda r: consents_of(r, searched, consents))
     return _bundle(request, CONSENT_SEARCH.path, searched, page)
 
 
@@ -278,5 +275,5 @@ async def search_consents(request: Request, searched: FhirSearch) -> FhirJSON:
 async def search_audit_events(request: Request, searched: FhirSearch) -> FhirJSON:
     """Who read a patient's data (for the patient themself), as IHE BALP AuditEvents."""
     trail = request.app.state.access.trail
-    page = await _pool(request).run(lambda r: audit_events_of(r, searched, trail))
+    page = await read_pool(request).run(lambda r: audit_events_of(r, searched, trail))
     return _bundle(request, AUDIT_EVENT_SEARCH.path, searched, page)

@@ -158,6 +158,9 @@ def test_everything_holds_only_what_the_caller_may_read(world: World) -> None:
     following = next(link["url"] for link in mine["link"] if link["relation"] == "next")
     page = fhir_get(w.client, following, w.callers["patient self"])
     assert {r["resourceType"] for r in _resources(page)} <= {"Observation", "Provenance"}
+    # a page's cursor is bound to its patient's $everything
+    elsewhere = following.replace(f"/Patient/{P0}/", f"/Patient/{P1}/")
+    fhir_get(w.client, elsewhere, w.callers["patient other"], 400)
 
 
 @pytest.mark.parametrize(
