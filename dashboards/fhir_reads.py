@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from access.consent_store import ConsentStore
@@ -31,10 +32,11 @@ from ledger.note import parse_note
 
 TOTAL_CAP = 10_000  # a search's total is counted up to this many matches, else left out
 MATCH, INCLUDE = "match", "include"
+Shows = Callable[[str], bool] | None  # a decision's code filter; None: every code
 
 
 def _codes(
-    r: Readers, patients: tuple[str, ...], query: Query, shows: Any
+    r: Readers, patients: tuple[str, ...], query: Query, shows: Shows
 ) -> tuple[str, ...] | None:
     """The codes a search may return: those asked (None: any) that the decision shows."""
     asked = None if query.codes is None else tuple(sorted(query.codes))
@@ -45,7 +47,7 @@ def _codes(
 
 
 def _slice(
-    r: Readers, searched: Searched | Everything, patients: tuple[str, ...], shows: Any
+    r: Readers, searched: Searched | Everything, patients: tuple[str, ...], shows: Shows
 ) -> Slice:
     query = searched.query
     return Slice(
@@ -71,7 +73,7 @@ def _page_of(
     return recorded_observations(r.ledger, rows), following, r.observations.count(where, TOTAL_CAP)
 
 
-def _shows(searched: Searched) -> Any:
+def _shows(searched: Searched) -> Shows:
     """The decision's code filter, or None when it shows every code."""
     decision = searched.decision
     return None if decision is None or decision.granted is None else decision.shows
