@@ -52,6 +52,7 @@ PUBLIC_ROUTES = frozenset(
         ("POST", TOKEN_PATH),
         ("GET", "/.well-known/jwks.json"),
         ("GET", "/.well-known/smart-configuration"),
+        ("GET", "/fhir/.well-known/smart-configuration"),  # at the FHIR base, where SMART looks
         ("GET", "/.well-known/openid-configuration"),
         ("GET", "/sign-in"),
         ("POST", "/auth/sign-in"),
@@ -155,8 +156,10 @@ async def jwks(request: Request) -> JWKSetResponse:
 
 
 @router.get("/.well-known/smart-configuration", tags=["auth"])
+@router.get("/fhir/.well-known/smart-configuration", tags=["auth"])
 async def smart_configuration(request: Request) -> JSONResponse:
-    """What a SMART app needs to know: the token endpoint and what it accepts."""
+    """What a SMART app needs to know: the token endpoint and what it accepts. Served at the
+    server's root and at the FHIR base (``/fhir``), where SMART App Launch has clients look."""
     return JSONResponse(_issuer(request).metadata(), headers={"cache-control": "max-age=300"})
 
 

@@ -197,6 +197,9 @@ def test_the_smart_configuration_says_what_a_backend_app_needs(
     assert "system/*.rs" in scopes
     for text in ROLE_SCOPES.values():
         assert {str(s) for s in ScopeSet.parse(text).scopes} <= scopes
+    # SMART clients look for it at the FHIR base: the same document there, with no token
+    at_base = c.get("/fhir/.well-known/smart-configuration")
+    assert (at_base.status_code, at_base.json()) == (200, doc)
 
 
 def test_openid_discovery_finds_the_issuer_and_its_keys(

@@ -220,6 +220,8 @@ def _implemented(app: FastAPI) -> set[tuple[str, str]]:
         path = getattr(route, "path", "")
         if not path.startswith("/fhir/") or path == "/fhir/metadata":
             continue
+        if path.startswith("/fhir/.well-known/"):
+            continue  # SMART discovery at the FHIR base: no FHIR interaction
         parts = path.split("/")[2:]
         if len(parts) == 1:
             found.add((parts[0], "search-type"))
