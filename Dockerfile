@@ -15,6 +15,7 @@ COPY devices devices
 COPY simulator simulator
 COPY ingest ingest
 COPY ledger ledger
+COPY clinical clinical
 COPY access access
 COPY dashboards dashboards
 COPY --from=assets /src/dashboards/static/vendor dashboards/static/vendor

@@ -1,0 +1,45 @@
+"""Clinical reasoning: what the numbers mean for the patient, apart from where they are stored.
+
+Why a package of its own: scoring NEWS2, deciding what is too old to count, and (later) alerts
+and their states are neither storage (ingest, ledger) nor who may read (access) nor
+presentation (dashboards). They are what the ward page and the alert engine share, and what a
+clinical safety reviewer reads on its own. Pure functions over values the caller fetched: no
+I/O here, so every rule is testable from a table.
+
+Flow: devices -> ingest -> ledger/store -> clinical -> access -> dashboards. Modules:
+``news2`` (the Royal College of Physicians' NEWS2 score and its clinical response).
+"""
+
+from clinical.news2 import (
+    DEFAULT_MAX_AGE_MS,
+    Acvpu,
+    AirOrOxygen,
+    Documented,
+    Measured,
+    News2,
+    Observations,
+    Parameter,
+    Response,
+    SpO2Scale,
+    StaleValue,
+    SubScore,
+    Tier,
+    score,
+)
+
+__all__ = [
+    "DEFAULT_MAX_AGE_MS",
+    "Acvpu",
+    "AirOrOxygen",
+    "Documented",
+    "Measured",
+    "News2",
+    "Observations",
+    "Parameter",
+    "Response",
+    "SpO2Scale",
+    "StaleValue",
+    "SubScore",
+    "Tier",
+    "score",
+]
