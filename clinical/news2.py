@@ -358,21 +358,21 @@ class _Value:
 
 
 def _recorded(observations: Observations, parameter: Parameter) -> _Value | None:
-    if parameter is Parameter.CONSCIOUSNESS or parameter is Parameter.AIR_OR_OXYGEN:
-        documented = (
-            observations.consciousness
-            if parameter is Parameter.CONSCIOUSNESS
-            else observations.air_or_oxygen
-        )
-        if documented is None:
+    if parameter in MEASURED_LOINC:
+        measured = observations.vitals.get(MEASURED_LOINC[parameter])
+        if measured is None:
             return None
-        return _Value(documented.value, documented.time_ms, documented.by)
-    measured = observations.vitals.get(MEASURED_LOINC[parameter])
-    if measured is None:
-        return None
-    if not math.isfinite(measured.value):
-        raise ValueError(f"{parameter}: {measured.value!r} is not a finite number")
-    return _Value(measured.value, measured.time_ms, None)
+        if not math.isfinite(measured.value):
+            raise ValueError(f"{parameter}: {measured.value!r} is not a finite number")
+        return _Value(measured.value, measured.time_ms, None)
+    documented = (
+        observations.consciousness
+        if parameter is Parameter.CONSCIOUSNESS
+        else observations.air_or_oxygen
+    )
+    return (
+        None if documented is None else _Value(documented.value, documented.time_ms, documented.by)
+    )
 
 
 def _sub_score(
@@ -400,6 +400,9 @@ def score(
 ) -> News2:
     """NEWS2 of the observations that are current at ``now_ms``. ``max_age_ms`` overrides
     :data:`DEFAULT_MAX_AGE_MS` per parameter (a parameter it lacks keeps its default)."""
+    for parameter, limit in max_age_ms.items():
+        if limit < 0:
+            raise ValueError(f"{parameter}: a maximum age of {limit} ms is negative")
     scale = observations.spo2_scale.value if observations.spo2_scale else SpO2Scale.SCALE_1
     current: dict[Parameter, _Value] = {}
     missing: list[Parameter] = []
@@ -410,8 +413,6 @@ def score(
             missing.append(parameter)
             continue
         limit = max_age_ms.get(parameter, DEFAULT_MAX_AGE_MS[parameter])
-        if limit < 0:
-            raise ValueError(f"{parameter}: a maximum age of {limit} ms is negative")
         age = now_ms - found.time_ms
         if age > limit:
             stale.append(StaleValue(parameter, found.value, found.time_ms, age, limit))

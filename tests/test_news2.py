@@ -315,7 +315,7 @@ def test_a_non_finite_value_is_refused(bad: float) -> None:
 
 def test_a_negative_age_limit_is_refused() -> None:
     with pytest.raises(ValueError, match="negative"):
-        score(_obs({TEMP: 37}), now_ms=NOW, max_age_ms={TEMP: -1})
+        score(_obs({TEMP: 37}), now_ms=NOW, max_age_ms={BP: -1})
 
 
 # The chart as printed, parsed from its text: the property tests check the implementation's
