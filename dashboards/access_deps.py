@@ -39,7 +39,7 @@ from fastapi import Depends, Header, HTTPException, Path, Request
 from prometheus_client import CollectorRegistry, Counter
 
 from access.care_teams import CareTeamStore
-from access.errors import AccessRecordError, ConsentRefused, TokenError, UserDisabled
+from access.errors import AccessRecordError, TokenError, UserDisabled
 from access.fields import is_patient_id
 from access.journal import Journal
 from access.policy import (
@@ -47,6 +47,7 @@ from access.policy import (
     AccessRequest,
     Decision,
     Policy,
+    decide_and_record,
     disabled_user_access,
 )
 from access.scopes import Scope
@@ -279,23 +280,15 @@ async def decide(
     template = _route_template(request)
     request_id = request.headers.get("x-request-id")
 
-    def decide_and_record(r: Readers) -> tuple[AccessRequest, Decision]:
+    def judged(r: Readers) -> tuple[AccessRequest, Decision]:
         request_ = asked(r) if callable(asked) else asked
-        for attempt in (1, 2):
-            now = int(time.time() * 1000)
-            decision = services.policy.decide(principal, request_, now)
-            try:
-                services.trail.record(decision.access(principal, now, template, request_id))
-            except ConsentRefused:  # a consent withdrawn between decision and record
-                if attempt == 2:
-                    raise
-                continue
-            return request_, decision
-        raise AssertionError("unreachable")
+        return request_, decide_and_record(
+            services.policy, services.trail, principal, request_, template, request_id
+        )
 
     metrics = _metrics(request)
     try:
-        decided, decision = await _pool(request).run(decide_and_record)
+        decided, decision = await _pool(request).run(judged)
     except AccessRecordError as exc:
         metrics.trail_unavailable.inc()
         log.error("the access trail did not record a decision: %s", type(exc).__name__)
