@@ -19,6 +19,7 @@ COPY access access
 COPY dashboards dashboards
 COPY --from=assets /src/dashboards/static/vendor dashboards/static/vendor
 COPY vitaltrail vitaltrail
+COPY fhirserver fhirserver
 RUN pip install . && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin vitaltrail
 USER 10001
 ENTRYPOINT ["vitaltrail"]

@@ -108,6 +108,11 @@ class AppStore:
         )
         return [_app(row) for row in rows]
 
+    def is_disabled(self, client_id: str) -> bool:
+        """Whether ``client_id`` is an app that is disabled now (an unknown one is not)."""
+        rows = self._db.query("SELECT disabled FROM apps WHERE client_id = ?", client_id)
+        return bool(rows and rows[0][0])
+
     def set_disabled(self, client_id: str, disabled: bool = True) -> App:
         with self._db.transaction() as cur:
             cur.execute(

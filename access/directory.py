@@ -67,7 +67,7 @@ class Directory:
         self._clock = clock
 
     def add_user(
-        self, name: str, role: Role, password: str, *, patient_id: str | None = None
+        self, name: str, role: Role, password: str | None, *, patient_id: str | None = None
     ) -> User:
         def check() -> bool:
             self.users.check_new(name, role, password, patient_id=patient_id)

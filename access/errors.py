@@ -44,6 +44,7 @@ TokenReason = Literal[
     "missing_claim",  # sub, client_id, scope, jti, iat or exp absent
     "bad_scope",  # a resource scope in the token breaks the SMART grammar
     "user_disabled",  # a valid token of a user disabled since it was issued (disabled means now)
+    "app_disabled",  # a valid token of an app disabled since it was issued
     "insufficient_scope",  # valid token, scopes do not delegate the request (HTTP 403)
 ]
 
@@ -83,12 +84,24 @@ class TokenError(AccessError):
 
 
 class UserDisabled(TokenError):
-    """A token that passed every check, of a user the issuer's directory has disabled since:
-    refused from the next request, not when the token expires. It names the caller (subject,
-    client, roles, token id) so the refusal can be recorded in the access trail."""
+    """A token that passed every check, of a user (or an app, ``kind="app"``) the issuer's
+    directory has disabled since: refused from the next request, not when the token expires.
+    It names the caller (subject, client, roles, token id) so the refusal can be recorded in
+    the access trail."""
 
-    def __init__(self, subject: str, client_id: str, roles: frozenset[str], token_id: str) -> None:
-        super().__init__("user_disabled", "this account is disabled")
+    def __init__(
+        self,
+        subject: str,
+        client_id: str,
+        roles: frozenset[str],
+        token_id: str,
+        kind: Literal["user", "app"] = "user",
+    ) -> None:
+        if kind == "app":
+            super().__init__("app_disabled", "this app is disabled")
+        else:
+            super().__init__("user_disabled", "this account is disabled")
+        self.kind = kind
         self.subject = subject
         self.client_id = client_id
         self.roles = roles

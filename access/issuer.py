@@ -181,6 +181,7 @@ class Issuer:
             StaticKeys(self.jwks()),
             require_at_jwt=True,
             user_disabled=self.users.is_disabled,
+            app_disabled=self.apps.is_disabled,
         )
 
     def sign_in(self, name: str, password: str) -> IssuedToken:

@@ -59,6 +59,7 @@ CLINICIAN, PATIENT, ADMIN, APP = "clinician", "patient", "admin", "app"
 Basis = Literal["care-team", "self", "consent"]
 # The HL7 v3 PurposeOfUse a request is for when it names none.
 DEFAULT_PURPOSE: Mapping[str, str] = {CLINICIAN: "TREAT", PATIENT: "PATRQT", APP: "TREAT"}
+EMERGENCY_PURPOSE = "ETREAT"  # a break-glass read's purpose when the request names none
 PURPOSE_CLAIM = "purpose_of_use"  # an app's token may name its purpose (a code, or a list)
 
 # Refusal reason codes (each counted by the web layer and recorded in the trail).
@@ -73,10 +74,11 @@ NO_PATIENT_CONTEXT = "no-patient-context"
 NO_CONSENT = "no-consent"
 NONE_VISIBLE = "none-visible"  # a listing with nobody the caller may see: nothing disclosed
 USER_DISABLED = "user-disabled"  # a valid token of a user disabled since (refused at the token)
+APP_DISABLED = "app-disabled"  # a valid token of an app disabled since (refused at the token)
 DENIALS = (
     NO_ROLE, ADMIN_READS_NONE, INSUFFICIENT_SCOPE, BAD_PURPOSE, BAD_BREAK_GLASS,
     NOT_IN_CARE_TEAM, NOT_OWN_RECORD, NO_PATIENT_CONTEXT, NO_CONSENT, NONE_VISIBLE,
-    USER_DISABLED,
+    USER_DISABLED, APP_DISABLED,
 )  # fmt: skip
 
 
@@ -191,10 +193,11 @@ def disabled_user_access(
     """The access event of a request refused because its user was disabled since the token
     was issued: no decision was made, but the refusal is on record like every other."""
     roles = sorted(r for r in refused.roles if is_code(r))
+    app = refused.kind == "app"
     agent = Agent(
-        "user",
+        refused.kind,
         _safe(refused.subject),
-        roles[0] if roles else "none",
+        "app" if app else roles[0] if roles else "none",
         client=_safe(refused.client_id),
         jti=_safe(refused.token_id),
     )
@@ -205,7 +208,7 @@ def disabled_user_access(
         data=data,
         purpose=(),
         outcome=DENY,
-        reason=USER_DISABLED,
+        reason=APP_DISABLED if app else USER_DISABLED,
         interaction=READ,
         route=route,
         request_id=request_id if request_id is not None and is_principal(request_id) else None,
@@ -313,7 +316,8 @@ class Policy:
         if rule.break_glass and reason:
             if not is_text(reason):
                 return deny(BAD_BREAK_GLASS, rule.role, purposes)
-            return Decision(True, BREAK_GLASS, rule.role, READ, asked, data, purposes, (), reason)
+            urgent = purposes if request.purpose else (EMERGENCY_PURPOSE,)
+            return Decision(True, BREAK_GLASS, rule.role, READ, asked, data, urgent, (), reason)
         return deny(rule.refusal, rule.role, purposes)
 
     @staticmethod

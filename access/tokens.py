@@ -74,6 +74,7 @@ class TrustedIssuer:
     roles_claim: tuple[str, ...] = ("roles",)  # Keycloak: ("realm_access", "roles")
     algorithms: frozenset[str] = ASYMMETRIC_ALGORITHMS
     user_disabled: Callable[[str], bool] | None = None  # the issuer's directory: sub -> disabled?
+    app_disabled: Callable[[str], bool] | None = None  # its app registry: client id -> disabled?
     app_role: str | None = None  # a role marking a client's own token (Keycloak: its `sub`
     # is a service account's id, not the client id)
 
@@ -212,6 +213,8 @@ class TokenVerifier:
         own = subject == client_id or (trust.app_role is not None and trust.app_role in roles)
         if not own and trust.user_disabled is not None and trust.user_disabled(subject):
             raise UserDisabled(subject, client_id, roles, token_id)
+        if own and trust.app_disabled is not None and trust.app_disabled(client_id):
+            raise UserDisabled(client_id, client_id, roles, token_id, kind="app")
         return Principal(
             subject=client_id if own else subject,
             client_id=client_id,

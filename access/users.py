@@ -82,17 +82,21 @@ class UserStore:
         self._dummy_hash = _unmatchable_hash(self._hasher)
 
     def check_new(
-        self, name: str, role: Role, password: str, *, patient_id: str | None = None
+        self, name: str, role: Role, password: str | None, *, patient_id: str | None = None
     ) -> None:
         """Raise ``ValueError`` unless :meth:`add` would make this account now."""
         _check_new(name, role, password, patient_id)
         if self.get(name) is not None:
             raise ValueError(f"user {name!r} exists")
 
-    def add(self, name: str, role: Role, password: str, *, patient_id: str | None = None) -> User:
-        """A new account; a patient account names the patient it is, no other account does."""
+    def add(
+        self, name: str, role: Role, password: str | None, *, patient_id: str | None = None
+    ) -> User:
+        """A new account; a patient account names the patient it is, no other account does.
+        With no password, the account is a user of the hospital's OpenID provider (``name`` is
+        its ``sub``): registered here for its role and care teams, it cannot sign in here."""
         _check_new(name, role, password, patient_id)
-        digest = self._hasher.hash(password)
+        digest = self._dummy_hash if password is None else self._hasher.hash(password)
         with self._db.transaction() as cur:
             if cur.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
                 raise ValueError(f"user {name!r} exists")
@@ -229,14 +233,15 @@ def is_user_name(value: object) -> bool:
     return isinstance(value, str) and NAME_RE.fullmatch(value) is not None
 
 
-def _check_new(name: str, role: Role, password: str, patient_id: str | None) -> None:
+def _check_new(name: str, role: Role, password: str | None, patient_id: str | None) -> None:
     if not is_user_name(name):
         raise ValueError(f"a user name is {NAME_RE.pattern}, found {name!r}")
     if role not in ROLES:
         raise ValueError(f"a role is one of {', '.join(ROLES)}, found {role!r}")
     if (role == "patient") != (patient_id is not None):
         raise ValueError("a patient account, and only a patient account, has a patient id")
-    _check_password(password)
+    if password is not None:
+        _check_password(password)
 
 
 def _check_password(password: str) -> None:

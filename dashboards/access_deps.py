@@ -19,8 +19,9 @@ before it. Two request headers speak to the policy:
 
 ``X-Break-Glass-Reason``  a clinician opening a patient outside their care teams states why;
                           the read is permitted at once, flagged, and shown to the patient.
-``X-Purpose-Of-Use``      an HL7 v3 PurposeOfUse code (default: TREAT for clinicians, PATRQT
-                          for patients; an app's token may name one in ``purpose_of_use``).
+``X-Purpose-Of-Use``      an HL7 v3 PurposeOfUse code (default: TREAT for clinicians, ETREAT
+                          when they break the glass, PATRQT for patients; an app's token may
+                          name one in ``purpose_of_use``).
 
 Token verification, decisions and trail commits are blocking (a JWK-set fetch, SQLite with
 fsync): they run on the app's read pool, never on the event loop.

@@ -18,6 +18,7 @@ from access.consent_state import ConsentState
 from access.consent_store import ConsentStore
 from access.directory import Directory
 from access.directory_changes import Change, DirectoryChange
+from access.errors import SignInError
 from access.journal import Journal
 from access.trail import DENY, Access, AccessEvent, AccessTrail
 from access.users import Role, UserStore
@@ -351,3 +352,17 @@ def test_a_directory_change_the_directory_could_not_have_made_is_a_finding(world
         ("directory", f"entry {world.ledger.log.index_of(forged.ledger_key)}")
     ]
     assert "care team the directory does not have" in report.findings[0].detail
+
+
+def test_a_user_of_the_hospitals_provider_is_judged_once_registered(world: World) -> None:
+    """Keycloak's users sign in there; registered here by their ``sub`` with no password,
+    their role and care teams are in the log like anyone's - and they cannot sign in here."""
+    sub = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    before = world.access(user_read(sub, "clinician", ("p-18",)))
+    world.directory.add_user(sub, "clinician", None)
+    world.directory.add_member("ward-a", sub)
+    world.access(user_read(sub, "clinician", ("p-18",)))
+    report = world.check()
+    assert [(f.check, f.where) for f in report.findings] == [("role unknown", world.index(before))]
+    with pytest.raises(SignInError):
+        world.directory.users.authenticate(sub, PASSWORD)

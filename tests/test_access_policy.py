@@ -221,6 +221,10 @@ def test_a_break_glass_decision_carries_the_reason_into_the_trail() -> None:
     assert access.reason == BREAK_GLASS
     assert access.agent.client == "vitaltrail:web"
     assert access.agent.jti == "jti-dr-ada"
+    assert access.purpose == ("ETREAT",)  # emergency treatment, unless the request names one
+    named = replace(request, purpose="PUBHLTH")
+    assert POLICY.decide(ADA, named, NOW).purpose == ("PUBHLTH",)
+    assert POLICY.decide(ADA, replace(request, break_glass=None), NOW).purpose == ("TREAT",)
 
 
 def test_identifiers_the_trail_cannot_hold_are_recorded_by_digest() -> None:

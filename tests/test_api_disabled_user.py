@@ -19,7 +19,7 @@ from access.users import UserStore
 from dashboards.app import create_app
 from dashboards.session_store import SessionStore
 from ledger.entries import EntryKind
-from tests.api_access import Tokens
+from tests.api_access import Tokens, bearer, consent
 from tests.populated import populate
 from vitaltrail import cli
 from vitaltrail.runtime import data_sources
@@ -121,3 +121,20 @@ def test_disabling_a_user_ends_their_browser_sessions(settings: Settings) -> Non
         sessions.close()
         _users(settings, "enable", "dr-ada")
         assert c.get(VITALS).status_code == 401  # enabling opens no ended session
+
+
+def test_a_disabled_apps_token_is_refused_from_the_next_request(settings: Settings) -> None:
+    tokens = Tokens(settings)
+    app = bearer(tokens.app("telemed-1"))  # valid for 300 s
+    consent(settings, "patient-0", "telemed-1")
+    with TestClient(create_app(data_sources(settings))) as c:
+        assert c.get(VITALS, headers=app).status_code == 200
+        assert cli.main(["apps", "disable", "telemed-1", "--data-dir", str(settings.data_dir)]) == 0
+        refused = c.get(VITALS, headers=app)
+        assert refused.status_code == 401
+        assert 'error_description="this app is disabled"' in refused.headers["WWW-Authenticate"]
+    tokens.close()
+    last = _accesses(settings)[-1].access
+    assert (last.outcome, last.reason) == ("deny", "app-disabled")
+    assert (last.agent.kind, last.agent.id, last.agent.role) == ("app", "telemed-1", "app")
+    assert last.patients == ("patient-0",)

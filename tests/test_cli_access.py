@@ -98,6 +98,26 @@ def test_users_add_list_disable(
     assert cli_actor().startswith("cli")
 
 
+def test_users_add_external_registers_a_provider_user_without_a_password(
+    tmp_path: Path, password_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, sub = tmp_path / "data", "0f8fad5b-d9cb-469f-a165-70867728950e"
+    code, out, _ = _run(capsys, data, "users", "add", sub, "--role", "clinician", "--external")
+    assert (code, out) == (0, f"added clinician {sub}\n")
+    assert _run(capsys, data, "users", "list")[1] == f"{sub}\tclinician\t-\tactive\n"
+    users = UserStore(data / "access.db")
+    with pytest.raises(SignInError):  # it signs in at the hospital's provider, never here
+        users.authenticate(sub, PASSWORD)
+    users.close()
+    journal = Journal(data / "access-journal.sqlite")
+    (change,) = [DirectoryChange.decode(row.body).change for row in journal.after(0)]
+    journal.close()
+    assert (change.change, change.user, change.role) == ("user-added", sub, "clinician")
+    both = ["--external", "--password-file", str(password_file)]
+    with pytest.raises(SystemExit):  # a password for a provider's user is a mistake
+        cli.main(["users", "add", "x", "--role", "admin", *both, "--data-dir", str(data)])
+
+
 def test_users_add_asks_for_the_password_twice(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -104,7 +104,8 @@ def run_users(settings: Settings, args: argparse.Namespace) -> int:
         with open_directory(settings, cli_actor()) as directory:
             if args.action == "add":
                 role = cast(Role, args.role)
-                user = directory.add_user(args.user, role, _password(args), patient_id=args.patient)
+                password = None if args.external else _password(args)
+                user = directory.add_user(args.user, role, password, patient_id=args.patient)
                 print(
                     f"added {user.role} {user.name}"
                     + (f" ({user.patient_id})" * bool(user.patient_id))

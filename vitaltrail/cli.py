@@ -403,10 +403,17 @@ def parser() -> argparse.ArgumentParser:
         "--patient",
         help="the patient a patient account is (default: none; required for --role patient)",
     )
-    uadd.add_argument(
+    secret = uadd.add_mutually_exclusive_group()
+    secret.add_argument(
         "--password-file",
         type=Path,
         help="read the password from this file, first line (default: none, asked for twice)",
+    )
+    secret.add_argument(
+        "--external",
+        action="store_true",
+        help="a user of the hospital's OpenID provider, NAME its `sub`: no password here, "
+        "registered for the role and care teams the audit judges by (default: off)",
     )
     command(usub, "list", "every account, its role and state")
     udis = command(

@@ -182,18 +182,27 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
 
 
 def token_verifier(
-    settings: Settings, http: FetchJson | None = None, users: UserStore | None = None
+    settings: Settings,
+    http: FetchJson | None = None,
+    users: UserStore | None = None,
+    apps: AppStore | None = None,
 ) -> TokenVerifier:
     """The API's token check: the embedded issuer (by its key in the data directory; a token
-    of a user ``users`` says is disabled is refused at once) and the external OpenID provider,
+    of a user ``users`` says is disabled, or of an app ``apps`` says is, is refused at once) and the external OpenID provider,
     if one is named (by discovery, at start: a provider that cannot be reached within
     ``oidc_start_timeout_s`` stops the start rather than refusing every request later)."""
     trusted: list[TrustedIssuer] = []
     if settings.trust_embedded_issuer:
         key = load_or_create_signing_key(settings.token_key_path)
         keys = StaticKeys({"keys": [key.as_dict(private=False)]})
-        disabled = users.is_disabled if users is not None else None
-        trusted.append(TrustedIssuer(issuer_config(settings).issuer, keys, user_disabled=disabled))
+        trusted.append(
+            TrustedIssuer(
+                issuer_config(settings).issuer,
+                keys,
+                user_disabled=users.is_disabled if users is not None else None,
+                app_disabled=apps.is_disabled if apps is not None else None,
+            )
+        )
     if settings.oidc_issuer:
         trusted.append(trust_provider(settings, http or HttpJson(ca_file=settings.oidc_ca_file)))
     if not trusted:
@@ -243,6 +252,7 @@ def access_services(settings: Settings) -> AccessServices:
     consents = ConsentStore(journal)
     care_teams = CareTeamStore(settings.access_db_path)
     users = UserStore(settings.access_db_path)
+    apps = AppStore(settings.access_db_path)
     # the external provider's discovery and JWK set; closed with the rest
     http = HttpJson(ca_file=settings.oidc_ca_file)
 
@@ -253,13 +263,13 @@ def access_services(settings: Settings) -> AccessServices:
     policy = Policy(care_teams.patients_of, consents.in_force, patient_of_user=patient_of)
     trail = AccessTrail(journal, consents)
     return AccessServices(
-        verifier=token_verifier(settings, http, users),
+        verifier=token_verifier(settings, http, users, apps),
         policy=policy,
         trail=trail,
         journal=journal,
         care_teams=care_teams,
         users=users,
         metrics_token=settings.metrics_token(),
-        consent=ConsentServices(consents, AppStore(settings.access_db_path), trail),
+        consent=ConsentServices(consents, apps, trail),
         closers=[http.close],
     )
