@@ -19,6 +19,7 @@ from dashboards.api import router
 from dashboards.auth_routes import WebAuth, add_auth
 from dashboards.consent_routes import consent_router
 from dashboards.docs_page import add_offline_docs
+from dashboards.fhir_subscription_routes import SubscriptionSetup, subscription_router
 from dashboards.method_not_allowed import allow_every_method
 from dashboards.reads import Readers, ReadMetrics, ReadPool
 from dashboards.route_rules import Public, access, declare_path, document_rules
@@ -41,6 +42,7 @@ class DataSources:
     max_pending_reads: int = 64  # reads running or queued; past this, 503
     read_nice: int = 10  # the read threads' niceness above the process's (Linux); 0: none
     auth: WebAuth | None = None  # sign-in and the embedded issuer's endpoints; None: neither
+    subscriptions: SubscriptionSetup | None = None  # FHIR subscriptions; None: not offered
 
     def open_readers(self) -> Readers:
         """One reader thread's own connections (all or none)."""
@@ -90,6 +92,8 @@ def create_app(sources: DataSources) -> FastAPI:
     app.include_router(router)
     app.include_router(access_log_router)
     app.include_router(consent_router(caller))
+    if sources.subscriptions is not None:  # its engine starts and stops with the app
+        app.include_router(subscription_router(sources.subscriptions))
     static = Path(__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     add_offline_docs(app)

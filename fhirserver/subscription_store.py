@@ -61,9 +61,7 @@ CREATE TABLE IF NOT EXISTS cursor (
 )
 """
 LIVE: tuple[Status, ...] = ("requested", "active")
-_COLUMNS = (
-    "id, principal, spec, status, error, created_ms, start_position, events, delivered"
-)
+_COLUMNS = "id, principal, spec, status, error, created_ms, start_position, events, delivered"
 
 
 def owner_key(principal: Principal) -> str:
@@ -289,9 +287,7 @@ class SubscriptionStore:
             )
         return counts
 
-    def events(
-        self, sub_id: str, after: int, limit: int, until: int | None = None
-    ) -> list[Event]:
+    def events(self, sub_id: str, after: int, limit: int, until: int | None = None) -> list[Event]:
         """The subscription's kept events numbered above ``after`` (and at most ``until``),
         oldest first, at most ``limit``."""
         rows = self._db.query(

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl
 
 from access.fields import is_patient_id
 from access.policy import DataClass
+from fhirserver.vital_signs import CATEGORY_SYSTEM, VITAL_SIGNS
 
 TOPIC_PATH = "/fhir/SubscriptionTopic/"
 MAX_FILTER_CHARS = 512
@@ -44,6 +46,16 @@ class Topic:
         """Its canonical URL under this server's base (``Settings.base_url``)."""
         return f"{base_url.rstrip('/')}{TOPIC_PATH}{self.name}"
 
+    def matches(self, resource: Mapping[str, Any]) -> bool:
+        """Whether a new resource is an event of this topic (before its filter)."""
+        if resource.get("resourceType") != self.resource:
+            return False
+        return any(
+            coding.get("system") == CATEGORY_SYSTEM and coding.get("code") == self.category
+            for concept in resource.get("category", [])
+            for coding in concept.get("coding", [])
+        )
+
     def parse_filters(self, criteria: list[str]) -> Mapping[str, str]:
         """The filter of ``backport-filter-criteria`` values (ANDed): each
         ``[Resource?]param=value[&...]`` with ``param`` or ``Resource.param``; a ``patient`` is
@@ -68,8 +80,7 @@ class Topic:
                 if name not in self.filters:
                     raise FilterError(
                         "unsupported-filter",
-                        f"this topic filters by {', '.join(sorted(self.filters))}, "
-                        f"not {param!r}",
+                        f"this topic filters by {', '.join(sorted(self.filters))}, not {param!r}",
                     )
                 if name in found:
                     raise FilterError("bad-filter", f"{name} is given more than once")
@@ -89,8 +100,6 @@ def _value(name: str, value: str) -> str:
     raise FilterError("unsupported-filter", f"no rule for the filter {name!r}")  # pragma: no cover
 
 
-VITAL_SIGNS_CATEGORY = "vital-signs"
-
 NEW_VITAL_SIGNS = Topic(
     name="new-vital-signs",
     title="A new vital-signs Observation of a patient",
@@ -98,7 +107,7 @@ NEW_VITAL_SIGNS = Topic(
     filters=frozenset({"patient"}),
     required=frozenset({"patient"}),
     data_class="vital-signs",
-    category=VITAL_SIGNS_CATEGORY,
+    category=VITAL_SIGNS,
 )
 TOPICS: tuple[Topic, ...] = (NEW_VITAL_SIGNS,)
 

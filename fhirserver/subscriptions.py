@@ -143,7 +143,8 @@ def parse_subscription(
         raise SubscriptionError(
             "bad-content", "the payload content is one of empty, id-only, full-resource"
         )
-    endpoint, headers = None, ()
+    endpoint: str | None = None
+    headers: tuple[str, ...] = ()
     if kind == "rest-hook":
         endpoint = _endpoint(channel.get("endpoint"), limits)
         headers = _headers(channel.get("header", []), limits)

@@ -1,0 +1,413 @@
+"""FHIR subscriptions over HTTP: the Subscription resource, the Backport IG's operations, the
+websocket. The work is in ``fhirserver`` (topics, the resource, the store, the engine); these
+routes check who calls and translate.
+
+Who may (SMART App Launch v2 scopes, in the context the access policy gives the caller's role:
+``user/`` a clinician, ``patient/`` a patient, ``system/`` or ``patient/`` an app; an
+administrator reads no patient data and subscribes to none):
+
+``POST   /fhir/Subscription``                          ``Subscription.c``, and a permit to read
+                                                       the filter's patient now (the access
+                                                       policy, recorded in the trail: a refusal
+                                                       is a 403 OperationOutcome and on record)
+``GET    /fhir/Subscription``, ``/{id}``               ``Subscription.s`` / ``.r``: one's own
+``DELETE /fhir/Subscription/{id}``                     ``Subscription.d``: one's own
+``GET    /fhir/Subscription/$status``, ``/{id}/$status``   ``.s`` / ``.r``: status only, no
+                                                       patient data
+``GET    /fhir/Subscription/{id}/$events``             patient data: the ``SubscriptionPatient``
+                                                       gate decides and records first
+``POST   /fhir/Subscription/{id}/$get-ws-binding-token``  ``.r``: a websocket subscription's
+``WS     /fhir/ws``                                    ``bind-with-token <token>``; each
+                                                       notification decided and recorded first
+
+Somebody else's subscription is a 404, never a 403: its existence is not disclosed. A
+subscription is decided without ``X-Break-Glass-Reason`` (an emergency read is one read, not a
+standing feed) and with the token's purpose of use (or the role's), as its deliveries are.
+Errors are ``OperationOutcome`` with the reason code in ``issue.details``.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the routes' annotations at runtime.
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, WebSocket
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.websockets import WebSocketDisconnect
+
+from access.policy import INSUFFICIENT_SCOPE, AccessRequest
+from access.scopes import Interaction
+from access.tokens import Principal
+from dashboards.access_deps import (
+    SUBSCRIPTION_PATIENT,
+    AccessServices,
+    Caller,
+    SubscriptionId,
+    SubscriptionPatient,
+    decide,
+)
+from dashboards.route_rules import Authenticated, BindingToken, PatientData, access
+from fhirserver.delivery_access import DeliveryAccess
+from fhirserver.notifications import binding_token_parameters, notification_bundle, status_bundle
+from fhirserver.outcome import operation_outcome
+from fhirserver.subscription_engine import (
+    EngineConfig,
+    NewObservations,
+    SubscriptionEngine,
+    codes_of,
+)
+from fhirserver.subscription_store import StoredSubscription, SubscriptionStore, owner_key
+from fhirserver.subscriptions import (
+    CONTENTS,
+    FHIR_JSON,
+    SubscriptionError,
+    SubscriptionLimits,
+    parse_subscription,
+    subscription_resource,
+)
+from fhirserver.ws_binding import BindingTokens, TooManyTokens
+
+log = logging.getLogger("vitaltrail.api.fhir.subscriptions")
+
+RESOURCE = "Subscription"
+MAX_EVENTS_PER_ANSWER = 100
+
+
+@dataclass(frozen=True)
+class SubscriptionSetup:
+    """What the composition root decides: where subscriptions live, their bounds, and how the
+    engine learns of new Observations."""
+
+    path: Path
+    base_url: str
+    source: Callable[[], NewObservations]  # opened on the engine's thread
+    limits: SubscriptionLimits = field(default_factory=SubscriptionLimits)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    per_owner: int = 10
+    total: int = 1000
+    keep_events: int = 1000
+    binding_ttl_s: float = 300.0
+    max_body_bytes: int = 16_384
+    embedded_issuer: str | None = None  # whose users the directory can say are disabled
+
+    @property
+    def websocket_url(self) -> str:
+        scheme, _, rest = self.base_url.partition("://")
+        return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/fhir/ws"
+
+
+@dataclass(frozen=True)
+class SubscriptionServices:
+    setup: SubscriptionSetup
+    store: SubscriptionStore
+    engine: SubscriptionEngine
+
+
+class FhirResponse(JSONResponse):
+    media_type = FHIR_JSON
+
+
+class Outcome(HTTPException):
+    """A refusal answered as an OperationOutcome."""
+
+    def __init__(
+        self, status: int, issue: str, reason: str, text: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(status, text, headers)
+        self.issue = issue
+        self.reason = reason
+
+    def response(self) -> FhirResponse:
+        body = operation_outcome("error", self.issue, str(self.detail), reason=self.reason)
+        return FhirResponse(body, self.status_code, headers=self.headers)
+
+
+def _services(request: Request) -> SubscriptionServices:
+    services: SubscriptionServices = request.app.state.subscriptions
+    return services
+
+
+def _check_scope(request: Request, principal: Principal, interaction: Interaction) -> None:
+    """The caller's role may subscribe, and a scope of its context delegates ``interaction``
+    on Subscription."""
+    access_services: AccessServices = request.app.state.access
+    rule = access_services.policy.rule_for(principal)
+    if rule is None:
+        raise Outcome(403, "forbidden", "no-role", "this role has no patient data to subscribe to")
+    if not any(principal.scopes.permits(c, RESOURCE, interaction) for c in rule.contexts):
+        wanted = f"{rule.contexts[0]}/{RESOURCE}.{interaction}"
+        raise Outcome(
+            403, "forbidden", INSUFFICIENT_SCOPE, f"needs the scope {wanted}",
+            {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{wanted}"'},
+        )  # fmt: skip
+
+
+async def _owned(request: Request, principal: Principal, sub_id: str) -> StoredSubscription:
+    sub = await run_in_threadpool(_services(request).store.get, sub_id)
+    if sub is None or not sub.owned_by(principal):
+        raise Outcome(
+            404, "not-found", "no-such-subscription", f"no Subscription/{sub_id} of yours"
+        )
+    return sub
+
+
+def _resource(services: SubscriptionServices, sub: StoredSubscription) -> dict[str, Any]:
+    return subscription_resource(sub.id, sub.spec, sub.status, sub.error, services.setup.base_url)
+
+
+async def _body(request: Request, limit: int) -> object:
+    """The JSON body, at most ``limit`` bytes, of a FHIR JSON content type."""
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media not in (FHIR_JSON, "application/json"):
+        raise Outcome(415, "not-supported", "unsupported-media-type", f"send {FHIR_JSON}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Outcome(
+                413, "too-long", "body-too-large", f"a Subscription is at most {limit} bytes"
+            )
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise Outcome(400, "structure", "malformed", "the body is not JSON") from None
+
+
+def subscription_router(setup: SubscriptionSetup) -> APIRouter:
+    """The routes, and the engine's lifespan (started with the app, stopped with it)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        access_services: AccessServices = app.state.access
+        users = access_services.users
+
+        def disabled(principal: Principal) -> bool:
+            return (
+                users is not None
+                and principal.issuer == setup.embedded_issuer
+                and users.is_disabled(principal.subject)
+            )
+
+        store = SubscriptionStore(setup.path, keep_events=setup.keep_events)
+        judge = DeliveryAccess(access_services.policy, access_services.trail, disabled=disabled)
+        tokens = BindingTokens(setup.binding_ttl_s)
+        engine = SubscriptionEngine(
+            store, setup.source, judge, setup.base_url, tokens=tokens, config=setup.engine
+        )
+        app.state.subscriptions = SubscriptionServices(setup, store, engine)
+
+        def patient_of(principal: Principal, sub_id: str) -> str | None:
+            sub = store.get(sub_id)
+            return sub.spec.patient if sub is not None and sub.owned_by(principal) else None
+
+        setattr(app.state, SUBSCRIPTION_PATIENT, patient_of)
+        stop = asyncio.Event()
+        timer = asyncio.create_task(engine.run(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await timer
+            await engine.close()
+            store.close()
+
+    router = APIRouter(prefix="/fhir", tags=["fhir"], lifespan=lifespan)
+
+    @router.post("/Subscription", status_code=201, response_class=FhirResponse)
+    @access(Authenticated())
+    async def create(request: Request, principal: Caller) -> Response:
+        """Create a topic-based Subscription (R5 Backport IG on R4)."""
+        try:
+            return await _create(request, principal)
+        except Outcome as refused:
+            return refused.response()
+
+    async def _create(request: Request, principal: Principal) -> Response:
+        services = _services(request)
+        _check_scope(request, principal, "c")
+        doc = await _body(request, setup.max_body_bytes)
+        now_ms = services.engine.now_ms()
+        try:
+            spec = parse_subscription(doc, setup.base_url, now_ms, setup.limits)
+        except SubscriptionError as exc:
+            status = 403 if exc.issue == "security" else 400
+            raise Outcome(status, exc.issue, exc.reason, str(exc)) from None
+        try:
+            await decide(request, principal, AccessRequest(spec.topic.data_class, (spec.patient,)))
+        except HTTPException as refused:
+            raise Outcome(
+                refused.status_code, "forbidden" if refused.status_code == 403 else "transient",
+                str(refused.detail).removeprefix("access refused: "), str(refused.detail),
+                dict(refused.headers or {}),
+            ) from None  # fmt: skip
+        start = await services.engine.head()
+        try:
+            sub = await run_in_threadpool(
+                services.store.create, principal, spec, now_ms, start,
+                per_owner=setup.per_owner, total=setup.total,
+            )  # fmt: skip
+        except SubscriptionError as exc:
+            raise Outcome(429, exc.issue, exc.reason, str(exc)) from None
+        log.info("subscription %s created (%s)", sub.id, spec.channel)
+        return FhirResponse(
+            _resource(services, sub), 201, headers={"Location": f"/fhir/Subscription/{sub.id}"}
+        )
+
+    @router.get("/Subscription", response_class=FhirResponse)
+    @access(Authenticated())
+    async def search(request: Request, principal: Caller) -> Response:
+        """One's own subscriptions (a searchset)."""
+        try:
+            _check_scope(request, principal, "s")
+        except Outcome as refused:
+            return refused.response()
+        services = _services(request)
+        subs = await run_in_threadpool(services.store.of_owner, principal)
+        return FhirResponse(
+            {
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "total": len(subs),
+                "entry": [
+                    {
+                        "fullUrl": f"{setup.base_url}/fhir/Subscription/{s.id}",
+                        "resource": _resource(services, s),
+                        "search": {"mode": "match"},
+                    }
+                    for s in subs
+                ],
+            }
+        )
+
+    @router.get("/Subscription/$status", response_class=FhirResponse)
+    @access(Authenticated())
+    async def statuses(
+        request: Request,
+        principal: Caller,
+        sub_id: Annotated[list[str] | None, Query(alias="id", max_length=64)] = None,
+        status: Annotated[list[str] | None, Query(max_length=16)] = None,
+    ) -> Response:
+        """The status of one's subscriptions (those named by ``id``, of ``status``)."""
+        try:
+            _check_scope(request, principal, "s")
+        except Outcome as refused:
+            return refused.response()
+        subs = await run_in_threadpool(_services(request).store.of_owner, principal)
+        chosen = [
+            s for s in subs if (not sub_id or s.id in sub_id) and (not status or s.status in status)
+        ]
+        return FhirResponse(status_bundle(chosen, setup.base_url))
+
+    @router.get("/Subscription/{sub_id}", response_class=FhirResponse)
+    @access(Authenticated())
+    async def read(request: Request, principal: Caller, sub_id: SubscriptionId) -> Response:
+        """One of one's subscriptions (header values are not shown again)."""
+        try:
+            _check_scope(request, principal, "r")
+            sub = await _owned(request, principal, sub_id)
+        except Outcome as refused:
+            return refused.response()
+        return FhirResponse(_resource(_services(request), sub))
+
+    @router.delete("/Subscription/{sub_id}", status_code=204)
+    @access(Authenticated())
+    async def delete(request: Request, principal: Caller, sub_id: SubscriptionId) -> Response:
+        """Delete one of one's subscriptions: nothing more is sent for it."""
+        try:
+            _check_scope(request, principal, "d")
+            await _owned(request, principal, sub_id)
+        except Outcome as refused:
+            return refused.response()
+        await run_in_threadpool(_services(request).store.delete, sub_id)
+        return Response(status_code=204)
+
+    @router.get("/Subscription/{sub_id}/$status", response_class=FhirResponse)
+    @access(Authenticated())
+    async def status_of(request: Request, principal: Caller, sub_id: SubscriptionId) -> Response:
+        """One subscription's status: why it is in error, how many events it has had."""
+        try:
+            _check_scope(request, principal, "r")
+            sub = await _owned(request, principal, sub_id)
+        except Outcome as refused:
+            return refused.response()
+        return FhirResponse(status_bundle([sub], setup.base_url))
+
+    @router.get("/Subscription/{sub_id}/$events", response_class=FhirResponse)
+    @access(PatientData("vital-signs"))
+    async def events(
+        request: Request,
+        principal: Caller,
+        sub_id: SubscriptionId,
+        decision: SubscriptionPatient,
+        since: Annotated[int | None, Query(alias="eventsSinceNumber", ge=1, le=2**62)] = None,
+        until: Annotated[int | None, Query(alias="eventsUntilNumber", ge=1, le=2**62)] = None,
+        content: Annotated[str | None, Query(max_length=16)] = None,
+    ) -> Response:
+        """Events of one's subscription still kept (at most 100 an answer), as a
+        ``query-event`` notification: how a client catches up on what it missed."""
+        try:
+            _check_scope(request, principal, "r")
+            sub = await _owned(request, principal, sub_id)
+            if content is not None and content not in CONTENTS:
+                raise Outcome(
+                    400, "code-invalid", "bad-content", "content is empty, id-only or full-resource"
+                )
+        except Outcome as refused:
+            return refused.response()
+        store = _services(request).store
+        kept = await run_in_threadpool(
+            store.events, sub_id, (since or 1) - 1, MAX_EVENTS_PER_ANSWER, until
+        )
+        shown = [e for e in kept if all(decision.shows(c) for c in codes_of([e]))]
+        bundle = notification_bundle(
+            sub, "query-event", setup.base_url, _services(request).engine.now_ms(), shown,
+            content=content,
+        )  # fmt: skip
+        return FhirResponse(bundle)
+
+    @router.post("/Subscription/{sub_id}/$get-ws-binding-token", response_class=FhirResponse)
+    @router.get("/Subscription/{sub_id}/$get-ws-binding-token", response_class=FhirResponse)
+    @access(Authenticated())
+    async def binding_token(
+        request: Request, principal: Caller, sub_id: SubscriptionId
+    ) -> Response:
+        """A short-lived token that binds a websocket to this subscription."""
+        try:
+            _check_scope(request, principal, "r")
+            sub = await _owned(request, principal, sub_id)
+            if sub.spec.channel != "websocket":
+                raise Outcome(
+                    400, "business-rule", "not-a-websocket", "this subscription is a rest-hook"
+                )
+            try:
+                token, grant = _services(request).engine.tokens.issue(
+                    owner_key(principal), (sub.id,)
+                )
+            except TooManyTokens as exc:
+                raise Outcome(
+                    503, "transient", "too-many-tokens", str(exc), {"Retry-After": "5"}
+                ) from None
+        except Outcome as refused:
+            return refused.response()
+        return FhirResponse(
+            binding_token_parameters(
+                token, grant.expires_ms, grant.subscriptions, setup.websocket_url
+            )
+        )
+
+    @router.websocket("/ws")
+    @access(BindingToken())
+    async def websocket(socket: WebSocket) -> None:
+        """Notifications of the subscriptions a ``bind-with-token <token>`` message binds."""
+        engine: SubscriptionEngine = socket.app.state.subscriptions.engine
+        await socket.accept()
+        with suppress(WebSocketDisconnect):
+            await engine.serve_websocket(socket)
+
+    return router
