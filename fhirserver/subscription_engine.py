@@ -150,7 +150,7 @@ class _Binding:
     last_sent: float
 
 
-@dataclass
+@dataclass(eq=False)  # each socket's own: compared and hashed by identity
 class _Session:
     socket: WebSocketLike
     bindings: dict[str, _Binding] = field(default_factory=dict)
@@ -231,12 +231,15 @@ class SubscriptionEngine:
 
     def _match(self) -> None:
         source = self._source_now()
-        position = self.store.position()
-        if position is None:  # the first run: from now on
-            position = source.head()
+        live = self.store.live()
+        stored = self.store.position()
+        if stored is None:  # the first run: from now on, or where the first subscription starts
+            position = min([source.head(), *(s.start_position for s in live)])
+        else:
+            position = stored
         batch = source.since(position, self.config.scan_entries)
         by_patient: dict[str, list[StoredSubscription]] = {}
-        for sub in self.store.live():
+        for sub in live:
             by_patient.setdefault(sub.spec.patient, []).append(sub)
         matches = [
             Match(sub.id, new.entry_index, new.resource)
@@ -244,7 +247,7 @@ class SubscriptionEngine:
             for sub in by_patient.get(new.patient_id, ())
             if new.entry_index >= sub.start_position and sub.spec.topic.matches(new.resource)
         ]
-        if matches or batch.position != position:
+        if matches or batch.position != stored:
             counts = self.store.record(matches, batch.position, int(self._clock() * 1000))
             self.stats.events += len(matches)
             if counts:
