@@ -236,8 +236,7 @@ def subscription_router(setup: SubscriptionSetup) -> APIRouter:
         try:
             spec = parse_subscription(doc, setup.base_url, now_ms, setup.limits)
         except SubscriptionError as exc:
-            status = 403 if exc.issue == "security" else 400
-            raise Outcome(status, exc.issue, exc.reason, str(exc)) from None
+            raise Outcome(400, exc.issue, exc.reason, str(exc)) from None
         try:
             await decide(request, principal, AccessRequest(spec.topic.data_class, (spec.patient,)))
         except HTTPException as refused:

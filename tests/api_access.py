@@ -79,13 +79,14 @@ class Tokens:
     def headers(self, name: str, role: Role, patient_id: str | None = None) -> dict[str, str]:
         return bearer(self.user(name, role, patient_id))
 
-    def app(self, client_id: str, scope: str = APP_SCOPES) -> str:
-        """An app's token the SMART Backend Services way (registered on first use)."""
+    def app(self, client_id: str, scope: str = APP_SCOPES, registered: str = APP_SCOPES) -> str:
+        """An app's token the SMART Backend Services way (registered on first use, with the
+        ``registered`` scopes)."""
         key = self._app_keys.get(client_id)
         if key is None:
             key = ECKey.generate_key("P-384", private=True, parameters={"kid": "k1"})
             public = {**key.as_dict(private=False), "kid": "k1"}
-            self.issuer.apps.register(client_id, client_id, {"keys": [public]}, APP_SCOPES)
+            self.issuer.apps.register(client_id, client_id, {"keys": [public]}, registered)
             self._app_keys[client_id] = key
         form = token_request(client_id, key, self.config.token_endpoint, scope)
         return self.issuer.client_credentials(form).access_token
