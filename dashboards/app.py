@@ -19,7 +19,7 @@ from dashboards.api import router
 from dashboards.auth_routes import WebAuth, add_auth
 from dashboards.consent_routes import consent_router
 from dashboards.docs_page import add_offline_docs
-from dashboards.fhir_subscription_routes import SubscriptionSetup, subscription_router
+from dashboards.fhir_subscription_routes import SubscriptionSetup, add_subscriptions
 from dashboards.method_not_allowed import allow_every_method
 from dashboards.reads import Readers, ReadMetrics, ReadPool
 from dashboards.route_rules import Public, access, declare_path, document_rules
@@ -93,7 +93,7 @@ def create_app(sources: DataSources) -> FastAPI:
     app.include_router(access_log_router)
     app.include_router(consent_router(caller))
     if sources.subscriptions is not None:  # its engine starts and stops with the app
-        app.include_router(subscription_router(sources.subscriptions))
+        add_subscriptions(app, sources.subscriptions)
     static = Path(__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     add_offline_docs(app)

@@ -128,6 +128,18 @@ class Outcome(HTTPException):
         return FhirResponse(body, self.status_code, headers=self.headers)
 
 
+async def _outcome(_: Request, refused: Exception) -> Response:
+    assert isinstance(refused, Outcome)
+    return refused.response()
+
+
+def add_subscriptions(app: FastAPI, setup: SubscriptionSetup) -> None:
+    """The routes of FHIR subscriptions, their refusals as OperationOutcome, and the engine
+    (started and stopped with the app)."""
+    app.include_router(subscription_router(setup))
+    app.add_exception_handler(Outcome, _outcome)
+
+
 def _services(request: Request) -> SubscriptionServices:
     services: SubscriptionServices = request.app.state.subscriptions
     return services
@@ -148,7 +160,11 @@ def _check_scope(request: Request, principal: Principal, interaction: Interactio
         )  # fmt: skip
 
 
-async def _owned(request: Request, principal: Principal, sub_id: str) -> StoredSubscription:
+async def _owned(
+    request: Request, principal: Principal, sub_id: str, interaction: Interaction
+) -> StoredSubscription:
+    """The caller's own subscription, when a scope of theirs delegates ``interaction`` on it."""
+    _check_scope(request, principal, interaction)
     sub = await run_in_threadpool(_services(request).store.get, sub_id)
     if sub is None or not sub.owned_by(principal):
         raise Outcome(
@@ -223,12 +239,6 @@ def subscription_router(setup: SubscriptionSetup) -> APIRouter:
     @access(Authenticated())
     async def create(request: Request, principal: Caller) -> Response:
         """Create a topic-based Subscription (R5 Backport IG on R4)."""
-        try:
-            return await _create(request, principal)
-        except Outcome as refused:
-            return refused.response()
-
-    async def _create(request: Request, principal: Principal) -> Response:
         services = _services(request)
         _check_scope(request, principal, "c")
         doc = await _body(request, setup.max_body_bytes)
@@ -239,11 +249,13 @@ def subscription_router(setup: SubscriptionSetup) -> APIRouter:
             raise Outcome(400, exc.issue, exc.reason, str(exc)) from None
         try:
             await decide(request, principal, AccessRequest(spec.topic.data_class, (spec.patient,)))
-        except HTTPException as refused:
+        except HTTPException as refused:  # decided and recorded (403), or not recordable (503)
+            forbidden = refused.status_code == 403
             raise Outcome(
-                refused.status_code, "forbidden" if refused.status_code == 403 else "transient",
-                str(refused.detail).removeprefix("access refused: "), str(refused.detail),
-                dict(refused.headers or {}),
+                refused.status_code, "forbidden" if forbidden else "transient",
+                str(refused.detail).removeprefix("access refused: ")
+                if forbidden else "trail-unavailable",
+                str(refused.detail), dict(refused.headers or {}),
             ) from None  # fmt: skip
         start = await services.engine.head()
         try:
@@ -262,10 +274,7 @@ def subscription_router(setup: SubscriptionSetup) -> APIRouter:
     @access(Authenticated())
     async def search(request: Request, principal: Caller) -> Response:
         """One's own subscriptions (a searchset)."""
-        try:
-            _check_scope(request, principal, "s")
-        except Outcome as refused:
-            return refused.response()
+        _check_scope(request, principal, "s")
         services = _services(request)
         subs = await run_in_threadpool(services.store.of_owner, principal)
         return FhirResponse(
@@ -293,10 +302,7 @@ def subscription_router(setup: SubscriptionSetup) -> APIRouter:
         status: Annotated[list[str] | None, Query(max_length=16)] = None,
     ) -> Response:
         """The status of one's subscriptions (those named by ``id``, of ``status``)."""
-        try:
-            _check_scope(request, principal, "s")
-        except Outcome as refused:
-            return refused.response()
+        _check_scope(request, principal, "s")
         subs = await run_in_threadpool(_services(request).store.of_owner, principal)
         chosen = [
             s for s in subs if (not sub_id or s.id in sub_id) and (not status or s.status in status)
@@ -307,22 +313,14 @@ def subscription_router(setup: SubscriptionSetup) -> APIRouter:
     @access(Authenticated())
     async def read(request: Request, principal: Caller, sub_id: SubscriptionId) -> Response:
         """One of one's subscriptions (header values are not shown again)."""
-        try:
-            _check_scope(request, principal, "r")
-            sub = await _owned(request, principal, sub_id)
-        except Outcome as refused:
-            return refused.response()
+        sub = await _owned(request, principal, sub_id, "r")
         return FhirResponse(_resource(_services(request), sub))
 
     @router.delete("/Subscription/{sub_id}", status_code=204)
     @access(Authenticated())
     async def delete(request: Request, principal: Caller, sub_id: SubscriptionId) -> Response:
         """Delete one of one's subscriptions: nothing more is sent for it."""
-        try:
-            _check_scope(request, principal, "d")
-            await _owned(request, principal, sub_id)
-        except Outcome as refused:
-            return refused.response()
+        await _owned(request, principal, sub_id, "d")
         await run_in_threadpool(_services(request).store.delete, sub_id)
         return Response(status_code=204)
 
@@ -330,11 +328,7 @@ def subscription_router(setup: SubscriptionSetup) -> APIRouter:
     @access(Authenticated())
     async def status_of(request: Request, principal: Caller, sub_id: SubscriptionId) -> Response:
         """One subscription's status: why it is in error, how many events it has had."""
-        try:
-            _check_scope(request, principal, "r")
-            sub = await _owned(request, principal, sub_id)
-        except Outcome as refused:
-            return refused.response()
+        sub = await _owned(request, principal, sub_id, "r")
         return FhirResponse(status_bundle([sub], setup.base_url))
 
     @router.get("/Subscription/{sub_id}/$events", response_class=FhirResponse)
@@ -350,15 +344,11 @@ def subscription_router(setup: SubscriptionSetup) -> APIRouter:
     ) -> Response:
         """Events of one's subscription still kept (at most 100 an answer), as a
         ``query-event`` notification: how a client catches up on what it missed."""
-        try:
-            _check_scope(request, principal, "r")
-            sub = await _owned(request, principal, sub_id)
-            if content is not None and content not in CONTENTS:
-                raise Outcome(
-                    400, "code-invalid", "bad-content", "content is empty, id-only or full-resource"
-                )
-        except Outcome as refused:
-            return refused.response()
+        sub = await _owned(request, principal, sub_id, "r")
+        if content is not None and content not in CONTENTS:
+            raise Outcome(
+                400, "code-invalid", "bad-content", "content is empty, id-only or full-resource"
+            )
         store = _services(request).store
         kept = await run_in_threadpool(
             store.events, sub_id, (since or 1) - 1, MAX_EVENTS_PER_ANSWER, until
@@ -377,23 +367,17 @@ def subscription_router(setup: SubscriptionSetup) -> APIRouter:
         request: Request, principal: Caller, sub_id: SubscriptionId
     ) -> Response:
         """A short-lived token that binds a websocket to this subscription."""
+        sub = await _owned(request, principal, sub_id, "r")
+        if sub.spec.channel != "websocket":
+            raise Outcome(
+                400, "business-rule", "not-a-websocket", "this subscription is a rest-hook"
+            )
         try:
-            _check_scope(request, principal, "r")
-            sub = await _owned(request, principal, sub_id)
-            if sub.spec.channel != "websocket":
-                raise Outcome(
-                    400, "business-rule", "not-a-websocket", "this subscription is a rest-hook"
-                )
-            try:
-                token, grant = _services(request).engine.tokens.issue(
-                    owner_key(principal), (sub.id,)
-                )
-            except TooManyTokens as exc:
-                raise Outcome(
-                    503, "transient", "too-many-tokens", str(exc), {"Retry-After": "5"}
-                ) from None
-        except Outcome as refused:
-            return refused.response()
+            token, grant = _services(request).engine.tokens.issue(owner_key(principal), (sub.id,))
+        except TooManyTokens as exc:
+            raise Outcome(
+                503, "transient", "too-many-tokens", str(exc), {"Retry-After": "5"}
+            ) from None
         return FhirResponse(
             binding_token_parameters(
                 token, grant.expires_ms, grant.subscriptions, setup.websocket_url

@@ -16,6 +16,7 @@ from fhirserver.subscriptions import (
     PAYLOAD_CONTENT,
     TIMEOUT,
 )
+from tests.fhir_validation import validate
 from tests.stack import now_ms, vitals
 
 BASE = "https://vitaltrail.example"
@@ -81,3 +82,16 @@ def new_observations(
         NewObservation(entry_index, patient, resource)
         for resource in observations_of(reading, entry_index, patient, t)
     ]
+
+
+def notification_type(bundle: dict[str, Any]) -> str:
+    """The ``type`` of a notification (validated first)."""
+    validate(bundle)
+    params = bundle["entry"][0]["resource"]["parameter"]
+    return str(next(p["valueCode"] for p in params if p["name"] == "type"))
+
+
+def event_numbers(bundle: dict[str, Any]) -> list[int]:
+    """The event numbers a notification carries."""
+    params = bundle["entry"][0]["resource"]["parameter"]
+    return [int(p["part"][0]["valueString"]) for p in params if p["name"] == "notification-event"]

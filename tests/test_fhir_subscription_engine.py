@@ -27,9 +27,14 @@ from fhirserver.subscription_engine import (
 from fhirserver.subscription_store import StoredSubscription, SubscriptionStore, owner_key
 from fhirserver.subscriptions import SubscriptionLimits, parse_subscription
 from fhirserver.ws_binding import BindingTokens
-from tests.fhir_validation import validate
 from tests.stack import wait_until
-from tests.subscription_docs import BASE, new_observations, subscription_doc
+from tests.subscription_docs import (
+    BASE,
+    event_numbers,
+    new_observations,
+    notification_type,
+    subscription_doc,
+)
 
 OWNER = Principal(
     subject="telemed-1",
@@ -128,17 +133,6 @@ class Endpoint(RestHook):
 
     def kinds(self, endpoint: str) -> list[str]:
         return [notification_type(b) for e, _, b in self.posts if e == endpoint]
-
-
-def notification_type(bundle: dict[str, Any]) -> str:
-    validate(bundle)
-    (kind,) = [p for p in bundle["entry"][0]["resource"]["parameter"] if p["name"] == "type"]
-    return str(kind["valueCode"])
-
-
-def event_numbers(bundle: dict[str, Any]) -> list[int]:
-    params = bundle["entry"][0]["resource"]["parameter"]
-    return [int(p["part"][0]["valueString"]) for p in params if p["name"] == "notification-event"]
 
 
 @dataclass

@@ -32,7 +32,7 @@ from tests.api_access import Tokens, assign, bearer, consent, withdraw
 from tests.fhir_validation import check_vital_signs, validate
 from tests.servers import free_port, serving
 from tests.stack import now_ms, signed, vitals, wait_for
-from tests.subscription_docs import subscription_doc
+from tests.subscription_docs import event_numbers, notification_type, subscription_doc
 from vitaltrail.runtime import IngestRuntime, build_ingest, data_sources
 from vitaltrail.services import http_server
 from vitaltrail.settings import Settings
@@ -74,19 +74,9 @@ class Receiver:
         self.server.server_close()
 
 
-def notification_type(bundle: dict[str, Any]) -> str:
-    params = bundle["entry"][0]["resource"]["parameter"]
-    return str(next(p["valueCode"] for p in params if p["name"] == "type"))
-
-
 def parameter(bundle: dict[str, Any], name: str) -> Any:
     params = bundle["entry"][0]["resource"]["parameter"]
     return next(p for p in params if p["name"] == name)
-
-
-def event_numbers(bundle: dict[str, Any]) -> list[int]:
-    params = bundle["entry"][0]["resource"]["parameter"]
-    return [int(p["part"][0]["valueString"]) for p in params if p["name"] == "notification-event"]
 
 
 @dataclass
