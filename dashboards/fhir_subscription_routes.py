@@ -30,7 +30,7 @@ Errors are ``OperationOutcome`` with the reason code in ``issue.details``.
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
@@ -195,6 +198,25 @@ async def _body(request: Request, limit: int) -> object:
         raise Outcome(400, "structure", "malformed", "the body is not JSON") from None
 
 
+class EngineCollector(Collector):
+    """The engine's counts as Prometheus counters (``/metrics``)."""
+
+    def __init__(self, engine: SubscriptionEngine) -> None:
+        self._stats = engine.stats
+
+    def collect(self) -> Iterator[Metric]:
+        for name, help_text in (
+            ("events", "New Observations matched to a subscription"),
+            ("sent", "Notifications an endpoint took or a websocket was sent"),
+            ("failed", "Rest-hook deliveries that failed (retried, then the subscription stops)"),
+            ("refused", "Notifications the access policy refused (the subscription stopped)"),
+            ("slow_sockets", "Websockets closed for not taking a notification in time"),
+        ):
+            yield CounterMetricFamily(
+                f"vitaltrail_fhir_subscription_{name}", help_text, value=getattr(self._stats, name)
+            )
+
+
 def subscription_router(setup: SubscriptionSetup) -> APIRouter:
     """The routes, and the engine's lifespan (started with the app, stopped with it)."""
 
@@ -217,6 +239,9 @@ def subscription_router(setup: SubscriptionSetup) -> APIRouter:
             store, setup.source, judge, setup.base_url, tokens=tokens, config=setup.engine
         )
         app.state.subscriptions = SubscriptionServices(setup, store, engine)
+        metrics = CollectorRegistry()
+        metrics.register(EngineCollector(engine))
+        app.state.metrics.append(metrics)
 
         def patient_of(principal: Principal, sub_id: str) -> str | None:
             sub = store.get(sub_id)

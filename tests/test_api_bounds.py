@@ -23,6 +23,7 @@ from dashboards.app import create_app
 from tests.api_access import ward_headers
 from tests.populated import populate
 from tests.stack import now_ms
+from tests.subscription_docs import subscription_doc
 from vitaltrail.runtime import data_sources
 
 # A valid value of every parameter a route may take: the baseline each hostile value replaces.
@@ -37,6 +38,13 @@ VALID = {
     "end_ms": str(now_ms()),
     "bucket_s": "60",
     "format": "json",  # /api/v1/me/consents?format=fhir
+    # FHIR subscriptions: the ward clinician's own (made by the fixture), and $status's filters
+    "sub_id": "set-by-the-fixture",
+    "id": "set-by-the-fixture",
+    "status": "active",
+    "eventsSinceNumber": "1",
+    "eventsUntilNumber": "2",
+    "content": "id-only",
 }
 OUT_OF_RANGE = [str(2**63), str(2**64), "-1", str(-(2**63))]
 HUGE = ["9" * 10_000, "x" * 10_000, "1" + "0" * 5000, "1e309", "nan", "-inf", "", "%00"]
@@ -48,6 +56,12 @@ def app_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastA
     app = create_app(data_sources(settings))
     headers = ward_headers(settings, ["patient-0", "patient-1", "patient-2"])
     with TestClient(app, raise_server_exceptions=False, headers=headers) as client:
+        doc = subscription_doc("patient-1", base=settings.base_url, channel="websocket")
+        created = client.post(
+            "/fhir/Subscription", json=doc, headers={"Content-Type": "application/fhir+json"}
+        )
+        assert created.status_code == 201, created.text
+        VALID["sub_id"] = VALID["id"] = created.json()["id"]
         yield app, client
 
 
@@ -110,7 +124,10 @@ def test_the_table_knows_every_parameter(app_client: tuple[FastAPI, TestClient])
     found = parameters(app)
     assert {name for _, name, _, _ in found} <= set(VALID)
     integers = {name for _, name, _, is_int in found if is_int}
-    assert integers == {"index", "height", "old", "new", "start_ms", "end_ms"}
+    assert integers == {
+        "index", "height", "old", "new", "start_ms", "end_ms",
+        "eventsSinceNumber", "eventsUntilNumber",
+    }  # fmt: skip
     for route in {route.path: route for route, *_ in found}.values():  # baselines reach handlers
         if "GET" not in (route.methods or set()):
             continue  # a POST's body, not its parameters, is what it takes (its own tests)

@@ -238,6 +238,10 @@ def test_a_rest_hook_gets_handshake_heartbeat_events_until_consent_is_withdrawn(
     time.sleep(1.3)  # a stopped subscription sends nothing more, not even heartbeats
     assert len(live.receiver.of("event-notification")) == 1
     assert len(live.receiver.of("heartbeat")) == beats
+    admin = bearer(live.tokens.user("root", "admin"))
+    metrics = live.http.get("/metrics", headers=admin).text
+    assert "vitaltrail_fhir_subscription_refused_total 1.0" in metrics
+    assert "vitaltrail_fhir_subscription_events_total 4.0" in metrics
 
 
 def receive(socket: ClientConnection) -> dict[str, Any]:

@@ -29,7 +29,7 @@ EVERYWHERE = {
     "referrer-policy": "no-referrer",
     "x-frame-options": "DENY",
 }
-SAMPLE = {"patient_id": "patient-0", "code": "8867-4", "index": "0", "height": "0"}
+SAMPLE = {"patient_id": "patient-0", "code": "8867-4", "index": "0", "height": "0", "sub_id": "s1"}
 QUERY = "?old=1&new=1"  # the parameters a route may need beside its path
 
 
