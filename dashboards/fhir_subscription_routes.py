@@ -12,8 +12,9 @@ administrator reads no patient data and subscribes to none):
                                                        is a 403 OperationOutcome and on record)
 ``GET    /fhir/Subscription``, ``/{id}``               ``Subscription.s`` / ``.r``: one's own
 ``DELETE /fhir/Subscription/{id}``                     ``Subscription.d``: one's own
-``GET    /fhir/Subscription/$status``, ``/{id}/$status``   ``.s`` / ``.r``: status only, no
-                                                       patient data
+``GET    /fhir/Subscription/{id}/$status``             ``.r``: its status only, no patient
+                                                       data (the type-level ``$status`` is not
+                                                       offered: a search lists one's own)
 ``GET    /fhir/Subscription/{id}/$events``             patient data: the ``SubscriptionPatient``
                                                        gate decides and records first
 ``POST   /fhir/Subscription/{id}/$get-ws-binding-token``  ``.r``: a websocket subscription's
@@ -317,22 +318,6 @@ def subscription_router(setup: SubscriptionSetup) -> APIRouter:
                 ],
             }
         )
-
-    @router.get("/Subscription/$status", response_class=FhirResponse)
-    @access(Authenticated())
-    async def statuses(
-        request: Request,
-        principal: Caller,
-        sub_id: Annotated[list[str] | None, Query(alias="id", max_length=64)] = None,
-        status: Annotated[list[str] | None, Query(max_length=16)] = None,
-    ) -> Response:
-        """The status of one's subscriptions (those named by ``id``, of ``status``)."""
-        _check_scope(request, principal, "s")
-        subs = await run_in_threadpool(_services(request).store.of_owner, principal)
-        chosen = [
-            s for s in subs if (not sub_id or s.id in sub_id) and (not status or s.status in status)
-        ]
-        return FhirResponse(status_bundle(chosen, setup.base_url))
 
     @router.get("/Subscription/{sub_id}", response_class=FhirResponse)
     @access(Authenticated())
