@@ -32,9 +32,11 @@ class LedgerObservations:
     def head(self) -> int:
         return self._ledger.log.stored_size()
 
-    def since(self, position: int, limit: int) -> ObservationBatch:
+    def since(self, position: int, limit: int, patients: frozenset[str]) -> ObservationBatch:
         end = min(self.head(), position + limit)
         found: list[NewObservation] = []
+        if not patients:  # nobody subscribed: nothing to read
+            return ObservationBatch(found, max(end, position))
         for index, data in self._ledger.log.entries(position, end):
             entry = LedgerEntry.decode(data)
             if entry.kind is not EntryKind.READING:
@@ -45,7 +47,7 @@ class LedgerObservations:
             except ReadingError:  # logged under older rules: the auditor reports it
                 continue
             device = self._registry.by_kid(message.kid)
-            if device is None or not device.patient_id:
+            if device is None or device.patient_id not in patients:
                 continue
             found.extend(
                 NewObservation(index, device.patient_id, resource)

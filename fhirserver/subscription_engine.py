@@ -87,8 +87,9 @@ class NewObservations(Protocol):
         """The position a subscription made now starts at (the ledger's size)."""
         ...
 
-    def since(self, position: int, limit: int) -> ObservationBatch:
-        """The Observations of at most ``limit`` entries from ``position`` on, in log order."""
+    def since(self, position: int, limit: int, patients: frozenset[str]) -> ObservationBatch:
+        """The Observations of ``patients`` in at most ``limit`` entries from ``position`` on,
+        in log order."""
         ...
 
     def close(self) -> None: ...
@@ -237,7 +238,8 @@ class SubscriptionEngine:
             position = min([source.head(), *(s.start_position for s in live)])
         else:
             position = stored
-        batch = source.since(position, self.config.scan_entries)
+        patients = frozenset(s.spec.patient for s in live)
+        batch = source.since(position, self.config.scan_entries, patients)
         by_patient: dict[str, list[StoredSubscription]] = {}
         for sub in live:
             by_patient.setdefault(sub.spec.patient, []).append(sub)

@@ -76,10 +76,10 @@ class Ledger:
     def head(self) -> int:
         return len(self.entries)
 
-    def since(self, position: int, limit: int) -> ObservationBatch:
+    def since(self, position: int, limit: int, patients: frozenset[str]) -> ObservationBatch:
         end = min(len(self.entries), position + limit)
         found = [o for i in range(position, end) for o in self.entries[i]]
-        return ObservationBatch(found, end)
+        return ObservationBatch([o for o in found if o.patient_id in patients], end)
 
     def close(self) -> None:
         self.closed = True
