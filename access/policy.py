@@ -24,7 +24,12 @@ consent must cover, and what the trail records, are the consent data classes of 
 response holds (``vital-signs`` for the FHIR vital signs, a LOINC code for anything else, such
 as glucose), so the trail's own re-check (access.trail) and the auditor (access.compliance)
 judge an app's permit by exactly the grants it relied on. ``access-log`` (who read a patient's
-data, as AuditEvents) is granted by no consent: only the patient reads it.
+data, as AuditEvents) and ``consents`` (the patient's Consents) are granted by no consent: only
+the patient reads them. ``patient`` and ``devices`` (the FHIR Patient and Device resources) are
+what a vital-signs grant shares along with the readings that reference them.
+
+A search that names its patients (FHIR ``Observation?patient=p-17``) is decided like a read of
+those patients but is a search: the scopes must delegate ``s``, and the trail records a query.
 """
 
 from __future__ import annotations
@@ -43,16 +48,25 @@ from access.scopes import Context, Interaction
 from access.tokens import Principal
 from access.trail import BREAK_GLASS, DENY, PERMIT, READ, SEARCH, Access, AccessTrail, Agent
 
-DataClass = Literal["vital-signs", "readings", "proofs", "access-log"]
+DataClass = Literal[
+    "vital-signs", "readings", "proofs", "access-log", "patient", "devices", "consents"
+]
 READINGS, PROOFS, ACCESS_LOG = "readings", "proofs", "access-log"
-DATA_CLASSES: tuple[DataClass, ...] = ("vital-signs", "readings", "proofs", "access-log")
+PATIENT_RECORD, DEVICES, CONSENTS = "patient", "devices", "consents"
+DATA_CLASSES: tuple[DataClass, ...] = (
+    "vital-signs", "readings", "proofs", "access-log", "patient", "devices", "consents"
+)  # fmt: skip
 # The FHIR resource type each data class is served as, for the scope check.
 RESOURCE: Mapping[str, str] = {
     VITAL_SIGNS: "Observation",
     READINGS: "Observation",
     PROOFS: "Provenance",
     ACCESS_LOG: "AuditEvent",  # who read the patient's data: no consent grants it to an app
+    PATIENT_RECORD: "Patient",  # the patient and the devices their vital signs reference:
+    DEVICES: "Device",  # a grant of vital signs shares these too
+    CONSENTS: "Consent",  # the patient's consents: no consent grants them to an app
 }
+OWN_ONLY = frozenset({ACCESS_LOG, CONSENTS})  # data classes no consent grants
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"
 
 CLINICIAN, PATIENT, ADMIN, APP = "clinician", "patient", "admin", "app"
@@ -112,15 +126,16 @@ class AccessRequest:
     codes: tuple[str, ...] = ()  # LOINC codes the response holds, when known before reading
     purpose: str | None = None  # None: the token's, else the role's default
     break_glass: str | None = None
+    search: bool = False  # a search naming its patients (FHIR ``Observation?patient=``)
 
     @property
     def interaction(self) -> str:
-        return SEARCH if self.patients is None else READ
+        return SEARCH if self.patients is None or self.search else READ
 
     def consent_classes(self) -> tuple[str, ...]:
         """What a consent must cover for this response, and what the trail records."""
-        if self.data_class == ACCESS_LOG:
-            return (ACCESS_LOG,)
+        if self.data_class in OWN_ONLY:
+            return (self.data_class,)
         if not self.codes:
             return (VITAL_SIGNS,)
         return tuple(sorted({VITAL_SIGNS if c in VITAL_SIGN_CODES else c for c in self.codes}))
@@ -309,21 +324,23 @@ class Policy:
             relied.extend(consents)
         if not refused and request.patients:
             return Decision(
-                True, rule.basis, rule.role, READ, asked, data, purposes, tuple(relied),
-                granted=granted,
+                True, rule.basis, rule.role, request.interaction, asked, data, purposes,
+                tuple(relied), granted=granted,
             )  # fmt: skip
         reason = (request.break_glass or "").strip()
         if rule.break_glass and reason:
             if not is_text(reason):
                 return deny(BAD_BREAK_GLASS, rule.role, purposes)
             urgent = purposes if request.purpose else (EMERGENCY_PURPOSE,)
-            return Decision(True, BREAK_GLASS, rule.role, READ, asked, data, urgent, (), reason)
+            return Decision(
+                True, BREAK_GLASS, rule.role, request.interaction, asked, data, urgent, (), reason
+            )
         return deny(rule.refusal, rule.role, purposes)
 
     @staticmethod
     def _delegated(principal: Principal, rule: Rule, request: AccessRequest) -> tuple[Context, ...]:
         """The scope contexts of the rule in which the token's scopes delegate this request."""
-        letter: Interaction = "s" if request.patients is None else "r"
+        letter: Interaction = "s" if request.interaction == SEARCH else "r"
         resource = RESOURCE[request.data_class]
         facts = {"category": CATEGORY} if resource == "Observation" else {}
         return tuple(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -19,11 +20,15 @@ from dashboards.api import router
 from dashboards.auth_routes import WebAuth, add_auth
 from dashboards.consent_routes import consent_router
 from dashboards.docs_page import add_offline_docs
+from dashboards.fhir_answers import add_fhir_errors
+from dashboards.fhir_routes import follow_ledger
+from dashboards.fhir_routes import router as fhir_router
 from dashboards.fhir_subscription_routes import SubscriptionSetup, add_subscriptions
 from dashboards.method_not_allowed import allow_every_method
 from dashboards.reads import Readers, ReadMetrics, ReadPool
 from dashboards.route_rules import Public, access, declare_path, document_rules
 from devices.registry import DeviceRegistry
+from fhirserver.index import IndexReader, ObservationIndex
 from ingest.store import TimeSeriesStore
 from ledger.ledger import LedgerReader
 
@@ -36,11 +41,14 @@ class DataSources:
     store: Callable[[], TimeSeriesStore]
     registry: Callable[[], DeviceRegistry]
     access: AccessServices  # token check, policy, trail: closed with the app
+    fhir_index: Path  # the FHIR observation index's file (fhirserver.index), built as it goes
+    token_endpoint: str | None = None  # where apps get tokens (the FHIR CapabilityStatement)
     metrics: CollectorRegistry | None = None
     proof_cosignatures: int = 0  # witness cosignatures a served proof bundle carries, at least
     read_threads: int = 2  # threads running the API's reads, each with its own connections
     max_pending_reads: int = 64  # reads running or queued; past this, 503
     read_nice: int = 10  # the read threads' niceness above the process's (Linux); 0: none
+    fhir_index_follow_s: float = 2.0  # how often the FHIR index follows the ledger; 0: never
     auth: WebAuth | None = None  # sign-in and the embedded issuer's endpoints; None: neither
     subscriptions: SubscriptionSetup | None = None  # FHIR subscriptions; None: not offered
 
@@ -52,8 +60,10 @@ class DataSources:
             store = self.store()
             opened.callback(store.close)
             registry = self.registry()
+            opened.callback(registry.close)
+            observations = IndexReader(self.fhir_index)
             opened.pop_all()
-        return Readers(ledger, store, registry)
+        return Readers(ledger, store, registry, observations)
 
 
 def create_app(sources: DataSources) -> FastAPI:
@@ -68,16 +78,28 @@ def create_app(sources: DataSources) -> FastAPI:
             nice=sources.read_nice,
         )
         app.state.reads = reads
+        app.state.fhir_index = await asyncio.to_thread(ObservationIndex, sources.fhir_index)
+        app.state.token_endpoint = sources.token_endpoint
         app.state.access = sources.access
         app.state.consent_services = sources.access.consent
         app.state.access_metrics = AccessMetrics(api_metrics)
         app.state.metrics = [r for r in (sources.metrics, api_metrics) if r is not None]
         app.state.proof_cosignatures = sources.proof_cosignatures
+        following = None
         try:
             await reads.run(lambda _: None)  # the data is there to read: fail at start, not later
+            if sources.fhir_index_follow_s > 0:
+                following = asyncio.create_task(
+                    follow_ledger(reads, app.state.fhir_index, sources.fhir_index_follow_s)
+                )
             yield
         finally:
+            if following is not None:
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await following
             await asyncio.to_thread(reads.close)
+            app.state.fhir_index.close()
             sources.access.close()
 
     app = FastAPI(
@@ -92,6 +114,7 @@ def create_app(sources: DataSources) -> FastAPI:
     app.include_router(router)
     app.include_router(access_log_router)
     app.include_router(consent_router(caller))
+    app.include_router(fhir_router)
     if sources.subscriptions is not None:  # its engine starts and stops with the app
         add_subscriptions(app, sources.subscriptions)
     static = Path(__file__).parent / "static"
@@ -101,6 +124,7 @@ def create_app(sources: DataSources) -> FastAPI:
         declare_path(app, path, Public())  # assets and the API's description: no patient data
     document_rules(app)
     allow_every_method(app)
+    add_fhir_errors(app)  # after the handlers it wraps
     add_auth(app, sources)
 
     @app.get("/", include_in_schema=False)

@@ -29,6 +29,7 @@ from fastapi import HTTPException
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from devices.registry import DeviceRegistry
+from fhirserver.index import IndexReader
 from ingest.store import TimeSeriesStore
 from ledger.ledger import LedgerReader
 
@@ -48,10 +49,11 @@ class Readers:
     ledger: LedgerReader
     store: TimeSeriesStore
     registry: DeviceRegistry
+    observations: IndexReader  # the FHIR observation index (fhirserver.index)
 
     def close(self) -> None:
         part: _Closeable
-        for part in (self.ledger, self.store, self.registry):
+        for part in (self.ledger, self.store, self.registry, self.observations):
             try:
                 part.close()
             except Exception as exc:  # closing the rest matters more

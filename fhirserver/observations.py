@@ -55,23 +55,41 @@ def parse_observation_id(text: str) -> tuple[int, str]:
     return int(index), code
 
 
+def repeat_of(observation_id: str) -> int:
+    """The repeat an id names (``e123-8867-4.1``: 1; none: 0); the id parses already."""
+    head, dot, repeat = observation_id.rpartition(".")
+    return int(repeat) if dot and "-" in head else 0
+
+
 def observations_of(
     reading: Reading, entry_index: int, patient_id: str, logged_at_ms: int
 ) -> list[dict[str, Any]]:
     """One FHIR R4 Observation per vital of the reading recorded at ``entry_index`` (blood
     pressure as one panel), in the order of their first sample."""
-    seen: dict[str, int] = {}
-    observations = []
-    for kind, samples in _groups(reading.samples):
-        repeat = seen.get(kind.code, 0)
-        seen[kind.code] = repeat + 1
-        observations.append(
-            _observation(kind, samples, reading, entry_index, repeat, patient_id, logged_at_ms)
-        )
-    return observations
+    return [
+        _observation(kind, samples, reading, entry_index, repeat, patient_id, logged_at_ms)
+        for kind, samples, repeat in _parts(reading)
+    ]
+
+
+def observation_keys(reading: Reading) -> list[tuple[str, int, int]]:
+    """``(code, repeat, effective time ms)`` of each Observation :func:`observations_of` makes
+    of a reading, in the same order, without making them (what the search index keeps)."""
+    return [(kind.code, repeat, _time(samples)) for kind, samples, repeat in _parts(reading)]
 
 
 Group = tuple[Kind, list[Sample | None]]
+
+
+def _parts(reading: Reading) -> list[tuple[Kind, list[Sample | None], int]]:
+    """Each Observation's kind, samples and repeat number (the how-many-th of its code)."""
+    seen: dict[str, int] = {}
+    parts = []
+    for kind, samples in _groups(reading.samples):
+        repeat = seen.get(kind.code, 0)
+        seen[kind.code] = repeat + 1
+        parts.append((kind, samples, repeat))
+    return parts
 
 
 def _groups(samples: tuple[Sample, ...]) -> list[Group]:

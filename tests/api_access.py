@@ -80,8 +80,8 @@ class Tokens:
         return bearer(self.user(name, role, patient_id))
 
     def app(self, client_id: str, scope: str = APP_SCOPES, registered: str = APP_SCOPES) -> str:
-        """An app's token the SMART Backend Services way (registered on first use, with the
-        ``registered`` scopes)."""
+        """An app's token the SMART Backend Services way (registered on first use, allowed
+        the ``registered`` scopes)."""
         key = self._app_keys.get(client_id)
         if key is None:
             key = ECKey.generate_key("P-384", private=True, parameters={"kid": "k1"})

@@ -51,6 +51,17 @@ def test_the_read_sides_decoders_are_fed_too() -> None:
             assert stats.accepted == 1, (target.name, seed[:40])
 
 
+def test_the_fhir_apis_decoders_are_fed_too() -> None:
+    fhir = {"FHIR search", "paging cursor", "observation id"}
+    found = [t for t in targets() if t.name in fhir]
+    assert {t.name for t in found} == fhir
+    for target in found:  # every seed is valid
+        for seed in target.seeds:
+            stats = DecoderStats()
+            assert run_one(target, seed, stats) is None
+            assert stats.accepted == 1, (target.name, seed[:40])
+
+
 def test_a_re_signed_hostile_token_reaches_the_claim_checks() -> None:
     """Half of the structured JWT edits are signed with the issuer's key, so the token check
     refuses them for their claims, not only for a broken signature."""

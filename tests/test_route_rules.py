@@ -18,6 +18,8 @@ from starlette.websockets import WebSocketDisconnect
 from dashboards.access_deps import GATES
 from dashboards.app import create_app
 from dashboards.auth_routes import PUBLIC_ROUTES
+from dashboards.fhir_answers import OUTCOME_SCHEMA
+from dashboards.fhir_gates import FHIR_GATES
 from dashboards.route_rules import (
     Admin,
     Authenticated,
@@ -29,6 +31,7 @@ from dashboards.route_rules import (
     rule_of,
     undeclared,
 )
+from fhirserver.capability import DECLARED
 from tests.populated import populate
 from vitaltrail.runtime import data_sources
 from vitaltrail.settings import Settings
@@ -38,6 +41,7 @@ PUBLIC = (
     {"/", "/healthz", "/api/v1/checkpoint", "/static", "/docs", "/openapi.json"}
     | {path for _, path in PUBLIC_ROUTES}  # sign-in, the token endpoint, discovery
     | {"/me"}  # the patient's page itself; its data comes from authenticated routes
+    | {"/fhir/metadata"}  # the CapabilityStatement
 )
 PATIENT_DATA = {
     "/api/v1/patients",
@@ -49,7 +53,7 @@ PATIENT_DATA = {
     "/api/v1/patients/{patient_id}/access-log",
     "/api/v1/patients/{patient_id}/access-log/fhir",
     "/fhir/Subscription/{sub_id}/$events",
-}
+} | {"/fhir" + d.path for d in DECLARED}
 WEBSOCKETS = {"/fhir/ws"}  # bound by a token from $get-ws-binding-token (BindingToken)
 
 
@@ -95,7 +99,7 @@ def test_every_patient_data_route_takes_a_gate(app: FastAPI) -> None:
     for route in every_route(app.routes):
         if isinstance(route, APIRoute) and isinstance(rule_of(route, app), PatientData):
             calls = {d.call for d in _walk(route.dependant)}
-            assert calls & set(GATES), route.path
+            assert calls & {*GATES, *FHIR_GATES}, route.path
 
 
 def test_without_a_token_only_public_routes_answer(app: FastAPI) -> None:
@@ -104,8 +108,9 @@ def test_without_a_token_only_public_routes_answer(app: FastAPI) -> None:
             if not isinstance(route, APIRoute):
                 continue
             path = route.path.format(
-                patient_id="patient-0", code="8867-4", index="1", height="0", sub_id="s1"
-            )
+                patient_id="patient-0", code="8867-4", index="1", height="0", sub_id="s1",
+                observation_id="e1-8867-4", provenance_id="pe1-8867-4", device_id="patient-0-band",
+            )  # fmt: skip
             methods = route.methods or {"GET"}
             method = "GET" if "GET" in methods else sorted(methods)[0]
             response = client.request(method, path, params={"old": 1, "new": 1})
@@ -173,6 +178,10 @@ def test_the_openapi_document_declares_the_refusals_of_each_rule(app: FastAPI) -
             assert {"401", "503"} <= statuses, route
             if isinstance(rule, PatientData):
                 assert "403" in statuses, route
+            if getattr(route, "path", "").startswith("/fhir/"):  # FHIR: OperationOutcome
+                unauthenticated = operation["responses"]["401"]["content"]["application/fhir+json"]
+                assert unauthenticated["schema"] == OUTCOME_SCHEMA
+                continue
             unauthenticated = operation["responses"]["401"]["content"]["application/json"]
             assert unauthenticated["schema"] == {"$ref": "#/components/schemas/ErrorOut"}
     assert checked >= 15

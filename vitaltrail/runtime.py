@@ -176,11 +176,16 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
         store=lambda: open_store(settings, read_only=True),
         registry=lambda: DeviceRegistry(settings.registry_path),
         access=access_services(settings),
+        fhir_index=settings.fhir_index_path,
+        token_endpoint=issuer_config(settings).token_endpoint
+        if settings.trust_embedded_issuer
+        else None,
         metrics=metrics.registry if metrics else None,
         proof_cosignatures=settings.witness_quorum,
         read_threads=settings.api_read_threads,
         max_pending_reads=settings.api_max_pending_reads,
         read_nice=settings.api_read_nice,
+        fhir_index_follow_s=settings.fhir_index_follow_s,
         auth=web_auth(settings),
         subscriptions=subscription_setup(settings),
     )

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     api_read_threads: int = 2
     api_max_pending_reads: int = 64
     api_read_nice: int = 10  # the read threads yield the CPU to ingest (Linux); 0: they do not
+    # The FHIR observation index follows the ledger this often, so that a search finds it
+    # nearly current (each search catches it up the rest of the way); 0: only on searches.
+    fhir_index_follow_s: float = 2.0
     # Sign-in and the embedded issuer's endpoints (dashboards/auth_routes.py). public_url is
     # where browsers and apps reach this API (the issuer's iss, its token endpoint's aud);
     # unset: http://<http_host>:<http_port>. Proxies whose X-Forwarded-Proto/-For are believed
@@ -175,6 +178,12 @@ class Settings(BaseSettings):
         """Consents, patient keys and access events, durable before data leaves; the ingestor
         copies them into the ledger (access/journal.py)."""
         return self.access_journal_file or self.data_dir / JOURNAL_FILE
+
+    @property
+    def fhir_index_path(self) -> Path:
+        """The FHIR observation index (fhirserver/index.py): derived from the ledger, caught
+        up before each search; safe to delete (it is built again)."""
+        return self.data_dir / "fhir-index.db"
 
     @property
     def fhir_subscriptions_path(self) -> Path:

@@ -1,5 +1,6 @@
 """The decoders `vitaltrail bench fuzz` feeds, and a valid encoding of each to start from
-(the read side's are in :mod:`vitaltrail.bench.fuzz_access`).
+(the read side's are in :mod:`vitaltrail.bench.fuzz_access`, the FHIR API's in
+:mod:`vitaltrail.bench.fuzz_fhir`).
 
 Every decoder that takes outside bytes is a :class:`Target`: the function a caller runs on
 the bytes, the one error type it documents, and seeds (valid encodings made here with real
@@ -225,10 +226,11 @@ def _submission(data: bytes) -> object:
 
 def targets() -> list[Target]:
     from vitaltrail.bench.fuzz_access import access_targets  # it builds on this corpus
+    from vitaltrail.bench.fuzz_fhir import fhir_targets  # and this on its Target
 
     c = corpus()
     verifier = c.ledger_key.verifier
-    return [*_ledger_targets(c, verifier), *access_targets()]
+    return [*_ledger_targets(c, verifier), *access_targets(), *fhir_targets()]
 
 
 def _ledger_targets(c: Corpus, verifier: NoteVerifier) -> list[Target]:
