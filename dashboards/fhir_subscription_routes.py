@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, WebSocket
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, WebSocket
+from fastapi.responses import Response
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -56,10 +56,21 @@ from dashboards.access_deps import (
     SubscriptionPatient,
     decide,
 )
+from dashboards.fhir_answers import (
+    FHIR_BASE,
+    OUTCOME_SCHEMA,
+    RESOURCE_SCHEMA,
+    RESPONSES,
+    FhirError,
+    FhirJSON,
+    FhirRoute,
+)
+from dashboards.fhir_routes import negotiated
 from dashboards.route_rules import Authenticated, BindingToken, PatientData, access
 from fhirserver.delivery_access import DeliveryAccess
+from fhirserver.index import ObservationIndex
+from fhirserver.media import FHIR_JSON
 from fhirserver.notifications import binding_token_parameters, notification_bundle, status_bundle
-from fhirserver.outcome import operation_outcome
 from fhirserver.subscription_engine import (
     EngineConfig,
     NewObservations,
@@ -69,7 +80,6 @@ from fhirserver.subscription_engine import (
 from fhirserver.subscription_store import StoredSubscription, SubscriptionStore, owner_key
 from fhirserver.subscriptions import (
     CONTENTS,
-    FHIR_JSON,
     SubscriptionError,
     SubscriptionLimits,
     parse_subscription,
@@ -81,6 +91,36 @@ log = logging.getLogger("vitaltrail.api.fhir.subscriptions")
 
 RESOURCE = "Subscription"
 MAX_EVENTS_PER_ANSWER = 100
+MAX_EVENT_NUMBER = 2**62
+
+
+def _answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {FHIR_JSON: {"schema": schema}}}
+
+
+CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    201: _answer("the Subscription as stored (Location: its URL)", RESOURCE_SCHEMA),
+    400: _answer(
+        "a Subscription this server will not take (the reason code says why)", OUTCOME_SCHEMA
+    ),
+    413: _answer("a body over 16 KiB", OUTCOME_SCHEMA),
+    415: _answer("a body that is not FHIR JSON", OUTCOME_SCHEMA),
+    429: _answer("the caller's or the server's subscriptions are at their bound", OUTCOME_SCHEMA),
+}
+DELETE_RESPONSES: dict[int | str, dict[str, Any]] = {204: {"description": "deleted"}}
+SUBSCRIPTION_BODY = {
+    "required": True,
+    "description": "a topic-based Subscription (the R5 Backport IG's profile on R4)",
+    "content": {
+        FHIR_JSON: {
+            "schema": {
+                "type": "object",
+                "required": ["resourceType", "status", "criteria", "channel"],
+                "properties": {"resourceType": {"type": "string", "enum": ["Subscription"]}},
+            }
+        }
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -90,7 +130,7 @@ class SubscriptionSetup:
 
     path: Path
     base_url: str
-    source: Callable[[], NewObservations]  # opened on the engine's thread
+    source: Callable[[ObservationIndex], NewObservations]  # opened on the engine's thread
     limits: SubscriptionLimits = field(default_factory=SubscriptionLimits)
     engine: EngineConfig = field(default_factory=EngineConfig)
     per_owner: int = 10
@@ -113,35 +153,18 @@ class SubscriptionServices:
     engine: SubscriptionEngine
 
 
-class FhirResponse(JSONResponse):
-    media_type = FHIR_JSON
-
-
-class Outcome(HTTPException):
-    """A refusal answered as an OperationOutcome."""
-
-    def __init__(
-        self, status: int, issue: str, reason: str, text: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(status, text, headers)
-        self.issue = issue
-        self.reason = reason
-
-    def response(self) -> FhirResponse:
-        body = operation_outcome("error", self.issue, str(self.detail), reason=self.reason)
-        return FhirResponse(body, self.status_code, headers=self.headers)
-
-
-async def _outcome(_: Request, refused: Exception) -> Response:
-    assert isinstance(refused, Outcome)
-    return refused.response()
+def _refused(
+    status: int, issue: str, reason: str, text: str, headers: dict[str, str] | None = None
+) -> FhirError:
+    return FhirError(status, text, code=issue, reason=reason, headers=headers)
 
 
 def add_subscriptions(app: FastAPI, setup: SubscriptionSetup) -> None:
-    """The routes of FHIR subscriptions, their refusals as OperationOutcome, and the engine
-    (started and stopped with the app)."""
-    app.include_router(subscription_router(setup))
-    app.add_exception_handler(Outcome, _outcome)
+    """The routes of FHIR subscriptions and the websocket; the engine starts and stops with
+    the app."""
+    rest, websocket = subscription_routers(setup)
+    app.include_router(rest)
+    app.include_router(websocket)
 
 
 def _services(request: Request) -> SubscriptionServices:
@@ -155,10 +178,10 @@ def _check_scope(request: Request, principal: Principal, interaction: Interactio
     access_services: AccessServices = request.app.state.access
     rule = access_services.policy.rule_for(principal)
     if rule is None:
-        raise Outcome(403, "forbidden", "no-role", "this role has no patient data to subscribe to")
+        raise _refused(403, "forbidden", "no-role", "this role has no patient data to subscribe to")
     if not any(principal.scopes.permits(c, RESOURCE, interaction) for c in rule.contexts):
         wanted = f"{rule.contexts[0]}/{RESOURCE}.{interaction}"
-        raise Outcome(
+        raise _refused(
             403, "forbidden", INSUFFICIENT_SCOPE, f"needs the scope {wanted}",
             {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{wanted}"'},
         )  # fmt: skip
@@ -171,10 +194,21 @@ async def _owned(
     _check_scope(request, principal, interaction)
     sub = await run_in_threadpool(_services(request).store.get, sub_id)
     if sub is None or not sub.owned_by(principal):
-        raise Outcome(
+        raise _refused(
             404, "not-found", "no-such-subscription", f"no Subscription/{sub_id} of yours"
         )
     return sub
+
+
+def _event_number(text: str | None, default: int) -> int:
+    """An event number of ``$events`` (a string of digits, 1 to 2^62), or ``default``."""
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_EVENT_NUMBER:
+        raise _refused(
+            400, "value", "bad-event-number", f"an event number is from 1 to {MAX_EVENT_NUMBER}"
+        )
+    return int(text)
 
 
 def _resource(services: SubscriptionServices, sub: StoredSubscription) -> dict[str, Any]:
@@ -185,18 +219,18 @@ async def _body(request: Request, limit: int) -> object:
     """The JSON body, at most ``limit`` bytes, of a FHIR JSON content type."""
     media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media not in (FHIR_JSON, "application/json"):
-        raise Outcome(415, "not-supported", "unsupported-media-type", f"send {FHIR_JSON}")
+        raise _refused(415, "not-supported", "unsupported-media-type", f"send {FHIR_JSON}")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise Outcome(
+            raise _refused(
                 413, "too-long", "body-too-large", f"a Subscription is at most {limit} bytes"
             )
     try:
         return json.loads(body)
     except (ValueError, RecursionError):
-        raise Outcome(400, "structure", "malformed", "the body is not JSON") from None
+        raise _refused(400, "structure", "malformed", "the body is not JSON") from None
 
 
 class EngineCollector(Collector):
@@ -218,8 +252,9 @@ class EngineCollector(Collector):
             )
 
 
-def subscription_router(setup: SubscriptionSetup) -> APIRouter:
-    """The routes, and the engine's lifespan (started with the app, stopped with it)."""
+def subscription_routers(setup: SubscriptionSetup) -> tuple[APIRouter, APIRouter]:
+    """The REST routes (FHIR JSON, refusals as OperationOutcome, the engine's lifespan) and the
+    websocket's (apart: a websocket takes none of the REST routes' dependencies)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -236,9 +271,11 @@ def subscription_router(setup: SubscriptionSetup) -> APIRouter:
         store = SubscriptionStore(setup.path, keep_events=setup.keep_events)
         judge = DeliveryAccess(access_services.policy, access_services.trail, disabled=disabled)
         tokens = BindingTokens(setup.binding_ttl_s)
+        index = app.state.fhir_index  # the process's observation index (dashboards.app)
         engine = SubscriptionEngine(
-            store, setup.source, judge, setup.base_url, tokens=tokens, config=setup.engine
-        )
+            store, lambda: setup.source(index), judge, setup.base_url, tokens=tokens,
+            config=setup.engine,
+        )  # fmt: skip
         app.state.subscriptions = SubscriptionServices(setup, store, engine)
         metrics = CollectorRegistry()
         metrics.register(EngineCollector(engine))
@@ -259,9 +296,23 @@ def subscription_router(setup: SubscriptionSetup) -> APIRouter:
             await engine.close()
             store.close()
 
-    router = APIRouter(prefix="/fhir", tags=["fhir"], lifespan=lifespan)
+    router = APIRouter(
+        prefix=FHIR_BASE,
+        tags=["fhir"],
+        route_class=FhirRoute,
+        dependencies=[Depends(negotiated)],
+        default_response_class=FhirJSON,
+        responses=RESPONSES,
+        lifespan=lifespan,
+    )
+    websockets = APIRouter(prefix=FHIR_BASE, tags=["fhir"])
 
-    @router.post("/Subscription", status_code=201, response_class=FhirResponse)
+    @router.post(
+        "/Subscription",
+        status_code=201,
+        responses=CREATE_RESPONSES,
+        openapi_extra={"requestBody": SUBSCRIPTION_BODY},
+    )
     @access(Authenticated())
     async def create(request: Request, principal: Caller) -> Response:
         """Create a topic-based Subscription (R5 Backport IG on R4)."""
@@ -272,17 +323,9 @@ def subscription_router(setup: SubscriptionSetup) -> APIRouter:
         try:
             spec = parse_subscription(doc, setup.base_url, now_ms, setup.limits)
         except SubscriptionError as exc:
-            raise Outcome(400, exc.issue, exc.reason, str(exc)) from None
-        try:
-            await decide(request, principal, AccessRequest(spec.topic.data_class, (spec.patient,)))
-        except HTTPException as refused:  # decided and recorded (403), or not recordable (503)
-            forbidden = refused.status_code == 403
-            raise Outcome(
-                refused.status_code, "forbidden" if forbidden else "transient",
-                str(refused.detail).removeprefix("access refused: ")
-                if forbidden else "trail-unavailable",
-                str(refused.detail), dict(refused.headers or {}),
-            ) from None  # fmt: skip
+            raise _refused(400, exc.issue, exc.reason, str(exc)) from None
+        # decided and recorded: a refusal is a 403 (503 if the trail cannot record it)
+        await decide(request, principal, AccessRequest(spec.topic.data_class, (spec.patient,)))
         start = await services.engine.head()
         try:
             sub = await run_in_threadpool(
@@ -290,20 +333,20 @@ def subscription_router(setup: SubscriptionSetup) -> APIRouter:
                 per_owner=setup.per_owner, total=setup.total,
             )  # fmt: skip
         except SubscriptionError as exc:
-            raise Outcome(429, exc.issue, exc.reason, str(exc)) from None
+            raise _refused(429, exc.issue, exc.reason, str(exc)) from None
         log.info("subscription %s created (%s)", sub.id, spec.channel)
-        return FhirResponse(
+        return FhirJSON(
             _resource(services, sub), 201, headers={"Location": f"/fhir/Subscription/{sub.id}"}
         )
 
-    @router.get("/Subscription", response_class=FhirResponse)
+    @router.get("/Subscription")
     @access(Authenticated())
     async def search(request: Request, principal: Caller) -> Response:
         """One's own subscriptions (a searchset)."""
         _check_scope(request, principal, "s")
         services = _services(request)
         subs = await run_in_threadpool(services.store.of_owner, principal)
-        return FhirResponse(
+        return FhirJSON(
             {
                 "resourceType": "Bundle",
                 "type": "searchset",
@@ -319,14 +362,14 @@ def subscription_router(setup: SubscriptionSetup) -> APIRouter:
             }
         )
 
-    @router.get("/Subscription/{sub_id}", response_class=FhirResponse)
+    @router.get("/Subscription/{sub_id}")
     @access(Authenticated())
     async def read(request: Request, principal: Caller, sub_id: SubscriptionId) -> Response:
         """One of one's subscriptions (header values are not shown again)."""
         sub = await _owned(request, principal, sub_id, "r")
-        return FhirResponse(_resource(_services(request), sub))
+        return FhirJSON(_resource(_services(request), sub))
 
-    @router.delete("/Subscription/{sub_id}", status_code=204)
+    @router.delete("/Subscription/{sub_id}", status_code=204, responses=DELETE_RESPONSES)
     @access(Authenticated())
     async def delete(request: Request, principal: Caller, sub_id: SubscriptionId) -> Response:
         """Delete one of one's subscriptions: nothing more is sent for it."""
@@ -334,44 +377,44 @@ def subscription_router(setup: SubscriptionSetup) -> APIRouter:
         await run_in_threadpool(_services(request).store.delete, sub_id)
         return Response(status_code=204)
 
-    @router.get("/Subscription/{sub_id}/$status", response_class=FhirResponse)
+    @router.get("/Subscription/{sub_id}/$status")
     @access(Authenticated())
     async def status_of(request: Request, principal: Caller, sub_id: SubscriptionId) -> Response:
         """One subscription's status: why it is in error, how many events it has had."""
         sub = await _owned(request, principal, sub_id, "r")
-        return FhirResponse(status_bundle([sub], setup.base_url))
+        return FhirJSON(status_bundle([sub], setup.base_url))
 
-    @router.get("/Subscription/{sub_id}/$events", response_class=FhirResponse)
+    @router.get("/Subscription/{sub_id}/$events")
     @access(PatientData("vital-signs"))
     async def events(
         request: Request,
         principal: Caller,
         sub_id: SubscriptionId,
         decision: SubscriptionPatient,
-        since: Annotated[int | None, Query(alias="eventsSinceNumber", ge=1, le=2**62)] = None,
-        until: Annotated[int | None, Query(alias="eventsUntilNumber", ge=1, le=2**62)] = None,
+        since: Annotated[str | None, Query(alias="eventsSinceNumber", max_length=20)] = None,
+        until: Annotated[str | None, Query(alias="eventsUntilNumber", max_length=20)] = None,
         content: Annotated[str | None, Query(max_length=16)] = None,
     ) -> Response:
         """Events of one's subscription still kept (at most 100 an answer), as a
-        ``query-event`` notification: how a client catches up on what it missed."""
+        ``query-event`` notification: how a client catches up on what it missed. The event
+        numbers are strings, as the IG's operation defines them."""
         sub = await _owned(request, principal, sub_id, "r")
         if content is not None and content not in CONTENTS:
-            raise Outcome(
+            raise _refused(
                 400, "code-invalid", "bad-content", "content is empty, id-only or full-resource"
             )
+        first, last = _event_number(since, 1), _event_number(until, MAX_EVENT_NUMBER)
         store = _services(request).store
-        kept = await run_in_threadpool(
-            store.events, sub_id, (since or 1) - 1, MAX_EVENTS_PER_ANSWER, until
-        )
+        kept = await run_in_threadpool(store.events, sub_id, first - 1, MAX_EVENTS_PER_ANSWER, last)
         shown = [e for e in kept if all(decision.shows(c) for c in codes_of([e]))]
         bundle = notification_bundle(
             sub, "query-event", setup.base_url, _services(request).engine.now_ms(), shown,
             content=content,
         )  # fmt: skip
-        return FhirResponse(bundle)
+        return FhirJSON(bundle)
 
-    @router.post("/Subscription/{sub_id}/$get-ws-binding-token", response_class=FhirResponse)
-    @router.get("/Subscription/{sub_id}/$get-ws-binding-token", response_class=FhirResponse)
+    @router.post("/Subscription/{sub_id}/$get-ws-binding-token")
+    @router.get("/Subscription/{sub_id}/$get-ws-binding-token")
     @access(Authenticated())
     async def binding_token(
         request: Request, principal: Caller, sub_id: SubscriptionId
@@ -379,22 +422,22 @@ def subscription_router(setup: SubscriptionSetup) -> APIRouter:
         """A short-lived token that binds a websocket to this subscription."""
         sub = await _owned(request, principal, sub_id, "r")
         if sub.spec.channel != "websocket":
-            raise Outcome(
+            raise _refused(
                 400, "business-rule", "not-a-websocket", "this subscription is a rest-hook"
             )
         try:
             token, grant = _services(request).engine.tokens.issue(owner_key(principal), (sub.id,))
         except TooManyTokens as exc:
-            raise Outcome(
+            raise _refused(
                 503, "transient", "too-many-tokens", str(exc), {"Retry-After": "5"}
             ) from None
-        return FhirResponse(
+        return FhirJSON(
             binding_token_parameters(
                 token, grant.expires_ms, grant.subscriptions, setup.websocket_url
             )
         )
 
-    @router.websocket("/ws")
+    @websockets.websocket("/ws")
     @access(BindingToken())
     async def websocket(socket: WebSocket) -> None:
         """Notifications of the subscriptions a ``bind-with-token <token>`` message binds."""
@@ -403,4 +446,4 @@ def subscription_router(setup: SubscriptionSetup) -> APIRouter:
         with suppress(WebSocketDisconnect):
             await engine.serve_websocket(socket)
 
-    return router
+    return router, websockets

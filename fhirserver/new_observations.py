@@ -1,62 +1,50 @@
 """New Observations, as the subscription engine follows the ledger.
 
-The engine asks for the Observations of the entries from a position on
-(``fhirserver.subscription_engine.NewObservations``); this reads them from the ledger - the
-record, whatever store the deployment uses - and makes them with ``observations_of``, as a
-FHIR read makes them, so a notification's Observation is the one ``GET`` returns. A reading's
-patient is the one its device's key is registered to (the registry: the same answer the API's
-reading routes give), looked up by the key id that signed it.
+The engine asks for the Observations of some patients in the entries from a position on
+(``fhirserver.subscription_engine.NewObservations``). The FHIR observation index
+(``fhirserver.index``) already follows the ledger and knows each reading's patient (its key's
+registration, earlier in the log); this catches it up, asks it which Observations of those
+patients the entries hold (``IndexReader.logged``) and makes them from the signed messages in
+the ledger (``fhirserver.ledger_reads``), exactly as ``GET /fhir/Observation/{id}`` makes them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from devices.cose import parse_sign1
-from devices.errors import ReadingError
-from devices.reading import decode_reading
-from devices.registry import DeviceRegistry
-from fhirserver.observations import observations_of
+from fhirserver.index import IndexReader, ObservationIndex
+from fhirserver.ledger_reads import recorded_observations
 from fhirserver.subscription_engine import NewObservation, ObservationBatch
-from ledger.entries import EntryKind, LedgerEntry
 from ledger.ledger import LedgerReader
 
 
-class LedgerObservations:
-    """``NewObservations`` over a ledger and the device registry (one thread's connections)."""
+class IndexedObservations:
+    """``NewObservations`` over the process's observation index (its writer is shared) and
+    this thread's own index reader and ledger reader."""
 
-    def __init__(self, ledger: Path | str, registry: Path) -> None:
+    def __init__(self, index: ObservationIndex, ledger: Path | str) -> None:
+        self._index = index
+        self._reader = IndexReader(index.path)
         self._ledger = LedgerReader(ledger)
-        self._registry = DeviceRegistry(registry)
 
     def head(self) -> int:
-        return self._ledger.log.stored_size()
+        """The ledger's size, every entry below it indexed."""
+        return self._index.catch_up(self._ledger)
 
     def since(self, position: int, limit: int, patients: frozenset[str]) -> ObservationBatch:
         end = min(self.head(), position + limit)
-        found: list[NewObservation] = []
-        if not patients:  # nobody subscribed: nothing to read
-            return ObservationBatch(found, max(end, position))
-        for index, data in self._ledger.log.entries(position, end):
-            entry = LedgerEntry.decode(data)
-            if entry.kind is not EntryKind.READING:
-                continue
-            try:
-                message = parse_sign1(entry.body)
-                reading = decode_reading(message.payload)
-            except ReadingError:  # logged under older rules: the auditor reports it
-                continue
-            device = self._registry.by_kid(message.kid)
-            if device is None or device.patient_id not in patients:
-                continue
-            found.extend(
-                NewObservation(index, device.patient_id, resource)
-                for resource in observations_of(
-                    reading, index, device.patient_id, entry.logged_at_ms
-                )
-            )
-        return ObservationBatch(found, max(end, position))
+        if not patients or end <= position:  # nobody subscribed, or nothing new
+            return ObservationBatch([], max(end, position))
+        rows = self._reader.logged(position, end, sorted(patients))
+        made = recorded_observations(self._ledger, rows)
+        return ObservationBatch(
+            [
+                NewObservation(r.entry_index, row.patient_id, r.resource)
+                for row, r in zip(rows, made, strict=True)
+            ],
+            end,
+        )
 
     def close(self) -> None:
+        self._reader.close()
         self._ledger.close()
-        self._registry.close()

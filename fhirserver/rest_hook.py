@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import httpx2
 
-from fhirserver.subscriptions import FHIR_JSON
+from fhirserver.media import FHIR_JSON
 
 
 class RestHook:

@@ -26,6 +26,7 @@ from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from access.fields import is_text
+from fhirserver.media import FHIR_JSON
 from fhirserver.subscription_topics import FilterError, Topic, topic_of
 
 IG = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
@@ -37,7 +38,6 @@ TIMEOUT = IG + "backport-timeout"
 MAX_COUNT = IG + "backport-max-count"
 CHANNEL_TYPE = IG + "backport-channel-type"
 
-FHIR_JSON = "application/fhir+json"
 Channel = Literal["rest-hook", "websocket"]
 Content = Literal["empty", "id-only", "full-resource"]
 CHANNELS: tuple[Channel, ...] = ("rest-hook", "websocket")

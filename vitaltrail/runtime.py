@@ -23,7 +23,7 @@ from dashboards.app import DataSources, create_app
 from dashboards.consent_routes import ConsentServices
 from dashboards.fhir_subscription_routes import SubscriptionSetup
 from devices.registry import DeviceRegistry
-from fhirserver.new_observations import LedgerObservations
+from fhirserver.new_observations import IndexedObservations
 from fhirserver.subscription_engine import EngineConfig
 from fhirserver.subscriptions import SubscriptionLimits
 from ingest.access_copy import JournalSource
@@ -196,7 +196,7 @@ def subscription_setup(settings: Settings) -> SubscriptionSetup:
     return SubscriptionSetup(
         path=settings.fhir_subscriptions_path,
         base_url=settings.base_url,
-        source=lambda: LedgerObservations(settings.ledger_location, settings.registry_path),
+        source=lambda index: IndexedObservations(index, settings.ledger_location),
         limits=SubscriptionLimits(allow_http_loopback=settings.fhir_subscription_http_loopback),
         engine=EngineConfig(poll_s=settings.fhir_subscription_poll_s),
         per_owner=settings.fhir_subscriptions_per_principal,
