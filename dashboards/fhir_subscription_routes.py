@@ -65,7 +65,7 @@ from dashboards.fhir_answers import (
     FhirJSON,
     FhirRoute,
 )
-from dashboards.fhir_routes import negotiated
+from dashboards.fhir_routes import FHIR_CAPABILITIES, negotiated
 from dashboards.route_rules import Authenticated, BindingToken, PatientData, access
 from fhirserver.delivery_access import DeliveryAccess
 from fhirserver.index import ObservationIndex
@@ -82,6 +82,7 @@ from fhirserver.subscriptions import (
     CONTENTS,
     SubscriptionError,
     SubscriptionLimits,
+    capability_entry,
     parse_subscription,
     subscription_resource,
 )
@@ -286,6 +287,7 @@ def subscription_routers(setup: SubscriptionSetup) -> tuple[APIRouter, APIRouter
             return sub.spec.patient if sub is not None and sub.owned_by(principal) else None
 
         setattr(app.state, SUBSCRIPTION_PATIENT, patient_of)
+        setattr(app.state, FHIR_CAPABILITIES, [capability_entry(setup.base_url)])
         stop = asyncio.Event()
         timer = asyncio.create_task(engine.run(stop))
         try:

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from access.fields import is_text
 from fhirserver.media import FHIR_JSON
-from fhirserver.subscription_topics import FilterError, Topic, topic_of
+from fhirserver.subscription_topics import TOPICS, FilterError, Topic, topic_of
 
 IG = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
 SUBSCRIPTION_PROFILE = IG + "backport-subscription"
@@ -37,6 +37,12 @@ HEARTBEAT_PERIOD = IG + "backport-heartbeat-period"
 TIMEOUT = IG + "backport-timeout"
 MAX_COUNT = IG + "backport-max-count"
 CHANNEL_TYPE = IG + "backport-channel-type"
+TOPIC_CANONICAL = IG + "capabilitystatement-subscriptiontopic-canonical"
+OPERATIONS = {  # the IG's OperationDefinitions this server implements
+    "status": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status",
+    "events": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events",
+    "get-ws-binding-token": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-get-ws-binding-token",
+}
 
 Channel = Literal["rest-hook", "websocket"]
 Content = Literal["empty", "id-only", "full-resource"]
@@ -373,3 +379,17 @@ def subscription_resource(
     if error is not None:
         resource["error"] = error
     return resource
+
+
+def capability_entry(base_url: str) -> dict[str, Any]:
+    """Subscription in the CapabilityStatement: its interactions, the IG's operations, and the
+    topics offered (the IG's ``capabilitystatement-subscriptiontopic-canonical``)."""
+    return {
+        "extension": [{"url": TOPIC_CANONICAL, "valueCanonical": t.url(base_url)} for t in TOPICS],
+        "type": "Subscription",
+        "supportedProfile": [SUBSCRIPTION_PROFILE],
+        "interaction": [{"code": c} for c in ("create", "read", "delete", "search-type")],
+        "versioning": "no-version",
+        "readHistory": False,
+        "operation": [{"name": name, "definition": url} for name, url in OPERATIONS.items()],
+    }

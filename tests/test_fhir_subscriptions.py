@@ -13,6 +13,7 @@ import pytest
 
 from access.scopes import ScopeSet
 from access.tokens import Principal
+from fhirserver.capability import capability_statement
 from fhirserver.notifications import (
     NOTIFICATION_PROFILE,
     binding_token_parameters,
@@ -28,9 +29,11 @@ from fhirserver.subscription_store import (
 from fhirserver.subscription_topics import NEW_VITAL_SIGNS
 from fhirserver.subscriptions import (
     HEARTBEAT_PERIOD,
+    TOPIC_CANONICAL,
     SubscriptionError,
     SubscriptionLimits,
     SubscriptionSpec,
+    capability_entry,
     parse_subscription,
     subscription_resource,
 )
@@ -298,3 +301,13 @@ def test_the_store_keeps_the_last_events_and_its_cursor_across_a_restart(tmp_pat
     assert store.get(sub.id) is None
     assert store.events(sub.id, 0, 9) == []
     store.close()
+
+
+def test_the_capability_statement_names_the_topics_and_operations() -> None:
+    statement = capability_statement(f"{BASE}/fhir", None, "1", [capability_entry(BASE)])
+    validate(statement)
+    (entry,) = [r for r in statement["rest"][0]["resource"] if r["type"] == "Subscription"]
+    assert entry["extension"] == [
+        {"url": TOPIC_CANONICAL, "valueCanonical": f"{BASE}/fhir/SubscriptionTopic/new-vital-signs"}
+    ]
+    assert [o["name"] for o in entry["operation"]] == ["status", "events", "get-ws-binding-token"]

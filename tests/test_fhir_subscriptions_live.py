@@ -191,6 +191,9 @@ def test_a_rest_hook_gets_handshake_heartbeat_events_until_consent_is_withdrawn(
     assert created.headers["location"] == f"/fhir/Subscription/{sub['id']}"
     assert sub["status"] == "requested"
     assert sub["criteria"] == NEW_VITAL_SIGNS.url(live.base)
+    statement = live.http.get("/fhir/metadata").json()
+    (offered,) = [r for r in statement["rest"][0]["resource"] if r["type"] == "Subscription"]
+    assert offered["extension"][0]["valueCanonical"] == sub["criteria"]
 
     wait_for(lambda: len(live.receiver.of("handshake")) == 1, 5, "the handshake")
     _, headers, handshake = live.receiver.of("handshake")[0]
