@@ -33,6 +33,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, suppress
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -80,6 +81,7 @@ from fhirserver.subscription_engine import (
 from fhirserver.subscription_store import StoredSubscription, SubscriptionStore, owner_key
 from fhirserver.subscriptions import (
     CONTENTS,
+    Status,
     SubscriptionError,
     SubscriptionLimits,
     capability_entry,
@@ -96,14 +98,12 @@ MAX_EVENT_NUMBER = 2**62
 
 
 def _answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {FHIR_JSON: {"schema": schema}}}
+    """A response of the OpenAPI document (its own copy: FastAPI merges into these)."""
+    return {"description": description, "content": {FHIR_JSON: {"schema": deepcopy(schema)}}}
 
 
 CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     201: _answer("the Subscription as stored (Location: its URL)", RESOURCE_SCHEMA),
-    400: _answer(
-        "a Subscription this server will not take (the reason code says why)", OUTCOME_SCHEMA
-    ),
     413: _answer("a body over 16 KiB", OUTCOME_SCHEMA),
     415: _answer("a body that is not FHIR JSON", OUTCOME_SCHEMA),
     429: _answer("the caller's or the server's subscriptions are at their bound", OUTCOME_SCHEMA),
@@ -343,11 +343,19 @@ def subscription_routers(setup: SubscriptionSetup) -> tuple[APIRouter, APIRouter
 
     @router.get("/Subscription")
     @access(Authenticated())
-    async def search(request: Request, principal: Caller) -> Response:
-        """One's own subscriptions (a searchset)."""
+    async def search(
+        request: Request,
+        principal: Caller,
+        status: Annotated[list[Status] | None, Query(description="any of these")] = None,
+    ) -> Response:
+        """One's own subscriptions (a searchset), of a ``status`` if it is given."""
         _check_scope(request, principal, "s")
         services = _services(request)
-        subs = await run_in_threadpool(services.store.of_owner, principal)
+        subs = [
+            s
+            for s in await run_in_threadpool(services.store.of_owner, principal)
+            if not status or s.status in status
+        ]
         return FhirJSON(
             {
                 "resourceType": "Bundle",

@@ -46,6 +46,7 @@ VALID = {
     # FHIR subscriptions: the ward clinician's own (made by the fixture), $events' range (the
     # IG's event numbers are strings: refused as 400 OperationOutcome, tested there)
     "sub_id": "set-by-the-fixture",
+    "status": "active",
     "eventsSinceNumber": "1",
     "eventsUntilNumber": "2",
     "content": "id-only",

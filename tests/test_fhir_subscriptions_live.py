@@ -414,5 +414,8 @@ def test_a_subscription_is_its_owners_alone(live: Live, tmp_path: Path) -> None:
     validate(mine)
     assert [e["resource"]["id"] for e in mine["entry"]] == [sub_id]
     assert live.http.get("/fhir/Subscription", headers=bearer(eve)).json()["total"] == 0
+    for status, total in (("active", 1), ("error", 0)):
+        found = live.http.get("/fhir/Subscription", params={"status": status}, headers=bearer(dee))
+        assert found.json()["total"] == total
     assert live.http.delete(f"/fhir/Subscription/{sub_id}", headers=bearer(dee)).status_code == 204
     assert live.http.get(f"/fhir/Subscription/{sub_id}", headers=bearer(dee)).status_code == 404
