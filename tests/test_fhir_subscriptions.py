@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from access.scopes import ScopeSet
 from access.tokens import Principal
@@ -311,3 +313,63 @@ def test_the_capability_statement_names_the_topics_and_operations() -> None:
         {"url": TOPIC_CANONICAL, "valueCanonical": f"{BASE}/fhir/SubscriptionTopic/new-vital-signs"}
     ]
     assert [o["name"] for o in entry["operation"]] == ["status", "events", "get-ws-binding-token"]
+
+
+# --- hostile Subscriptions: a spec or a SubscriptionError, nothing else ---------------------
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40)
+json_values = (
+    scalars
+    | st.lists(scalars, max_size=4)
+    | st.dictionaries(st.text(max_size=12), scalars | st.lists(scalars, max_size=3), max_size=4)
+)
+VALID_DOC = subscription_doc(
+    "p-1",
+    heartbeat_s=60,
+    timeout_s=5,
+    max_count=3,
+    headers=["X-Token: t"],
+    end="2999-01-01T00:00:00Z",
+)
+
+
+def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [path]
+    children = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else ()
+    )
+    for key, child in children:
+        found += _paths(child, (*path, key))
+    return found
+
+
+def _replaced(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    copy = dict(doc) if isinstance(doc, dict) else list(doc)
+    copy[path[0]] = _replaced(doc[path[0]], path[1:], value)
+    return copy
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(_paths(VALID_DOC)), json_values)
+def test_a_hostile_subscription_is_refused_with_a_reason_or_taken_whole(
+    path: tuple[Any, ...], value: Any
+) -> None:
+    doc = _replaced(VALID_DOC, path, value)
+    outcome: SubscriptionSpec | SubscriptionError
+    try:
+        outcome = parse(doc)
+    except SubscriptionError as refused:
+        outcome = refused
+    if isinstance(outcome, SubscriptionError):
+        assert outcome.reason
+        assert str(outcome)
+        return
+    spec = outcome
+    assert spec.patient == "p-1" or path[:2] == ("_criteria", "extension")
+    validate(subscription_resource("s1", spec, "requested", None, BASE))
