@@ -39,6 +39,7 @@ from fhirserver.subscriptions import (
     parse_subscription,
     subscription_resource,
 )
+from tests.access_hostile import node_paths, replaced
 from tests.fhir_validation import check_vital_signs, validate
 from tests.stack import now_ms
 from tests.subscription_docs import BASE, HOOK, new_observations, subscription_doc
@@ -333,34 +334,12 @@ VALID_DOC = subscription_doc(
 )
 
 
-def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path]
-    children = (
-        node.items()
-        if isinstance(node, dict)
-        else enumerate(node)
-        if isinstance(node, list)
-        else ()
-    )
-    for key, child in children:
-        found += _paths(child, (*path, key))
-    return found
-
-
-def _replaced(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
-    if not path:
-        return value
-    copy = dict(doc) if isinstance(doc, dict) else list(doc)
-    copy[path[0]] = _replaced(doc[path[0]], path[1:], value)
-    return copy
-
-
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(_paths(VALID_DOC)), json_values)
+@given(st.sampled_from(list(node_paths(VALID_DOC))), json_values)
 def test_a_hostile_subscription_is_refused_with_a_reason_or_taken_whole(
     path: tuple[Any, ...], value: Any
 ) -> None:
-    doc = _replaced(VALID_DOC, path, value)
+    doc = replaced(VALID_DOC, path, value)
     outcome: SubscriptionSpec | SubscriptionError
     try:
         outcome = parse(doc)
