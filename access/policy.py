@@ -35,17 +35,18 @@ those patients but is a search: the scopes must delegate ``s``, and the trail re
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from access.consent import VITAL_SIGNS, ConsentStatement, Grantee
 from access.consent_state import VITAL_SIGN_CODES, covers
-from access.errors import UserDisabled
+from access.errors import ConsentRefused, UserDisabled
 from access.fields import is_code, is_patient_id, is_principal, is_purpose, is_text
 from access.scopes import Context, Interaction
 from access.tokens import Principal
-from access.trail import BREAK_GLASS, DENY, PERMIT, READ, SEARCH, Access, Agent
+from access.trail import BREAK_GLASS, DENY, PERMIT, READ, SEARCH, Access, AccessTrail, Agent
 
 DataClass = Literal[
     "vital-signs", "readings", "proofs", "access-log", "patient", "devices", "consents"
@@ -345,6 +346,33 @@ class Policy:
         return tuple(
             c for c in rule.contexts if principal.scopes.permits(c, resource, letter, facts)
         )
+
+
+def decide_and_record(
+    policy: Policy,
+    trail: AccessTrail,
+    principal: Principal,
+    request: AccessRequest,
+    route: str,
+    request_id: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Decision:
+    """Decide, and commit the decision to the trail before returning it: the one way a read of
+    patient data is judged, for a request (the API's gates) or a delivery (FHIR subscription
+    notifications). A consent withdrawn between the decision and its commit is decided once
+    more (then a refusal). :class:`~access.errors.JournalError`: nothing was recorded - the
+    caller must serve nothing."""
+    for attempt in (1, 2):
+        now = int(clock() * 1000)
+        decision = policy.decide(principal, request, now)
+        try:
+            trail.record(decision.access(principal, now, route, request_id))
+        except ConsentRefused:  # a consent withdrawn between decision and record
+            if attempt == 2:
+                raise
+            continue
+        return decision
+    raise AssertionError("unreachable")
 
 
 def _claimed_purpose(principal: Principal) -> str | None:

@@ -36,11 +36,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Path, Request
+from fastapi import Depends, Header, HTTPException, Path, Request, WebSocketException
 from prometheus_client import CollectorRegistry, Counter
+from starlette.requests import HTTPConnection
 
 from access.care_teams import CareTeamStore
-from access.errors import AccessRecordError, ConsentRefused, TokenError, UserDisabled
+from access.errors import AccessRecordError, TokenError, UserDisabled
 from access.fields import is_patient_id
 from access.journal import Journal
 from access.policy import (
@@ -48,6 +49,7 @@ from access.policy import (
     AccessRequest,
     Decision,
     Policy,
+    decide_and_record,
     disabled_user_access,
 )
 from access.scopes import Scope
@@ -57,7 +59,14 @@ from access.users import UserStore
 from dashboards.bundles import NoSuchReading, recorded_reading
 from dashboards.consent_routes import ConsentServices
 from dashboards.reads import Readers, ReadPool
-from dashboards.route_rules import Admin, Authenticated, PatientData, Public, rule_of
+from dashboards.route_rules import (
+    Admin,
+    Authenticated,
+    BindingToken,
+    PatientData,
+    Public,
+    rule_of,
+)
 from ingest.store import LatestVital
 
 log = logging.getLogger("vitaltrail.api.access")
@@ -197,12 +206,20 @@ async def _record_disabled(request: Request, refused: UserDisabled) -> None:
     _metrics(request).decisions.labels(outcome=access.outcome, reason=access.reason).inc()
 
 
-async def enforce(request: Request) -> None:
-    """The one check every route passes first: its declared rule (deny by default)."""
-    rule = rule_of(request.scope.get("route"), request.app)
+async def enforce(connection: HTTPConnection) -> None:
+    """The one check every route passes first: its declared rule (deny by default). A
+    websocket passes only a route declaring ``BindingToken`` (it binds itself by a message),
+    and no HTTP route may declare that."""
+    rule = rule_of(connection.scope.get("route"), connection.app)
+    if connection.scope["type"] == "websocket":
+        if not isinstance(rule, BindingToken):
+            raise WebSocketException(1008, "this websocket declares no access rule")
+        return
+    assert isinstance(connection, Request)
+    request = connection
     if isinstance(rule, Public):
         return
-    if rule is None:
+    if rule is None or isinstance(rule, BindingToken):
         raise _forbidden(request, "undeclared", "this route declares no access rule")
     if isinstance(rule, Admin) and rule.scrape_token and _is_scrape_token(request):
         return
@@ -280,23 +297,15 @@ async def decide(
     template = _route_template(request)
     request_id = request.headers.get("x-request-id")
 
-    def decide_and_record(r: Readers) -> tuple[AccessRequest, Decision]:
+    def judged(r: Readers) -> tuple[AccessRequest, Decision]:
         request_ = asked(r) if callable(asked) else asked
-        for attempt in (1, 2):
-            now = int(time.time() * 1000)
-            decision = services.policy.decide(principal, request_, now)
-            try:
-                services.trail.record(decision.access(principal, now, template, request_id))
-            except ConsentRefused:  # a consent withdrawn between decision and record
-                if attempt == 2:
-                    raise
-                continue
-            return request_, decision
-        raise AssertionError("unreachable")
+        return request_, decide_and_record(
+            services.policy, services.trail, principal, request_, template, request_id
+        )
 
     metrics = _metrics(request)
     try:
-        decided, decision = await _pool(request).run(decide_and_record)
+        decided, decision = await _pool(request).run(judged)
     except AccessRecordError as exc:
         metrics.trail_unavailable.inc()
         log.error("the access trail did not record a decision: %s", type(exc).__name__)
@@ -369,6 +378,28 @@ async def reading_patient(
         raise HTTPException(404, str(exc)) from exc
 
 
+SubscriptionId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")]
+SUBSCRIPTION_PATIENT = "subscription_patient"  # app.state: (owner, id) -> its patient, or None
+
+
+async def subscription_patient(
+    request: Request, principal: Caller, sub_id: SubscriptionId, purpose: Purpose = None
+) -> Decision:
+    """The gate of a FHIR subscription's routes that carry its patient's data (``$events``):
+    the patient its filter names, decided like a read of that patient (404 before any
+    decision when the caller owns no such subscription). The subscriptions' store answers
+    through ``app.state.subscription_patient``."""
+    rule = _data_class(request)
+    patient_of: Callable[[Principal, str], str | None] = getattr(
+        request.app.state, SUBSCRIPTION_PATIENT
+    )
+    patient = await _pool(request).run(lambda _: patient_of(principal, sub_id))
+    if patient is None:
+        raise HTTPException(404, f"no Subscription/{sub_id} of yours")
+    asked = AccessRequest(rule.data_class, (patient,), (), (), purpose)
+    return await decide(request, principal, asked)
+
+
 @dataclass(frozen=True)
 class Listing:
     """A ward listing's decision, and the latest values it permits (nothing else was read
@@ -412,4 +443,12 @@ PathPatientCode = Annotated[Decision, Depends(path_patient_code)]
 ReadingPatient = Annotated[Decision, Depends(reading_patient)]
 VisiblePatients = Annotated[Listing, Depends(visible_patients)]
 OwnRecord = Annotated[Decision, Depends(own_record)]
-GATES = (path_patient, path_patient_code, reading_patient, visible_patients, own_record)
+SubscriptionPatient = Annotated[Decision, Depends(subscription_patient)]
+GATES = (
+    path_patient,
+    path_patient_code,
+    reading_patient,
+    visible_patients,
+    own_record,
+    subscription_patient,
+)

@@ -23,6 +23,7 @@ from dashboards.docs_page import add_offline_docs
 from dashboards.fhir_answers import add_fhir_errors
 from dashboards.fhir_routes import follow_ledger
 from dashboards.fhir_routes import router as fhir_router
+from dashboards.fhir_subscription_routes import SubscriptionSetup, add_subscriptions
 from dashboards.method_not_allowed import allow_every_method
 from dashboards.reads import Readers, ReadMetrics, ReadPool
 from dashboards.route_rules import Public, access, declare_path, document_rules
@@ -49,6 +50,7 @@ class DataSources:
     read_nice: int = 10  # the read threads' niceness above the process's (Linux); 0: none
     fhir_index_follow_s: float = 2.0  # how often the FHIR index follows the ledger; 0: never
     auth: WebAuth | None = None  # sign-in and the embedded issuer's endpoints; None: neither
+    subscriptions: SubscriptionSetup | None = None  # FHIR subscriptions; None: not offered
 
     def open_readers(self) -> Readers:
         """One reader thread's own connections (all or none)."""
@@ -113,6 +115,8 @@ def create_app(sources: DataSources) -> FastAPI:
     app.include_router(access_log_router)
     app.include_router(consent_router(caller))
     app.include_router(fhir_router)
+    if sources.subscriptions is not None:  # its engine starts and stops with the app
+        add_subscriptions(app, sources.subscriptions)
     static = Path(__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     add_offline_docs(app)

@@ -97,6 +97,8 @@ async def negotiated(request: Request) -> None:
 
 
 log = logging.getLogger("vitaltrail.api.fhir")
+# app.state: CapabilityStatement resource entries of what other routers implement (subscriptions)
+FHIR_CAPABILITIES = "fhir_capabilities"
 
 router = APIRouter(
     route_class=FhirRoute,
@@ -167,7 +169,10 @@ def _bundle(request: Request, path: str, searched: Searched, page: Page) -> Fhir
 async def metadata(request: Request) -> FhirJSON:
     """The CapabilityStatement: what this server implements, and where to get a token."""
     statement = capability_statement(
-        _base(request), request.app.state.token_endpoint, request.app.version
+        _base(request),
+        request.app.state.token_endpoint,
+        request.app.version,
+        getattr(request.app.state, FHIR_CAPABILITIES, []),
     )
     return FhirJSON(statement)
 

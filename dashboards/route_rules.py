@@ -12,7 +12,9 @@ names). ``Admin`` needs an administrator (``/metrics`` also takes the scrape tok
 configured). ``PatientData`` needs a token and a permit from the access policy, recorded in
 the access trail before anything is served: its handler takes one of the gates of
 ``dashboards.access_deps`` (``PathPatient``, ``ReadingPatient``, ``VisiblePatients``,
-``OwnRecord``), and ``tests/test_route_rules.py`` holds every such route to that.
+``OwnRecord``, ``SubscriptionPatient``), and ``tests/test_route_rules.py`` holds every such
+route to that. ``BindingToken`` is the websocket of FHIR subscriptions: bound by a token its
+caller got over REST, every notification decided and recorded before it is sent.
 
 Routes added by code that is not ours (``/openapi.json``, the docs page, mounted static files)
 are declared by path with :func:`declare_path`. The one dependency that enforces the rules is
@@ -61,7 +63,16 @@ class PatientData:
     data_class: DataClass
 
 
-AccessRule = Public | Authenticated | Admin | PatientData
+@dataclass(frozen=True)
+class BindingToken:
+    """A websocket: a browser cannot send ``Authorization`` on one, so the socket is opened
+    without a token and its first message must bind it with a short-lived token that an
+    authenticated caller got over REST (FHIR ``$get-ws-binding-token``). Whatever patient
+    data it then carries is decided for that caller and recorded before it is sent. Only
+    websocket routes may declare it; a websocket route may declare nothing else."""
+
+
+AccessRule = Public | Authenticated | Admin | PatientData | BindingToken
 
 
 def access(rule: AccessRule) -> Callable[[F], F]:
@@ -128,6 +139,8 @@ def describe(rule: AccessRule) -> str:
         return "an administrator" + (" (or the metrics scrape token)" if rule.scrape_token else "")
     if isinstance(rule, PatientData):
         return f"patient data ({rule.data_class}): decided by the access policy and recorded"
+    if isinstance(rule, BindingToken):
+        return "a websocket bound by a token from $get-ws-binding-token"
     return "public"
 
 
@@ -142,7 +155,7 @@ BEARER = {
 def refusals(rule: AccessRule) -> dict[str, str]:
     """The refusals a rule's check may answer before the handler runs, by status: the token
     check's, a busy read pool's, and the rule's own 403 (or the access policy's)."""
-    if isinstance(rule, Public):
+    if isinstance(rule, Public | BindingToken):
         return {}
     answers = {"401": UNAUTHENTICATED, "503": BUSY}
     if isinstance(rule, PatientData):

@@ -134,9 +134,13 @@ assert all(d.accepted <= KNOWN for d in DECLARED), "a declared parameter nothing
 
 
 def capability_statement(
-    base: str, token_endpoint: str | None, software_version: str
+    base: str,
+    token_endpoint: str | None,
+    software_version: str,
+    more: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The CapabilityStatement of :data:`DECLARED`, served from ``base`` (``.../fhir``)."""
+    """The CapabilityStatement of :data:`DECLARED`, served from ``base`` (``.../fhir``), and of
+    the resource entries ``more`` (what other parts implement: FHIR subscriptions)."""
     security: dict[str, Any] = {
         "cors": False,
         "service": [
@@ -171,7 +175,7 @@ def capability_statement(
             {
                 "mode": "server",
                 "security": security,
-                "resource": [_resource(t, ds) for t, ds in _by_resource(DECLARED)],
+                "resource": [_resource(t, ds) for t, ds in _by_resource(DECLARED)] + list(more),
             }
         ],
     }

@@ -67,12 +67,13 @@ def every_node_replaced(seed: bytes) -> Iterator[bytes]:
     """The seed's CBOR with each node in turn (map values, array items, the whole) replaced
     by each of :data:`HOSTILE_VALUES`: the systematic half of the format-aware edits."""
     doc = cbor2.loads(seed)
-    for path in _paths(doc):
+    for path in node_paths(doc):
         for value in HOSTILE_VALUES:
-            yield cbor2.dumps(_replace(doc, path, value), canonical=True)
+            yield cbor2.dumps(replaced(doc, path, value), canonical=True)
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+def node_paths(node: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """The path of every node of a decoded document (map keys, array indices), the root first."""
     yield prefix
     items = (
         node.items()
@@ -82,12 +83,13 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]
         else ()
     )
     for key, child in items:
-        yield from _paths(child, (*prefix, key))
+        yield from node_paths(child, (*prefix, key))
 
 
-def _replace(node: Any, path: tuple[Any, ...], value: object) -> Any:
+def replaced(node: Any, path: tuple[Any, ...], value: object) -> Any:
+    """A copy of ``node`` with the node at ``path`` replaced by ``value``."""
     if not path:
         return value
     copy = copy_module.copy(node)
-    copy[path[0]] = _replace(node[path[0]], path[1:], value)
+    copy[path[0]] = replaced(node[path[0]], path[1:], value)
     return copy

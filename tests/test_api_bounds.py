@@ -24,6 +24,7 @@ from fhirserver.capability import DECLARED
 from tests.api_access import ward_headers
 from tests.populated import populate
 from tests.stack import now_ms
+from tests.subscription_docs import subscription_doc
 from vitaltrail.runtime import data_sources
 
 # A valid value of every parameter a route may take: the baseline each hostile value replaces.
@@ -42,6 +43,13 @@ VALID = {
     "observation_id": "e4-8867-4",
     "provenance_id": "pe4-8867-4",
     "device_id": "patient-1-band",
+    # FHIR subscriptions: the ward clinician's own (made by the fixture), $events' range (the
+    # IG's event numbers are strings: refused as 400 OperationOutcome, tested there)
+    "sub_id": "set-by-the-fixture",
+    "status": "active",
+    "eventsSinceNumber": "1",
+    "eventsUntilNumber": "2",
+    "content": "id-only",
 }
 NEEDS_A_QUERY = {"/fhir" + d.path for d in DECLARED if d.required}
 OUT_OF_RANGE = [str(2**63), str(2**64), "-1", str(-(2**63))]
@@ -54,6 +62,12 @@ def app_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastA
     app = create_app(data_sources(settings))
     headers = ward_headers(settings, ["patient-0", "patient-1", "patient-2"])
     with TestClient(app, raise_server_exceptions=False, headers=headers) as client:
+        doc = subscription_doc("patient-1", base=settings.base_url, channel="websocket")
+        created = client.post(
+            "/fhir/Subscription", json=doc, headers={"Content-Type": "application/fhir+json"}
+        )
+        assert created.status_code == 201, created.text
+        VALID["sub_id"] = created.json()["id"]
         yield app, client
 
 

@@ -50,6 +50,10 @@ SEMANTIC_REFUSALS = {
     "POST /api/v1/patients/{patient_id}/consents": "400",
     "GET /api/v1/consistency": "422",
     "GET /api/v1/patients/{patient_id}/vitals/{code}": "422",
+    # a Subscription names a topic of this server, a patient and an endpoint it will take;
+    # $events' event numbers are digits (strings, as the Backport IG defines them)
+    "POST /fhir/Subscription": "400",
+    "GET /fhir/Subscription/{sub_id}/$events": "400",
 } | {
     # FHIR's search grammar (tokens, references, dates; a parameter one of which is required)
     f"GET /fhir{d.path}": "400"

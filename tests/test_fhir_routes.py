@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from dashboards.app import create_app
@@ -213,24 +214,34 @@ def test_what_is_not_there_is_a_404_before_any_decision(world: World) -> None:
     assert len(access_events(w.settings)) == before + 1
 
 
+INTERACTIONS = {  # (path shape, method) -> FHIR interaction
+    ("type", "GET"): "search-type",
+    ("type", "POST"): "create",
+    ("instance", "GET"): "read",
+    ("instance", "DELETE"): "delete",
+}
+
+
 def _implemented(app: FastAPI) -> set[tuple[str, str]]:
-    """(resource type, read | search-type | $operation) of every FHIR route of the app."""
+    """(resource type, read | search-type | create | delete | $operation) of every FHIR route
+    of the app (the subscriptions' websocket is no FHIR interaction)."""
     found = set()
     for route in every_route(app.routes):
         path = getattr(route, "path", "")
-        if not path.startswith("/fhir/") or path == "/fhir/metadata":
+        if not isinstance(route, APIRoute) or not path.startswith("/fhir/"):
+            continue
+        if path == "/fhir/metadata":
             continue
         if path.startswith("/fhir/.well-known/"):
             continue  # SMART discovery at the FHIR base: no FHIR interaction
         parts = path.split("/")[2:]
-        if len(parts) == 1:
-            found.add((parts[0], "search-type"))
-        elif parts[-1].startswith("$"):
+        if parts[-1].startswith("$"):
             found.add((parts[0], parts[-1]))
-        else:
-            assert len(parts) == 2, path
-            assert parts[1].startswith("{"), path
-            found.add((parts[0], "read"))
+            continue
+        assert len(parts) in (1, 2), path
+        assert len(parts) == 1 or parts[1].startswith("{"), path
+        shape = "type" if len(parts) == 1 else "instance"
+        found |= {(parts[0], INTERACTIONS[shape, m]) for m in (route.methods or set()) - {"HEAD"}}
     return found
 
 
@@ -245,7 +256,7 @@ def test_the_capability_statement_lists_exactly_what_the_routes_implement(world:
         (r["type"], "$" + o["name"]) for r in rest["resource"] for o in r.get("operation", [])
     }
     assert listed == _implemented(w.app)
-    assert len(listed) == 10
+    assert len(listed) == 17  # 10 of the search and reads, 7 of the subscriptions
     (service,) = rest["security"]["service"]
     assert service["coding"][0]["code"] == "SMART-on-FHIR"
     (oauth,) = rest["security"]["extension"]

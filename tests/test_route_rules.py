@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from dashboards.access_deps import GATES
 from dashboards.app import create_app
@@ -22,6 +23,7 @@ from dashboards.fhir_gates import FHIR_GATES
 from dashboards.route_rules import (
     Admin,
     Authenticated,
+    BindingToken,
     PatientData,
     Public,
     access,
@@ -50,7 +52,9 @@ PATIENT_DATA = {
     "/api/v1/me/access-log",
     "/api/v1/patients/{patient_id}/access-log",
     "/api/v1/patients/{patient_id}/access-log/fhir",
+    "/fhir/Subscription/{sub_id}/$events",
 } | {"/fhir" + d.path for d in DECLARED}
+WEBSOCKETS = {"/fhir/ws"}  # bound by a token from $get-ws-binding-token (BindingToken)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +87,11 @@ def test_public_routes_are_only_those_without_patient_data(app: FastAPI) -> None
     assert public == PUBLIC
     assert isinstance(rules["/metrics"], Admin)
     assert {p for p, r in rules.items() if isinstance(r, PatientData)} == PATIENT_DATA
-    assert all(isinstance(r, Authenticated | Admin | PatientData | Public) for r in rules.values())
+    assert {p for p, r in rules.items() if isinstance(r, BindingToken)} == WEBSOCKETS
+    assert all(
+        isinstance(r, Authenticated | Admin | PatientData | Public | BindingToken)
+        for r in rules.values()
+    )
 
 
 def test_every_patient_data_route_takes_a_gate(app: FastAPI) -> None:
@@ -100,7 +108,7 @@ def test_without_a_token_only_public_routes_answer(app: FastAPI) -> None:
             if not isinstance(route, APIRoute):
                 continue
             path = route.path.format(
-                patient_id="patient-0", code="8867-4", index="1", height="0",
+                patient_id="patient-0", code="8867-4", index="1", height="0", sub_id="s1",
                 observation_id="e1-8867-4", provenance_id="pe1-8867-4", device_id="patient-0-band",
             )  # fmt: skip
             methods = route.methods or {"GET"}
@@ -177,3 +185,30 @@ def test_the_openapi_document_declares_the_refusals_of_each_rule(app: FastAPI) -
             unauthenticated = operation["responses"]["401"]["content"]["application/json"]
             assert unauthenticated["schema"] == {"$ref": "#/components/schemas/ErrorOut"}
     assert checked >= 15
+
+
+def test_a_websocket_opens_only_where_it_declares_a_binding_token(settings: Settings) -> None:
+    """A websocket cannot carry a bearer token; one that declares nothing else is closed
+    before it is accepted, and an HTTP route cannot declare the websocket rule."""
+    extra = create_app(data_sources(settings))
+
+    @extra.websocket("/undeclared-ws")
+    async def undeclared_ws(socket: WebSocket) -> None:
+        await socket.accept()
+        await socket.send_text("patient data")
+
+    @extra.get("/http-with-ws-rule")
+    @access(BindingToken())
+    async def http_with_ws_rule() -> dict[str, str]:
+        return {"patient": "data"}
+
+    with TestClient(extra) as client:
+        with (
+            pytest.raises(WebSocketDisconnect) as closed,
+            client.websocket_connect("/undeclared-ws"),
+        ):
+            pass
+        assert closed.value.code == 1008
+        refused = client.get("/http-with-ws-rule")
+        assert refused.status_code == 403
+        assert "patient" not in refused.text

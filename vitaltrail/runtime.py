@@ -21,7 +21,11 @@ from access.users import UserStore
 from dashboards.access_deps import AccessServices
 from dashboards.app import DataSources, create_app
 from dashboards.consent_routes import ConsentServices
+from dashboards.fhir_subscription_routes import SubscriptionSetup
 from devices.registry import DeviceRegistry
+from fhirserver.new_observations import IndexedObservations
+from fhirserver.subscription_engine import EngineConfig
+from fhirserver.subscriptions import SubscriptionLimits
 from ingest.access_copy import JournalSource
 from ingest.check_pool import CheckPool
 from ingest.checks import Limits, RegistryCache
@@ -183,6 +187,21 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
         read_nice=settings.api_read_nice,
         fhir_index_follow_s=settings.fhir_index_follow_s,
         auth=web_auth(settings),
+        subscriptions=subscription_setup(settings),
+    )
+
+
+def subscription_setup(settings: Settings) -> SubscriptionSetup:
+    """FHIR subscriptions: in the data directory, the engine following the ledger."""
+    return SubscriptionSetup(
+        path=settings.fhir_subscriptions_path,
+        base_url=settings.base_url,
+        source=lambda index: IndexedObservations(index, settings.ledger_location),
+        limits=SubscriptionLimits(allow_http_loopback=settings.fhir_subscription_http_loopback),
+        engine=EngineConfig(poll_s=settings.fhir_subscription_poll_s),
+        per_owner=settings.fhir_subscriptions_per_principal,
+        total=settings.fhir_subscriptions_max,
+        embedded_issuer=issuer_config(settings).issuer if settings.trust_embedded_issuer else None,
     )
 
 

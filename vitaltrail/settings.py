@@ -96,6 +96,14 @@ class Settings(BaseSettings):
     oidc_start_timeout_s: float = 60.0  # how long the API waits at start for the provider
     metrics_token_file: Path | None = None  # a Prometheus scrape token /metrics also accepts
 
+    # FHIR subscriptions (R5 Backport IG on R4; fhirserver/subscription_*.py): how many each
+    # caller and the server may hold, how often new readings are matched, and whether rest-hook
+    # endpoints may be plain http on this machine's loopback (a local relay; off: https only).
+    fhir_subscriptions_per_principal: int = 10
+    fhir_subscriptions_max: int = 1000
+    fhir_subscription_poll_s: float = 0.5
+    fhir_subscription_http_loopback: bool = False
+
     # The quarantine's budget: of each refused message at most this many bytes are kept
     # (its length and SHA-256 always), at most this many MiB of records (the oldest go
     # first), and no record longer than this many days.
@@ -176,6 +184,11 @@ class Settings(BaseSettings):
         """The FHIR observation index (fhirserver/index.py): derived from the ledger, caught
         up before each search; safe to delete (it is built again)."""
         return self.data_dir / "fhir-index.db"
+
+    @property
+    def fhir_subscriptions_path(self) -> Path:
+        """FHIR subscriptions, their recent events and the delivery cursor."""
+        return self.data_dir / "fhir-subscriptions.db"
 
     @property
     def sessions_path(self) -> Path:
