@@ -109,7 +109,10 @@ class VirtualPatient:
         dt = max(0.0, t_s - self._t.get(vital, t_s))
         self._t[vital] = t_s
         target = self._baseline[vital] + sum(e.shift(vital, t_s) for e in self.events)
-        x = self._state[vital]
-        x += reversion * (target - x) * dt + noise * math.sqrt(dt) * self._rng.gauss(0, 1)
+        # The walk's exact step, stable for any gap: a cuff's 15 minutes times a reversion of
+        # 0.01/s would make a plain Euler step overshoot ninefold and swing to the range's ends.
+        decay = math.exp(-reversion * dt)
+        spread = noise * math.sqrt((1 - decay * decay) / (2 * reversion))
+        x = target + (self._state[vital] - target) * decay + spread * self._rng.gauss(0, 1)
         self._state[vital] = x
         return round(min(max(x, vital.low), vital.high), decimals)
