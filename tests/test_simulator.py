@@ -81,12 +81,12 @@ def test_offline_windows_are_planned_when_asked() -> None:
 
 def test_a_cuff_s_blood_pressure_stays_near_its_baseline_for_hours() -> None:
     """15 minutes between a cuff's readings is a long step for the walk: it must not swing."""
-    ward = build_ward(6, seed=1)
+    ward = build_ward(2, seed=1)  # a band and a cuff
     systolic = [
         s.value
         for _, _, ss in ward.schedule(T0, 4 * 3600)
         for s in ss
         if s.code == SYSTOLIC_BP.code
     ]
-    assert len(systolic) >= 30
+    assert len(systolic) == 16
     assert all(80 <= v <= 170 for v in systolic), systolic

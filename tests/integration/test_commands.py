@@ -223,3 +223,47 @@ def test_ingest_stops_gracefully_on_sigterm(
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_simulate_runs_scenarios_against_a_broker(
+    mosquitto: Mosquitto, tmp_path: Path, topic_root: str
+) -> None:
+    """The ward it prints is the ward it publishes: a silenced wristband and a patient off the
+    ward sign fewer readings, and nothing is left queued (a gap is never replayed)."""
+    from simulator import Scenario, apply_scenarios, build_ward
+    from simulator.ward import SIMULATED_WARD
+
+    duration, scenarios = 3.0, ["silent-device:1:1", "off-ward:2:2"]
+    env = os.environ | {"VITALTRAIL_TOPIC_ROOT": topic_root}
+    run = subprocess.run(
+        [
+            *VITALTRAIL,
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--log-level",
+            "WARNING",
+            "simulate",
+            "--devices",
+            "4",
+            "--duration",
+            str(duration),
+            "--mqtt-port",
+            str(mosquitto.port),
+            *(arg for s in scenarios for arg in ("--scenario", s)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "scenario: sim-patient-001-band goes silent at 0:01" in run.stdout
+    assert "scenario: sim-patient-002 is off the ward from 0:02 to 20:02" in run.stdout
+    ward = build_ward(4, 1, offline_rate=0.1, name=SIMULATED_WARD)
+    expected = len(list(ward.schedule(0, duration)))
+    apply_scenarios(ward, [Scenario.parse(s) for s in scenarios])
+    signed = len(list(ward.schedule(0, duration)))
+    assert signed < expected
+    assert f"{signed} readings signed, {signed} acknowledged by the broker" in run.stdout
+    assert ", 0 still queued" in run.stdout
