@@ -109,36 +109,36 @@ def _measure_nothing(device: SimDevice, start_s: float, duration_s: float) -> Si
 
 
 @dataclass(frozen=True)
-class Kind:
+class ScenarioKind:
     summary: str  # for `simulate --help` and docs/operations.md
     duration_s: float  # math.inf: it lasts
     script: Callable[[PatientProfile, float, float], Script] | None  # None: a device scenario
 
 
-KINDS: dict[str, Kind] = {
-    "deterioration": Kind(
+SCENARIOS: dict[str, ScenarioKind] = {
+    "deterioration": ScenarioKind(
         "sepsis-like over an hour: RR, pulse and temperature rise, then SpO2 and systolic BP "
         f"fall; NEWS2 reaches 5 by {DETERIORATION_NEWS2_5_BY * 60:.0f} min and 7 by "
         f"{DETERIORATION_NEWS2_7_BY * 60:.0f} min, and stays",
         3600.0,
         _deterioration,
     ),
-    "desaturation": Kind(
+    "desaturation": ScenarioKind(
         "SpO2 falls to about 85 % over 3 min, stays 3 min, recovers only to about 92 %",
         720.0,
         _desaturation,
     ),
-    "atrial-fibrillation": Kind(
+    "atrial-fibrillation": ScenarioKind(
         "a fast, irregular pulse (about 100-160/min, large beat-to-beat jumps) for 20 min",
         1200.0,
         _atrial_fibrillation,
     ),
-    "silent-device": Kind(
+    "silent-device": ScenarioKind(
         "the patient's wristband (or the device named) stops publishing and never resumes",
         math.inf,
         None,
     ),
-    "off-ward": Kind(
+    "off-ward": ScenarioKind(
         "all the patient's devices measure nothing for 20 min, then resume; the gap is not "
         "replayed",
         1200.0,
@@ -161,8 +161,8 @@ class Scenario:
     def parse(cls, text: str) -> Scenario:
         """``NAME[:PATIENT[:START_S]]``, as ``--scenario`` takes it; ValueError says what is wrong."""
         name, _, rest = text.partition(":")
-        if name not in KINDS:
-            raise ValueError(f"unknown scenario {name!r}; known: {', '.join(KINDS)}")
+        if name not in SCENARIOS:
+            raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
         target, _, start = rest.partition(":")
         if ":" in start:
             raise ValueError(f"{text!r}: expected NAME[:PATIENT[:START_S]]")
@@ -251,7 +251,7 @@ def apply_scenarios(ward: Ward, scenarios: Sequence[Scenario]) -> list[Applied]:
     taken: set[str] = set()
     applied: list[Applied] = []
     for scenario in scenarios:
-        kind = KINDS[scenario.name]
+        kind = SCENARIOS[scenario.name]
         duration = kind.duration_s if scenario.duration_s is None else scenario.duration_s
         silenced: tuple[str, ...] = ()
         if kind.script is not None:

@@ -22,7 +22,7 @@ from simulator import Applied, Scenario, Ward, apply_scenarios, build_ward
 from simulator.scenarios import (
     DETERIORATION_NEWS2_5_BY,
     DETERIORATION_NEWS2_7_BY,
-    KINDS,
+    SCENARIOS,
 )
 from vitaltrail import cli
 from vitaltrail.demo import demo_ward
@@ -65,7 +65,7 @@ def _first(trajectory: list[tuple[float, int, Tier]], at_least: int) -> float:
     return min(t for t, total, _ in trajectory if total >= at_least)
 
 
-@pytest.mark.parametrize("name", list(KINDS))
+@pytest.mark.parametrize("name", list(SCENARIOS))
 def test_each_scenario_is_deterministic_and_changes_the_patient_s_readings(name: str) -> None:
     def run() -> list[tuple[float, str, str, float]]:
         ward, (applied,) = _ward(4, Scenario(name, "2", 30.0))
@@ -163,16 +163,16 @@ def _successive_jumps(values: list[float]) -> float:
 
 @pytest.mark.parametrize("seed", [1, 5])
 def test_atrial_fibrillation_is_fast_and_irregular_unlike_sinus_rhythm(seed: int) -> None:
-    start, minutes = 600.0, KINDS["atrial-fibrillation"].duration_s
+    start, lasts = 600.0, SCENARIOS["atrial-fibrillation"].duration_s
     ward, (applied,) = _ward(seed, Scenario("atrial-fibrillation", "1", start))
     pulse = [
         (t, v)
-        for t, _, code, v in _series(ward, start + minutes + 600, applied.patient_id)
+        for t, _, code, v in _series(ward, start + lasts + 600, applied.patient_id)
         if code == HEART_RATE.code
     ]
     sinus = [v for t, v in pulse if t < start]
-    af = [v for t, v in pulse if start + 60 <= t < start + minutes]
-    back = [v for t, v in pulse if t >= start + minutes + 180]
+    af = [v for t, v in pulse if start + 60 <= t < start + lasts]
+    back = [v for t, v in pulse if t >= start + lasts + 180]
     assert _successive_jumps(af) >= 8
     assert _successive_jumps(af) >= 5 * max(1.0, _successive_jumps(sinus))
     assert _successive_jumps(back) <= _successive_jumps(af) / 5, "sinus rhythm again"
@@ -203,7 +203,7 @@ def test_a_silent_device_can_be_named() -> None:
 
 def test_off_the_ward_is_a_gap_that_is_never_replayed() -> None:
     start = 120.0
-    end = start + KINDS["off-ward"].duration_s
+    end = start + SCENARIOS["off-ward"].duration_s
     ward, (applied,) = _ward(2, Scenario("off-ward", "1", start))
     assert set(applied.device_ids) == {
         d.device_id for d in ward.devices if d.patient_id == "patient-001"

@@ -13,7 +13,7 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
-from simulator.scenarios import DEFAULT_START_S, KINDS, Scenario
+from simulator.scenarios import DEFAULT_START_S, SCENARIOS, Scenario
 from simulator.ward import SIMULATED_WARD
 from vitaltrail.settings import Settings
 
@@ -83,7 +83,7 @@ def _scenario(text: str) -> Scenario:
 
 def _scenarios_epilog() -> str:
     lines = ["scenarios (--scenario NAME[:PATIENT[:START_S]]):"]
-    for name, kind in KINDS.items():
+    for name, kind in SCENARIOS.items():
         lines.append(
             textwrap.fill(
                 f"{name}: {kind.summary}", 79, initial_indent="  ", subsequent_indent="    "

@@ -133,32 +133,36 @@ def _check_sign_in_lines(stdout: str, data_dir: Path, port: int) -> None:
     assert "scope: user/" in token.stderr
 
 
-def test_simulate_shows_progress_and_a_summary(
-    mosquitto: Mosquitto, tmp_path: Path, topic_root: str
-) -> None:
-    env = os.environ | {"VITALTRAIL_TOPIC_ROOT": topic_root}
-    run = subprocess.run(
+def _simulate(
+    mosquitto: Mosquitto, data_dir: Path, topic_root: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`vitaltrail simulate` of 4 devices against the test's broker, as a user runs it."""
+    return subprocess.run(
         [
             *VITALTRAIL,
             "--data-dir",
-            str(tmp_path / "data"),
+            str(data_dir),
             "--log-level",
             "WARNING",
             "simulate",
             "--devices",
             "4",
-            "--duration",
-            "2.5",
             "--mqtt-port",
             str(mosquitto.port),
-            "--register",
+            *args,
         ],
         capture_output=True,
         text=True,
         timeout=60,
-        env=env,
+        env=os.environ | {"VITALTRAIL_TOPIC_ROOT": topic_root},
         check=False,
     )
+
+
+def test_simulate_shows_progress_and_a_summary(
+    mosquitto: Mosquitto, tmp_path: Path, topic_root: str
+) -> None:
+    run = _simulate(mosquitto, tmp_path / "data", topic_root, "--duration", "2.5", "--register")
     assert run.returncode == 0, run.stderr
     assert "readings" in run.stderr  # the progress line
     assert "acked" in run.stderr
@@ -234,29 +238,8 @@ def test_simulate_runs_scenarios_against_a_broker(
     from simulator.ward import SIMULATED_WARD
 
     duration, scenarios = 3.0, ["silent-device:1:1", "off-ward:2:2"]
-    env = os.environ | {"VITALTRAIL_TOPIC_ROOT": topic_root}
-    run = subprocess.run(
-        [
-            *VITALTRAIL,
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--log-level",
-            "WARNING",
-            "simulate",
-            "--devices",
-            "4",
-            "--duration",
-            str(duration),
-            "--mqtt-port",
-            str(mosquitto.port),
-            *(arg for s in scenarios for arg in ("--scenario", s)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
+    flags = [arg for s in scenarios for arg in ("--scenario", s)]
+    run = _simulate(mosquitto, tmp_path / "data", topic_root, "--duration", str(duration), *flags)
     assert run.returncode == 0, run.stderr
     assert "scenario: sim-patient-001-band goes silent at 0:01" in run.stdout
     assert "scenario: sim-patient-002 is off the ward from 0:02 to 20:02" in run.stdout
