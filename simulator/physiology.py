@@ -3,13 +3,16 @@
 Each vital follows a mean-reverting random walk (Ornstein-Uhlenbeck) around the patient's
 baseline; events - a tachycardia run, a desaturation, a fever, a hypoglycaemia for diabetic
 patients - shift the target for a while. Coupling is kept simple: fever raises heart and
-respiratory rate, desaturation raises heart rate.
+respiratory rate, desaturation raises heart rate. A scenario's :class:`Script` moves the target
+along a planned course instead (``simulator.scenarios`` writes them), and may scatter a vital
+sample by sample, as an irregular rhythm scatters the heart rate.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from bisect import bisect_right
 from dataclasses import dataclass
 
 from devices.vitals import (
@@ -58,6 +61,60 @@ class Event:
         return ramp * sum(delta for v, delta in self.shifts if v is vital)
 
 
+def _ease(x: float) -> float:
+    """0 to 1 with no jump in slope at either end (smoothstep): a course starts and settles gently."""
+    return x * x * (3 - 2 * x)
+
+
+@dataclass(frozen=True)
+class Course:
+    """One vital's shift from the patient's baseline at key times (s since the script's start),
+    eased between them and held after the last."""
+
+    vital: Vital
+    keys: tuple[tuple[float, float], ...]  # (time, shift), times ascending
+
+    def at(self, since_start_s: float) -> float:
+        i = bisect_right(self.keys, since_start_s, key=lambda k: k[0])
+        if i == 0:
+            return 0.0
+        if i == len(self.keys):
+            return self.keys[-1][1]
+        (t0, v0), (t1, v1) = self.keys[i - 1], self.keys[i]
+        return v0 + (v1 - v0) * _ease((since_start_s - t0) / (t1 - t0))
+
+
+@dataclass(frozen=True)
+class Script:
+    """A scenario's planned course for one patient, from ``start_s`` until ``end_s``.
+
+    ``scatter`` adds independent noise of that standard deviation to each sample of a vital
+    while the script runs (not to the underlying state): the beat-to-beat irregularity of
+    atrial fibrillation, which a mean-reverting walk cannot produce.
+    """
+
+    name: str
+    start_s: float
+    end_s: float  # math.inf: the course holds for the rest of the run
+    courses: tuple[Course, ...]
+    scatter: tuple[tuple[Vital, float], ...] = ()
+
+    def shift(self, vital: Vital, t_s: float) -> float:
+        if t_s < self.start_s:
+            return 0.0
+        return sum(c.at(t_s - self.start_s) for c in self.courses if c.vital is vital)
+
+    def scatter_sd(self, vital: Vital, t_s: float) -> float:
+        if not self.start_s <= t_s < self.end_s:
+            return 0.0
+        return sum(sd for v, sd in self.scatter if v is vital)
+
+
+# A scripted course starts from the patient's own baseline: random events that would still be
+# running this close to its start are dropped with those that overlap it.
+CALM_BEFORE_S = 600.0
+
+
 @dataclass(frozen=True)
 class PatientProfile:
     patient_id: str
@@ -85,6 +142,18 @@ class VirtualPatient:
         self._state = dict(profile.baseline)
         self._t: dict[Vital, float] = {}
         self.events = self._plan_events(horizon_s)
+        self.scripts: list[Script] = []
+
+    def follow(self, script: Script) -> None:
+        """Take on a scenario's course; random events near or during it are dropped, so what
+        the script shows is the script's."""
+        self.events = [
+            e
+            for e in self.events
+            if e.start_s + e.duration_s < script.start_s - CALM_BEFORE_S
+            or e.start_s >= script.end_s
+        ]
+        self.scripts.append(script)
 
     def _plan_events(self, horizon_s: float) -> list[Event]:
         rng, t = self._rng, 0.0
@@ -109,7 +178,14 @@ class VirtualPatient:
         dt = max(0.0, t_s - self._t.get(vital, t_s))
         self._t[vital] = t_s
         target = self._baseline[vital] + sum(e.shift(vital, t_s) for e in self.events)
-        x = self._state[vital]
-        x += reversion * (target - x) * dt + noise * math.sqrt(dt) * self._rng.gauss(0, 1)
+        target += sum(s.shift(vital, t_s) for s in self.scripts)
+        # The walk's exact step, stable for any gap: a cuff's 15 minutes times a reversion of
+        # 0.01/s would make a plain Euler step overshoot ninefold and swing to the range's ends.
+        decay = math.exp(-reversion * dt)
+        spread = noise * math.sqrt((1 - decay * decay) / (2 * reversion))
+        x = target + (self._state[vital] - target) * decay + spread * self._rng.gauss(0, 1)
         self._state[vital] = x
+        scatter = sum(s.scatter_sd(vital, t_s) for s in self.scripts)
+        if scatter:  # no draw otherwise: an unscripted patient's values stay as they were
+            x += self._rng.gauss(0, scatter)
         return round(min(max(x, vital.low), vital.high), decimals)

@@ -5,11 +5,14 @@ respiratory rate every 4 s, temperature every minute), a blood-pressure cuff (ev
 minutes) and, for diabetic patients, a continuous glucose monitor (every 5 minutes). Faults:
 a device may go offline for a while (its readings queue on the device and are replayed),
 and a wristband may produce motion artefacts (a heart-rate spike that is still plausible).
+A device may also measure nothing for a while (the patient is off the ward) or from some time
+on (it went silent): nothing is queued, so nothing is replayed; the gap is real.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,9 +44,18 @@ class SimDevice:
     kind: str
     phase_s: float  # the first sample comes this long after the start
     offline: tuple[tuple[float, float], ...]  # (start_s, end_s) windows without a connection
+    # (start_s, end_s) windows in which it measures nothing; end_s math.inf: silent for good
+    unmeasured: tuple[tuple[float, float], ...] = ()
 
     def is_offline(self, t_s: float) -> bool:
         return any(start <= t_s < end for start, end in self.offline)
+
+    def measures(self, t_s: float) -> bool:
+        return not any(start <= t_s < end for start, end in self.unmeasured)
+
+    def resumes_at(self, t_s: float) -> float:
+        """When a device that measures nothing at ``t_s`` measures again (math.inf: never)."""
+        return max((end for start, end in self.unmeasured if start <= t_s < end), default=t_s)
 
 
 @dataclass
@@ -57,8 +69,13 @@ class Ward:
         period = min(p for _, p in KINDS[device.kind])
         k = 0
         while (t := device.phase_s + k * period) < duration_s:
-            yield t, i
-            k += 1
+            if device.measures(t):
+                yield t, i
+                k += 1
+            elif (resume := device.resumes_at(t)) == math.inf:
+                return
+            else:  # the next tick on the device's own grid, so its sampling stays in phase
+                k = max(k + 1, math.ceil((resume - device.phase_s) / period - 1e-9))
 
     def schedule(
         self, start_ms: int, duration_s: float

@@ -77,3 +77,16 @@ def test_offline_windows_are_planned_when_asked() -> None:
     assert offline[0].is_offline((start + end) / 2)
     assert not offline[0].is_offline(end + 1)
     assert list(itertools.islice(ward.schedule(T0, 5), 1))
+
+
+def test_a_cuff_s_blood_pressure_stays_near_its_baseline_for_hours() -> None:
+    """15 minutes between a cuff's readings is a long step for the walk: it must not swing."""
+    ward = build_ward(2, seed=1)  # a band and a cuff
+    systolic = [
+        s.value
+        for _, _, ss in ward.schedule(T0, 4 * 3600)
+        for s in ss
+        if s.code == SYSTOLIC_BP.code
+    ]
+    assert len(systolic) == 16
+    assert all(80 <= v <= 170 for v in systolic), systolic

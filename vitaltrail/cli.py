@@ -9,9 +9,11 @@ import importlib.metadata
 import json
 import logging
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+from simulator.scenarios import DEFAULT_START_S, SCENARIOS, Scenario
 from simulator.ward import SIMULATED_WARD
 from vitaltrail.settings import Settings
 
@@ -67,8 +69,27 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             args.register,
             credentials,
             args.ward,
+            args.scenario,
         )
     )
+
+
+def _scenario(text: str) -> Scenario:
+    try:
+        return Scenario.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _scenarios_epilog() -> str:
+    lines = ["scenarios (--scenario NAME[:PATIENT[:START_S]]):"]
+    for name, kind in SCENARIOS.items():
+        lines.append(
+            textwrap.fill(
+                f"{name}: {kind.summary}", 79, initial_indent="  ", subsequent_indent="    "
+            )
+        )
+    return "\n".join(lines)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -267,6 +288,7 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     sim = command(sub, "simulate", "publish a simulated ward's readings")
+    sim.epilog = _scenarios_epilog()
     mqtt_flags(sim)
     sim.add_argument("--devices", type=int, default=10, help="simulated devices")
     sim.add_argument("--duration", type=float, default=60, help="seconds to publish")
@@ -284,6 +306,17 @@ def parser() -> argparse.ArgumentParser:
         "--credentials",
         type=Path,
         help="JSON of each device's broker password, deploy-init's (default: none, anonymous)",
+    )
+    sim.add_argument(
+        "--scenario",
+        action="append",
+        type=_scenario,
+        default=[],
+        metavar="NAME[:PATIENT[:START_S]]",
+        help=f"put a scripted scenario on the ward (listed below); repeat for each. PATIENT: "
+        f"an id or a number, 2 for the second patient (default: the next patient without one); "
+        f"START_S: seconds after the start (default: {DEFAULT_START_S:.0f}) "
+        "(default: none, the random ward alone)",
     )
     sim.set_defaults(func=cmd_simulate)
 

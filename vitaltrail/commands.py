@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from access.entry_keys import KEY_RULES
@@ -20,6 +21,7 @@ from ledger.ledger import LedgerReader
 from ledger.note import NoteError, NoteVerifier
 from ledger.verifier import Policy, verify_bundle
 from simulator.fleet import Fleet, FleetStats
+from simulator.scenarios import Scenario, apply_scenarios
 from simulator.ward import SIMULATED_WARD, build_ward
 from vitaltrail.access_commands import print_compliance
 from vitaltrail.demo import register_ward
@@ -85,8 +87,16 @@ async def run_simulate(
     register: bool,
     credentials: dict[str, str] | None = None,
     ward_name: str = SIMULATED_WARD,
+    scenarios: Sequence[Scenario] = (),
 ) -> int:
     ward = build_ward(devices, seed, offline_rate=0.1, name=ward_name)
+    try:
+        applied = apply_scenarios(ward, scenarios)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for scenario in applied:
+        print(f"scenario: {scenario.describe()}")
     tls_ca = str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None
     fleet = Fleet(
         ward,

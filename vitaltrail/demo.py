@@ -15,7 +15,8 @@ from devices.publisher import BrokerAddress, PublisherConfig
 from devices.registry import DeviceRegistry
 from ledger.ledger import LedgerReader
 from simulator.fleet import Fleet
-from simulator.ward import build_ward
+from simulator.scenarios import Applied, Scenario, apply_scenarios
+from simulator.ward import Ward, build_ward
 from vitaltrail.access_commands import open_directory
 from vitaltrail.broker import embedded_broker
 from vitaltrail.demo_accounts import (
@@ -30,6 +31,30 @@ from vitaltrail.services import http_server, stop_on_signals
 from vitaltrail.settings import Settings
 
 log = logging.getLogger("vitaltrail.demo")
+
+
+# The demo's scenarios: (name, patient number, start s, duration s or None for the usual).
+# The deterioration is compressed from an hour to five minutes, so NEWS2 reaches 5 (an urgent
+# response) within about four minutes of the start and an alert would fire early; the second
+# patient deteriorates, not the demo patient (patient-001), whose own page stays calm.
+DEMO_SCENARIOS: tuple[tuple[str, int, float, float | None], ...] = (
+    ("deterioration", 2, 20.0, 300.0),
+    ("desaturation", 3, 480.0, None),
+    ("silent-device", 4, 720.0, None),
+)
+
+
+def demo_ward(devices: int, seed: int) -> tuple[Ward, list[Applied]]:
+    """The random ward of ``devices`` devices, with the demo's scenarios on the patients it
+    has (a ward of one patient still gets the deterioration)."""
+    ward = build_ward(devices, seed, offline_rate=0.15)
+    count = len(ward.patients)
+    scenarios = [
+        Scenario(name, str(min(number, count)), start_s, duration_s)
+        for name, number, start_s, duration_s in DEMO_SCENARIOS
+        if number <= count or name == "deterioration"
+    ]
+    return ward, apply_scenarios(ward, scenarios)
 
 
 def register_ward(fleet: Fleet, registry_path: Path) -> None:
@@ -92,7 +117,7 @@ async def run_demo(settings: Settings, devices: int, duration_s: float | None, s
         update={"mqtt_port": broker_port, "mqtt5": False, "http_port": http_port}
     )
     runtime = build_ingest(settings)
-    ward = build_ward(devices, seed, offline_rate=0.15)
+    ward, scenarios = demo_ward(devices, seed)
     fleet = Fleet(
         ward,
         BrokerAddress(settings.mqtt_host, broker_port, mqtt5=False),
@@ -119,6 +144,9 @@ async def run_demo(settings: Settings, devices: int, duration_s: float | None, s
         print(f"  dashboard: http://{settings.http_host}:{settings.http_port}/")
         print(f"  API docs:  http://{settings.http_host}:{settings.http_port}/docs")
         print(f"  MQTT broker (embedded, MQTT 3.1.1): {settings.mqtt_host}:{broker_port}")
+        print("  on the ward (times from now):")
+        for scenario in scenarios:
+            print(f"    {scenario.describe()}")
         print_sign_in(settings, accounts, data_dir)
         print("  add a simulated ward of your own (new devices, new patients):")
         print(

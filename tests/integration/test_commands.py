@@ -133,32 +133,36 @@ def _check_sign_in_lines(stdout: str, data_dir: Path, port: int) -> None:
     assert "scope: user/" in token.stderr
 
 
-def test_simulate_shows_progress_and_a_summary(
-    mosquitto: Mosquitto, tmp_path: Path, topic_root: str
-) -> None:
-    env = os.environ | {"VITALTRAIL_TOPIC_ROOT": topic_root}
-    run = subprocess.run(
+def _simulate(
+    mosquitto: Mosquitto, data_dir: Path, topic_root: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`vitaltrail simulate` of 4 devices against the test's broker, as a user runs it."""
+    return subprocess.run(
         [
             *VITALTRAIL,
             "--data-dir",
-            str(tmp_path / "data"),
+            str(data_dir),
             "--log-level",
             "WARNING",
             "simulate",
             "--devices",
             "4",
-            "--duration",
-            "2.5",
             "--mqtt-port",
             str(mosquitto.port),
-            "--register",
+            *args,
         ],
         capture_output=True,
         text=True,
         timeout=60,
-        env=env,
+        env=os.environ | {"VITALTRAIL_TOPIC_ROOT": topic_root},
         check=False,
     )
+
+
+def test_simulate_shows_progress_and_a_summary(
+    mosquitto: Mosquitto, tmp_path: Path, topic_root: str
+) -> None:
+    run = _simulate(mosquitto, tmp_path / "data", topic_root, "--duration", "2.5", "--register")
     assert run.returncode == 0, run.stderr
     assert "readings" in run.stderr  # the progress line
     assert "acked" in run.stderr
@@ -223,3 +227,26 @@ def test_ingest_stops_gracefully_on_sigterm(
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_simulate_runs_scenarios_against_a_broker(
+    mosquitto: Mosquitto, tmp_path: Path, topic_root: str
+) -> None:
+    """The ward it prints is the ward it publishes: a silenced wristband and a patient off the
+    ward sign fewer readings, and nothing is left queued (a gap is never replayed)."""
+    from simulator import Scenario, apply_scenarios, build_ward
+    from simulator.ward import SIMULATED_WARD
+
+    duration, scenarios = 3.0, ["silent-device:1:1", "off-ward:2:2"]
+    flags = [arg for s in scenarios for arg in ("--scenario", s)]
+    run = _simulate(mosquitto, tmp_path / "data", topic_root, "--duration", str(duration), *flags)
+    assert run.returncode == 0, run.stderr
+    assert "scenario: sim-patient-001-band goes silent at 0:01" in run.stdout
+    assert "scenario: sim-patient-002 is off the ward from 0:02 to 20:02" in run.stdout
+    ward = build_ward(4, 1, offline_rate=0.1, name=SIMULATED_WARD)
+    expected = len(list(ward.schedule(0, duration)))
+    apply_scenarios(ward, [Scenario.parse(s) for s in scenarios])
+    signed = len(list(ward.schedule(0, duration)))
+    assert signed < expected
+    assert f"{signed} readings signed, {signed} acknowledged by the broker" in run.stdout
+    assert ", 0 still queued" in run.stdout
