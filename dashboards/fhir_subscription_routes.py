@@ -261,13 +261,15 @@ def subscription_routers(setup: SubscriptionSetup) -> tuple[APIRouter, APIRouter
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         access_services: AccessServices = app.state.access
         users = access_services.users
+        apps = access_services.consent.apps if access_services.consent is not None else None
 
         def disabled(principal: Principal) -> bool:
-            return (
-                users is not None
-                and principal.issuer == setup.embedded_issuer
-                and users.is_disabled(principal.subject)
-            )
+            """Whether the embedded directory has disabled the subscription's owner since."""
+            if principal.issuer != setup.embedded_issuer:
+                return False  # the provider's own users and apps are disabled there
+            if principal.kind == "app":
+                return apps is not None and apps.is_disabled(principal.client_id)
+            return users is not None and users.is_disabled(principal.subject)
 
         store = SubscriptionStore(setup.path, keep_events=setup.keep_events)
         judge = DeliveryAccess(access_services.policy, access_services.trail, disabled=disabled)

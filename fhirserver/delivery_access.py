@@ -5,7 +5,8 @@ delivery is decided for the principal that created it, as it was then (roles, sc
 and as the world is now: the access policy (``access.policy``) asks the care teams and
 consents in force at the moment of sending, the same rules and the same reason codes as a
 request (a patient's withdrawn consent refuses the next notification), and a user the
-embedded directory has disabled since is refused as their tokens are (``user-disabled``).
+embedded directory has disabled since is refused as their tokens are (``user-disabled``), and
+so is an app disabled since (``app-disabled``).
 The decision - permit or refusal - is committed to the access trail before anything is sent
 (``access.policy.decide_and_record``); if the trail cannot record, nothing is sent.
 
@@ -21,7 +22,6 @@ from collections.abc import Callable
 
 from access.errors import UserDisabled
 from access.policy import (
-    USER_DISABLED,
     AccessRequest,
     DataClass,
     Decision,
@@ -63,16 +63,18 @@ class DeliveryAccess:
         route: str,
         notification_id: str,
     ) -> Decision:
-        if owner.kind == "user" and self._disabled(owner):
-            refused = UserDisabled(owner.subject, owner.client_id, owner.roles, owner.token_id)
-            now = int(self._clock() * 1000)
-            self._trail.record(
-                disabled_user_access(
-                    refused, now, route, (patient,), (data_class,), notification_id
-                )
+        if self._disabled(owner):
+            refused = UserDisabled(
+                owner.subject, owner.client_id, owner.roles, owner.token_id, kind=owner.kind
             )
-            role = sorted(owner.roles)[0] if owner.roles else "none"
-            return Decision(False, USER_DISABLED, role, READ, (patient,), (data_class,), ())
+            now = int(self._clock() * 1000)
+            access = disabled_user_access(
+                refused, now, route, (patient,), (data_class,), notification_id
+            )
+            self._trail.record(access)
+            return Decision(
+                False, access.reason, access.agent.role, READ, (patient,), (data_class,), ()
+            )
         asked = AccessRequest(data_class, (patient,), (), codes)
         return decide_and_record(
             self._policy, self._trail, owner, asked, route, notification_id, self._clock

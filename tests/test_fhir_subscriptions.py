@@ -13,9 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from access.policy import Policy
 from access.scopes import ScopeSet
 from access.tokens import Principal
+from access.trail import AccessEvent, AccessTrail
 from fhirserver.capability import capability_statement
+from fhirserver.delivery_access import REST_HOOK_ROUTE, DeliveryAccess
 from fhirserver.notifications import (
     NOTIFICATION_PROFILE,
     binding_token_parameters,
@@ -39,6 +42,7 @@ from fhirserver.subscriptions import (
     parse_subscription,
     subscription_resource,
 )
+from tests.access_helpers import journal
 from tests.access_hostile import node_paths, replaced
 from tests.fhir_validation import check_vital_signs, validate
 from tests.stack import now_ms
@@ -352,3 +356,26 @@ def test_a_hostile_subscription_is_refused_with_a_reason_or_taken_whole(
     spec = outcome
     assert spec.patient == "p-1" or path[:2] == ("_criteria", "extension")
     validate(subscription_resource("s1", spec, "requested", None, BASE))
+
+
+@pytest.mark.parametrize(("kind", "reason"), [("app", "app-disabled"), ("user", "user-disabled")])
+def test_a_notification_to_an_owner_disabled_since_is_refused_and_recorded(
+    tmp_path: Path, kind: str, reason: str
+) -> None:
+    """Disabled means now for subscriptions too: the next notification is refused, on record."""
+    into = journal(tmp_path)
+    trail = AccessTrail(into)
+    owner = principal("telemed-1" if kind == "app" else "dr-ada", kind)
+    refuse_all = Policy(lambda _: frozenset(), lambda *_: None)
+    judge = DeliveryAccess(refuse_all, trail, disabled=lambda p: p is owner)
+    decision = judge(owner, "p-1", "vital-signs", ("8867-4",), REST_HOOK_ROUTE, "bundle-7")
+    assert (decision.permit, decision.reason) == (False, reason)
+    (row,) = into.after(0)
+    recorded = AccessEvent.decode(row.body).access
+    assert (recorded.outcome, recorded.reason, recorded.agent.kind) == ("deny", reason, kind)
+    assert (recorded.patients, recorded.route, recorded.request_id) == (
+        ("p-1",),
+        REST_HOOK_ROUTE,
+        "bundle-7",
+    )
+    into.close()
