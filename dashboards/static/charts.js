@@ -150,7 +150,7 @@ function followWidth(element, chart) {
     if (width !== chart.width) chart.setSize({ width, height: chart.height });
   });
   observer.observe(element);
-  return observer;
+  chart.hooks.destroy = [...(chart.hooks.destroy ?? []), () => observer.disconnect()];
 }
 
 /** A tile's small line: no axes, the normal range `low`-`high` shaded, the newest value and any

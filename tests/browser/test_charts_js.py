@@ -174,7 +174,19 @@ def test_the_vendored_library_is_served_by_the_app_with_its_licence(stage: Stage
         "async () => (await fetch('/static/vendor/uplot/LICENSE')).text()"
     )
     assert "MIT License" in licence
-    draw(stage, "sparkline", readings(END_MS - HOUR_MS, 10, 60_000, range(0)), {}, 200)
+    drawn = draw(stage, "sparkline", readings(END_MS - HOUR_MS, 10, 60_000, range(0)), {}, 200)
+    assert None not in drawn["data"][1]
+    destroyed = stage.page.evaluate(
+        """async () => {
+          const { sparkline } = await import('/static/charts.js');
+          const box = document.createElement('div');
+          document.getElementById('stage').append(box);
+          const chart = sparkline(box, [{time_ms: 0, value: 1}, {time_ms: 1000, value: 2}]);
+          chart.destroy();
+          return box.querySelector('canvas') === null;
+        }"""
+    )
+    assert destroyed
 
 
 def test_a_sparkline_draws_and_breaks_its_line_where_readings_stop(stage: Stage) -> None:
