@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Vendors the browser assets the web app serves (Swagger UI for /docs) from the npm registry
-# into the Python package, so no page loads anything from a CDN. Versions are pinned by
-# package-lock.json; each library's licence travels with it.
+# Vendors the browser assets the web app serves (Swagger UI for /docs, uPlot for the charts) from
+# the npm registry into the Python package, so no page loads anything from a CDN. Versions are
+# pinned by package-lock.json; each library's licence travels with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,4 +22,8 @@ rm -rf "$vendor"
 mkdir -p "$vendor/swagger-ui"
 for f in swagger-ui-bundle.js swagger-ui.css favicon-32x32.png LICENSE NOTICE; do
   cp "node_modules/swagger-ui-dist/$f" "$vendor/swagger-ui/"
+done
+mkdir -p "$vendor/uplot"
+for f in dist/uPlot.esm.js dist/uPlot.min.css LICENSE; do
+  cp "node_modules/uplot/$f" "$vendor/uplot/"
 done
