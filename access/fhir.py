@@ -243,9 +243,7 @@ def audit_event(event: AccessEvent, ledger_index: int | None = None) -> dict[str
     resource: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "type": _coding("http://terminology.hl7.org/CodeSystem/audit-event-type", "rest"),
-        "subtype": [
-            _coding("http://hl7.org/fhir/restful-interaction", SUBTYPE[a.interaction])
-        ],
+        "subtype": [_coding("http://hl7.org/fhir/restful-interaction", SUBTYPE[a.interaction])],
         "action": ACTION[a.interaction],
         "recorded": instant(a.time_ms),
         "outcome": "0" if a.outcome == PERMIT else "4",

@@ -182,10 +182,10 @@ class Decision:
         kind = "app" if principal.kind == "app" else "user"
         agent = Agent(
             kind,
-            _safe(principal.subject),
+            safe_id(principal.subject),
             self.role,
-            client=_safe(principal.client_id) if kind == "user" else None,
-            jti=_safe(principal.token_id),
+            client=safe_id(principal.client_id) if kind == "user" else None,
+            jti=safe_id(principal.token_id),
         )
         return Access(
             time_ms=time_ms,
@@ -217,10 +217,10 @@ def disabled_user_access(
     app = refused.kind == "app"
     agent = Agent(
         refused.kind,
-        _safe(refused.subject),
+        safe_id(refused.subject),
         "app" if app else roles[0] if roles else "none",
-        client=_safe(refused.client_id),
-        jti=_safe(refused.token_id),
+        client=safe_id(refused.client_id),
+        jti=safe_id(refused.token_id),
     )
     return Access(
         time_ms=time_ms,
@@ -348,7 +348,9 @@ class Policy:
     @staticmethod
     def _delegated(principal: Principal, rule: Rule, request: AccessRequest) -> tuple[Context, ...]:
         """The scope contexts of the rule in which the token's scopes delegate this request."""
-        letter: Interaction = "c" if request.write else "s" if request.interaction == SEARCH else "r"
+        letter: Interaction = (
+            "c" if request.write else "s" if request.interaction == SEARCH else "r"
+        )
         resource = RESOURCE[request.data_class]
         facts = {"category": CATEGORY} if resource == "Observation" else {}
         return tuple(
@@ -366,7 +368,7 @@ def _claimed_purpose(principal: Principal) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _safe(value: str) -> str:
+def safe_id(value: str) -> str:
     """A token's own identifiers as the trail can hold them (ASCII, no spaces, at most 255):
     anything else is recorded as its digest, never dropped."""
     if is_principal(value):

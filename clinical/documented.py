@@ -230,7 +230,11 @@ class DocumentedStore:
         return [_record(row) for row in rows]
 
     def latest(self, patient_id: str) -> Latest:
-        """The latest record of each kind (what a score uses)."""
+        """The latest value of each kind, as a NEWS2 score takes them."""
+        return _latest(self.latest_records(patient_id))
+
+    def latest_records(self, patient_id: str) -> dict[Kind, Record]:
+        """The latest record of each kind documented (what a score uses)."""
         found: dict[Kind, Record] = {}
         for kind in Kind:
             row = self._db.execute(
@@ -241,7 +245,7 @@ class DocumentedStore:
             ).fetchone()
             if row is not None:
                 found[kind] = _record(row)
-        return _latest(found)
+        return found
 
     def close(self) -> None:
         self._db.close()

@@ -330,6 +330,20 @@ async def path_patient(
     return await decide(request, principal, asked)
 
 
+async def path_patient_write(
+    request: Request,
+    principal: Caller,
+    patient_id: PatientId,
+    break_glass: BreakGlass = None,
+    purpose: Purpose = None,
+) -> Decision:
+    """The gate of a route that writes to the patient named in the path (staff documenting
+    an observation): decided and recorded as a ``create``, before anything is written."""
+    rule = _data_class(request)
+    asked = AccessRequest(rule.data_class, (patient_id,), (), (), purpose, break_glass, write=True)
+    return await decide(request, principal, asked)
+
+
 async def path_patient_code(
     request: Request,
     principal: Caller,
@@ -408,8 +422,12 @@ async def own_record(request: Request, principal: Caller, purpose: Purpose = Non
 
 
 PathPatient = Annotated[Decision, Depends(path_patient)]
+PathPatientWrite = Annotated[Decision, Depends(path_patient_write)]
 PathPatientCode = Annotated[Decision, Depends(path_patient_code)]
 ReadingPatient = Annotated[Decision, Depends(reading_patient)]
 VisiblePatients = Annotated[Listing, Depends(visible_patients)]
 OwnRecord = Annotated[Decision, Depends(own_record)]
-GATES = (path_patient, path_patient_code, reading_patient, visible_patients, own_record)
+GATES = (
+    path_patient, path_patient_code, path_patient_write, reading_patient, visible_patients,
+    own_record,
+)  # fmt: skip
