@@ -180,7 +180,7 @@ class DocumentedStore:
     connection: open one store per thread."""
 
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, timeout=5.0)
+        self._db = sqlite3.connect(path, timeout=5.0, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = FULL")
         self._db.executescript(_SCHEMA)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import ExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
@@ -53,7 +53,7 @@ class DataSources:
     read_nice: int = 10  # the read threads' niceness above the process's (Linux); 0: none
     fhir_index_follow_s: float = 2.0  # how often the FHIR index follows the ledger; 0: never
     auth: WebAuth | None = None  # sign-in and the embedded issuer's endpoints; None: neither
-    news2_max_age_ms: Mapping[Parameter, int] = DEFAULT_MAX_AGE_MS  # NEWS2's stale limits
+    news2_max_age_ms: Mapping[Parameter, int] = field(default_factory=lambda: DEFAULT_MAX_AGE_MS)
 
     def open_readers(self) -> Readers:
         """One reader thread's own connections (all or none)."""

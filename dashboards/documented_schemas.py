@@ -6,9 +6,11 @@ the rules live in one place and a bad value is a 422 naming its reason code.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from clinical.documented import MAX_TEXT, Kind, Observation, Record
+from clinical.documented import MAX_FLOW_L_MIN, MAX_TEXT, Kind, Observation, Record
 from clinical.news2 import News2
 
 
@@ -17,13 +19,15 @@ class DocumentedIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    consciousness: str | None = Field(
-        None, max_length=1, description="ACVPU: A, C (new confusion), V, P or U"
+    consciousness: Literal["A", "C", "V", "P", "U"] | None = Field(
+        None, description="ACVPU: A, C (new confusion), V, P or U"
     )
     oxygen: StrictBool | None = Field(None, description="true: supplemental oxygen; false: air")
-    oxygen_flow_l_min: float | None = Field(None, description="with oxygen: its flow, L/min")
+    oxygen_flow_l_min: float | None = Field(
+        None, gt=0, le=MAX_FLOW_L_MIN, description="with oxygen: its flow, L/min"
+    )
     oxygen_device: str | None = Field(None, max_length=MAX_TEXT, description="with oxygen")
-    spo2_scale: StrictInt | None = Field(
+    spo2_scale: Literal[1, 2] | None = Field(
         None, description="1, or 2 for a clinician's hypercapnic target of 88-92 %"
     )
     note: str | None = Field(None, max_length=MAX_TEXT, description="kept with each record")
