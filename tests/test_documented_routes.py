@@ -157,7 +157,8 @@ def test_news2_scores_the_documented_consciousness_and_lists_what_is_missing(
     assert subs["pulse"]["documented_by"] is None  # measured by the band
     assert news["red_flag"] is True
     assert news["total"] == sum(s["points"] for s in news["sub_scores"])
-    assert "consciousness" not in news["missing"] and "air_or_oxygen" not in news["missing"]
+    assert "consciousness" not in news["missing"]
+    assert "air_or_oxygen" not in news["missing"]
 
 
 def test_news2_marks_documented_values_missing_until_recorded(tmp_path: Path) -> None:
