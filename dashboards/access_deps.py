@@ -32,7 +32,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -317,31 +317,28 @@ async def decide(
     raise HTTPException(403, f"access refused: {decision.reason}", headers=headers)
 
 
-async def path_patient(
-    request: Request,
-    principal: Caller,
-    patient_id: PatientId,
-    break_glass: BreakGlass = None,
-    purpose: Purpose = None,
-) -> Decision:
-    """The gate of a route naming its patient in the path."""
-    rule = _data_class(request)
-    asked = AccessRequest(rule.data_class, (patient_id,), (), (), purpose, break_glass)
-    return await decide(request, principal, asked)
+def _path_gate(write: bool) -> Callable[..., Awaitable[Decision]]:
+    async def gate(
+        request: Request,
+        principal: Caller,
+        patient_id: PatientId,
+        break_glass: BreakGlass = None,
+        purpose: Purpose = None,
+    ) -> Decision:
+        rule = _data_class(request)
+        asked = AccessRequest(
+            rule.data_class, (patient_id,), (), (), purpose, break_glass, write=write
+        )
+        return await decide(request, principal, asked)
+
+    return gate
 
 
-async def path_patient_write(
-    request: Request,
-    principal: Caller,
-    patient_id: PatientId,
-    break_glass: BreakGlass = None,
-    purpose: Purpose = None,
-) -> Decision:
-    """The gate of a route that writes to the patient named in the path (staff documenting
-    an observation): decided and recorded as a ``create``, before anything is written."""
-    rule = _data_class(request)
-    asked = AccessRequest(rule.data_class, (patient_id,), (), (), purpose, break_glass, write=True)
-    return await decide(request, principal, asked)
+path_patient = _path_gate(write=False)
+"""The gate of a route naming its patient in the path."""
+path_patient_write = _path_gate(write=True)
+"""The gate of a route that writes to the patient named in the path (staff documenting an
+observation): decided and recorded as a ``create``, before anything is written."""
 
 
 async def path_patient_code(

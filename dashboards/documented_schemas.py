@@ -87,6 +87,8 @@ class PatientDocumented(BaseModel):
 
 
 class SubScoreOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     parameter: str
     points: int
     value: float | str
@@ -96,6 +98,8 @@ class SubScoreOut(BaseModel):
 
 
 class StaleOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     parameter: str
     value: float | str
     time_ms: int
@@ -141,26 +145,7 @@ class News2Out(BaseModel):
             monitoring=r.monitoring,
             max_minutes_between_observations=r.max_minutes_between_observations,
             action=r.action,
-            sub_scores=[
-                SubScoreOut(
-                    parameter=s.parameter,
-                    points=s.points,
-                    value=s.value,
-                    time_ms=s.time_ms,
-                    documented_by=s.documented_by,
-                    lower_bound=s.lower_bound,
-                )
-                for s in news.sub_scores
-            ],
+            sub_scores=[SubScoreOut.model_validate(s) for s in news.sub_scores],
             missing=[p.value for p in news.missing],
-            stale=[
-                StaleOut(
-                    parameter=s.parameter,
-                    value=s.value,
-                    time_ms=s.time_ms,
-                    age_ms=s.age_ms,
-                    max_age_ms=s.max_age_ms,
-                )
-                for s in news.stale
-            ],
+            stale=[StaleOut.model_validate(s) for s in news.stale],
         )
