@@ -57,7 +57,7 @@ log = logging.getLogger("vitaltrail.access.trail")
 PERMIT, DENY = "permit", "deny"
 READ, SEARCH = "read", "search"  # FHIR restful-interaction read / search-type
 CREATE = "create"  # FHIR restful-interaction create: staff documenting an observation
-INTERACTIONS = frozenset({READ, SEARCH, CREATE})
+INTERACTIONS = (READ, SEARCH, CREATE)  # a tuple: a hostile list is not hashed
 AGENT_KINDS = frozenset({"user", "app"})
 BREAK_GLASS = "break-glass"  # the reason code of a break-glass permit
 
