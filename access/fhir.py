@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from access.consent import VITAL_SIGNS, Consent, ConsentStatement, RecordedConsent, SignedConsent
-from access.trail import PERMIT, READ, AccessEvent
+from access.trail import CREATE, PERMIT, READ, SEARCH, AccessEvent
 from ledger.appends import EntryKey
 
 LEDGER_INDEX = "urn:vitaltrail:fhir:ledger-index"  # extension: valueUnsignedInt
@@ -34,6 +34,9 @@ OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 BALP_AGENT = "https://profiles.ihe.net/ITI/BALP/CodeSystem/UserAgentTypes"
 BALP_ENTITY = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType"
 SERVER = "vitaltrail"
+# An access event's interaction as AuditEvent.subtype (FHIR restful-interaction) and action.
+SUBTYPE = {READ: "read", SEARCH: "search-type", CREATE: "create"}
+ACTION = {READ: "R", SEARCH: "E", CREATE: "C"}
 
 
 def instant(ms: int) -> str:
@@ -170,9 +173,10 @@ def _provision(grant: ConsentStatement) -> dict[str, Any]:
 
 
 def audit_event(event: AccessEvent, ledger_index: int | None = None) -> dict[str, Any]:
-    """The FHIR R4 AuditEvent of an access event (IHE BALP PatientRead / PatientQuery)."""
+    """The FHIR R4 AuditEvent of an access event (IHE BALP PatientRead / PatientQuery /
+    PatientCreate)."""
     a = event.access
-    read = a.interaction == READ
+    read = a.interaction in (READ, CREATE)  # a resource, not a query
     purposes = [_concept(ACT_REASON, p) for p in a.purpose]
     agent_system = USER_SYSTEM if a.agent.kind == "user" else CLIENT_SYSTEM
     requestor: dict[str, Any] = {
@@ -239,10 +243,8 @@ def audit_event(event: AccessEvent, ledger_index: int | None = None) -> dict[str
     resource: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "type": _coding("http://terminology.hl7.org/CodeSystem/audit-event-type", "rest"),
-        "subtype": [
-            _coding("http://hl7.org/fhir/restful-interaction", "read" if read else "search-type")
-        ],
-        "action": "R" if read else "E",
+        "subtype": [_coding("http://hl7.org/fhir/restful-interaction", SUBTYPE[a.interaction])],
+        "action": ACTION[a.interaction],
         "recorded": instant(a.time_ms),
         "outcome": "0" if a.outcome == PERMIT else "4",
         "outcomeDesc": f"{a.outcome}: {a.reason}",

@@ -45,12 +45,13 @@ MAX_ASSERTION_LIFETIME_S = 300
 
 # What a token delegates, by role. Scopes only delegate: the access rules (care team, own
 # data, consent) still decide each request. An admin's scopes name no clinical data.
-# ``user/Consent.c``: staff record a consent on a patient's behalf (dashboards.consent_routes).
+# ``user/Consent.c``: staff record a consent on a patient's behalf (dashboards.consent_routes);
+# ``user/Observation.c``: clinicians document consciousness and oxygen (clinical.documented);
 # ``Subscription.crds``: FHIR subscriptions of one's own (dashboards.fhir_subscription_routes).
 ROLE_SCOPES: dict[Role, str] = {
     "clinician": (
-        "user/Patient.rs user/Observation.rs user/Provenance.rs user/Device.rs user/Consent.c"
-        " user/Subscription.crds"
+        "user/Patient.rs user/Observation.rs user/Observation.c user/Provenance.rs"
+        " user/Device.rs user/Consent.c user/Subscription.crds"
     ),
     "patient": (
         "patient/Patient.rs patient/Observation.rs patient/Provenance.rs patient/Device.rs"

@@ -8,15 +8,17 @@ the data class, the purpose of use and an optional break-glass reason, and gets 
 
 The rules (:data:`RULES`), first match by role::
 
-    role       scope contexts that delegate   basis
-    clinician  user/                          their care teams' patients; break-glass outside
-    patient    patient/                       their own record (token ``patient`` / user's id)
-    app        system/, patient/ (one)        a consent of that patient to the app, in force
-    admin      (no rule)                      reads no patient data
+    role       scope contexts that delegate   basis                                        writes
+    clinician  user/                          their care teams' patients; break-glass outside  yes
+    patient    patient/                       their own record (token ``patient`` / user's id) no
+    app        system/, patient/ (one)        a consent of that patient to the app, in force   no
+    admin      (no rule)                      reads no patient data                            no
 
 A rule applies only when the token's SMART scopes delegate the interaction too (``.r`` for a
-read, ``.s`` for a listing) on the data's FHIR resource (vital signs and readings are
-Observations, proof bundles Provenance): scopes only delegate, the rule still decides.
+read, ``.s`` for a listing, ``.c`` for a write) on the data's FHIR resource (vital signs and
+readings are Observations, proof bundles Provenance): scopes only delegate, the rule still
+decides. A write is what staff document about a patient (consciousness, oxygen: clinical.
+documented); only a rule that ``writes`` may, on the same basis as it reads.
 Deny by default: no rule, no scope, no basis, no data. Every refusal has a reason code.
 
 Data classes: ``vital-signs``, ``readings`` and ``proofs`` are what a route serves; what a
@@ -46,7 +48,17 @@ from access.errors import ConsentRefused, UserDisabled
 from access.fields import is_code, is_patient_id, is_principal, is_purpose, is_text
 from access.scopes import Context, Interaction
 from access.tokens import Principal
-from access.trail import BREAK_GLASS, DENY, PERMIT, READ, SEARCH, Access, AccessTrail, Agent
+from access.trail import (
+    BREAK_GLASS,
+    CREATE,
+    DENY,
+    PERMIT,
+    READ,
+    SEARCH,
+    Access,
+    AccessTrail,
+    Agent,
+)  # fmt: skip
 
 DataClass = Literal[
     "vital-signs", "readings", "proofs", "access-log", "patient", "devices", "consents"
@@ -89,10 +101,11 @@ NO_CONSENT = "no-consent"
 NONE_VISIBLE = "none-visible"  # a listing with nobody the caller may see: nothing disclosed
 USER_DISABLED = "user-disabled"  # a valid token of a user disabled since (refused at the token)
 APP_DISABLED = "app-disabled"  # a valid token of an app disabled since (refused at the token)
+MAY_NOT_WRITE = "may-not-write"  # a role that reads but does not document (patient, app)
 DENIALS = (
     NO_ROLE, ADMIN_READS_NONE, INSUFFICIENT_SCOPE, BAD_PURPOSE, BAD_BREAK_GLASS,
     NOT_IN_CARE_TEAM, NOT_OWN_RECORD, NO_PATIENT_CONTEXT, NO_CONSENT, NONE_VISIBLE,
-    USER_DISABLED, APP_DISABLED,
+    USER_DISABLED, APP_DISABLED, MAY_NOT_WRITE,
 )  # fmt: skip
 
 
@@ -106,10 +119,11 @@ class Rule:
     basis: Basis
     refusal: str
     break_glass: bool = False  # may read outside the basis after stating a reason
+    writes: bool = False  # may document observations, on the same basis
 
 
 RULES: tuple[Rule, ...] = (
-    Rule(CLINICIAN, ("user",), "care-team", NOT_IN_CARE_TEAM, break_glass=True),
+    Rule(CLINICIAN, ("user",), "care-team", NOT_IN_CARE_TEAM, break_glass=True, writes=True),
     Rule(PATIENT, ("patient",), "self", NOT_OWN_RECORD),
     Rule(APP, ("system", "patient"), "consent", NO_CONSENT),
 )
@@ -127,9 +141,12 @@ class AccessRequest:
     purpose: str | None = None  # None: the token's, else the role's default
     break_glass: str | None = None
     search: bool = False  # a search naming its patients (FHIR ``Observation?patient=``)
+    write: bool = False  # documenting an observation of the named patients
 
     @property
     def interaction(self) -> str:
+        if self.write:
+            return CREATE
         return SEARCH if self.patients is None or self.search else READ
 
     def consent_classes(self) -> tuple[str, ...]:
@@ -176,10 +193,10 @@ class Decision:
         kind = "app" if principal.kind == "app" else "user"
         agent = Agent(
             kind,
-            _safe(principal.subject),
+            safe_id(principal.subject),
             self.role,
-            client=_safe(principal.client_id) if kind == "user" else None,
-            jti=_safe(principal.token_id),
+            client=safe_id(principal.client_id) if kind == "user" else None,
+            jti=safe_id(principal.token_id),
         )
         return Access(
             time_ms=time_ms,
@@ -211,10 +228,10 @@ def disabled_user_access(
     app = refused.kind == "app"
     agent = Agent(
         refused.kind,
-        _safe(refused.subject),
+        safe_id(refused.subject),
         "app" if app else roles[0] if roles else "none",
-        client=_safe(refused.client_id),
-        jti=_safe(refused.token_id),
+        client=safe_id(refused.client_id),
+        jti=safe_id(refused.token_id),
     )
     return Access(
         time_ms=time_ms,
@@ -276,6 +293,8 @@ class Policy:
         if not is_purpose(purpose):
             return deny(BAD_PURPOSE, rule.role)
         purposes = (purpose,)
+        if request.write and not rule.writes:
+            return deny(MAY_NOT_WRITE, rule.role, purposes)
         contexts = self._delegated(principal, rule, request)
         if not contexts:
             return deny(INSUFFICIENT_SCOPE, rule.role, purposes)
@@ -340,7 +359,9 @@ class Policy:
     @staticmethod
     def _delegated(principal: Principal, rule: Rule, request: AccessRequest) -> tuple[Context, ...]:
         """The scope contexts of the rule in which the token's scopes delegate this request."""
-        letter: Interaction = "s" if request.interaction == SEARCH else "r"
+        letter: Interaction = (
+            "c" if request.write else "s" if request.interaction == SEARCH else "r"
+        )
         resource = RESOURCE[request.data_class]
         facts = {"category": CATEGORY} if resource == "Observation" else {}
         return tuple(
@@ -385,7 +406,7 @@ def _claimed_purpose(principal: Principal) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _safe(value: str) -> str:
+def safe_id(value: str) -> str:
     """A token's own identifiers as the trail can hold them (ASCII, no spaces, at most 255):
     anything else is recorded as its digest, never dropped."""
     if is_principal(value):

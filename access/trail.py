@@ -1,4 +1,4 @@
-"""The access trail: one event per request that reads, or is refused, patient data.
+"""The access trail: one event per request that reads or writes, or is refused, patient data.
 
 Shaped after IHE Basic Audit Log Patterns (PatientRead, PatientQuery, AuthZconsent) so that it
 exports as FHIR AuditEvent (access.fhir). An event is deterministic CBOR with text keys::
@@ -56,6 +56,8 @@ log = logging.getLogger("vitaltrail.access.trail")
 
 PERMIT, DENY = "permit", "deny"
 READ, SEARCH = "read", "search"  # FHIR restful-interaction read / search-type
+CREATE = "create"  # FHIR restful-interaction create: staff documenting an observation
+INTERACTIONS = (READ, SEARCH, CREATE)  # a tuple: a hostile list is not hashed
 AGENT_KINDS = frozenset({"user", "app"})
 BREAK_GLASS = "break-glass"  # the reason code of a break-glass permit
 
@@ -92,7 +94,7 @@ class Access:
     purpose: tuple[str, ...]
     outcome: str  # PERMIT or DENY
     reason: str  # a code: why permitted (care-team, self, consent, break-glass) or refused
-    interaction: str  # READ or SEARCH
+    interaction: str  # READ, SEARCH or CREATE
     route: str  # "GET /api/v1/patients/{patient_id}/vitals"
     break_glass: str | None = None
     consents: tuple[tuple[str, int], ...] = ()  # (patient, seq) of the grants relied on
@@ -227,8 +229,8 @@ def _invalid(doc: Any) -> str | None:
         return "an access event's purpose is a sorted set of PurposeOfUse codes"
     if doc["outcome"] not in (PERMIT, DENY) or not is_code(doc["reason"]):
         return "an access event's outcome is permit or deny, with a reason code"
-    if doc["interaction"] not in (READ, SEARCH) or not is_text(doc["route"]):
-        return "an access event names its interaction (read or search) and route"
+    if doc["interaction"] not in INTERACTIONS or not is_text(doc["route"]):
+        return "an access event names its interaction (read, search or create) and route"
     if doc.get("break_glass") is not None and not is_text(doc["break_glass"]):
         return "a break-glass reason is printable text"
     consents = doc.get("consents")

@@ -32,7 +32,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -326,17 +326,28 @@ async def decide(
     raise HTTPException(403, f"access refused: {decision.reason}", headers=headers)
 
 
-async def path_patient(
-    request: Request,
-    principal: Caller,
-    patient_id: PatientId,
-    break_glass: BreakGlass = None,
-    purpose: Purpose = None,
-) -> Decision:
-    """The gate of a route naming its patient in the path."""
-    rule = _data_class(request)
-    asked = AccessRequest(rule.data_class, (patient_id,), (), (), purpose, break_glass)
-    return await decide(request, principal, asked)
+def _path_gate(write: bool) -> Callable[..., Awaitable[Decision]]:
+    async def gate(
+        request: Request,
+        principal: Caller,
+        patient_id: PatientId,
+        break_glass: BreakGlass = None,
+        purpose: Purpose = None,
+    ) -> Decision:
+        rule = _data_class(request)
+        asked = AccessRequest(
+            rule.data_class, (patient_id,), (), (), purpose, break_glass, write=write
+        )
+        return await decide(request, principal, asked)
+
+    return gate
+
+
+path_patient = _path_gate(write=False)
+"""The gate of a route naming its patient in the path."""
+path_patient_write = _path_gate(write=True)
+"""The gate of a route that writes to the patient named in the path (staff documenting an
+observation): decided and recorded as a ``create``, before anything is written."""
 
 
 async def path_patient_code(
@@ -439,16 +450,13 @@ async def own_record(request: Request, principal: Caller, purpose: Purpose = Non
 
 
 PathPatient = Annotated[Decision, Depends(path_patient)]
+PathPatientWrite = Annotated[Decision, Depends(path_patient_write)]
 PathPatientCode = Annotated[Decision, Depends(path_patient_code)]
 ReadingPatient = Annotated[Decision, Depends(reading_patient)]
 VisiblePatients = Annotated[Listing, Depends(visible_patients)]
 OwnRecord = Annotated[Decision, Depends(own_record)]
 SubscriptionPatient = Annotated[Decision, Depends(subscription_patient)]
 GATES = (
-    path_patient,
-    path_patient_code,
-    reading_patient,
-    visible_patients,
-    own_record,
-    subscription_patient,
-)
+    path_patient, path_patient_code, path_patient_write, reading_patient, visible_patients,
+    own_record, subscription_patient,
+)  # fmt: skip

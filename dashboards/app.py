@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import ExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
@@ -14,12 +14,15 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
+from clinical.documented import DocumentedStore
+from clinical.news2 import DEFAULT_MAX_AGE_MS, Parameter
 from dashboards.access_deps import AccessMetrics, AccessServices, caller, enforce
 from dashboards.access_log import router as access_log_router
 from dashboards.api import router
 from dashboards.auth_routes import WebAuth, add_auth
 from dashboards.consent_routes import consent_router
 from dashboards.docs_page import add_offline_docs
+from dashboards.documented_routes import router as documented_router
 from dashboards.fhir_answers import add_fhir_errors
 from dashboards.fhir_routes import follow_ledger
 from dashboards.fhir_routes import router as fhir_router
@@ -42,6 +45,7 @@ class DataSources:
     registry: Callable[[], DeviceRegistry]
     access: AccessServices  # token check, policy, trail: closed with the app
     fhir_index: Path  # the FHIR observation index's file (fhirserver.index), built as it goes
+    documented: Path  # what staff document for NEWS2 (clinical.documented), append-only
     token_endpoint: str | None = None  # where apps get tokens (the FHIR CapabilityStatement)
     metrics: CollectorRegistry | None = None
     proof_cosignatures: int = 0  # witness cosignatures a served proof bundle carries, at least
@@ -51,6 +55,7 @@ class DataSources:
     fhir_index_follow_s: float = 2.0  # how often the FHIR index follows the ledger; 0: never
     auth: WebAuth | None = None  # sign-in and the embedded issuer's endpoints; None: neither
     subscriptions: SubscriptionSetup | None = None  # FHIR subscriptions; None: not offered
+    news2_max_age_ms: Mapping[Parameter, int] = field(default_factory=lambda: DEFAULT_MAX_AGE_MS)
 
     def open_readers(self) -> Readers:
         """One reader thread's own connections (all or none)."""
@@ -62,8 +67,10 @@ class DataSources:
             registry = self.registry()
             opened.callback(registry.close)
             observations = IndexReader(self.fhir_index)
+            opened.callback(observations.close)
+            documented = DocumentedStore(self.documented)
             opened.pop_all()
-        return Readers(ledger, store, registry, observations)
+        return Readers(ledger, store, registry, observations, documented)
 
 
 def create_app(sources: DataSources) -> FastAPI:
@@ -85,6 +92,7 @@ def create_app(sources: DataSources) -> FastAPI:
         app.state.access_metrics = AccessMetrics(api_metrics)
         app.state.metrics = [r for r in (sources.metrics, api_metrics) if r is not None]
         app.state.proof_cosignatures = sources.proof_cosignatures
+        app.state.news2_max_age_ms = sources.news2_max_age_ms
         following = None
         try:
             await reads.run(lambda _: None)  # the data is there to read: fail at start, not later
@@ -117,6 +125,7 @@ def create_app(sources: DataSources) -> FastAPI:
     app.include_router(fhir_router)
     if sources.subscriptions is not None:  # its engine starts and stops with the app
         add_subscriptions(app, sources.subscriptions)
+    app.include_router(documented_router)
     static = Path(__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     add_offline_docs(app)

@@ -28,6 +28,7 @@ from typing import Protocol, TypeVar
 from fastapi import HTTPException
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from clinical.documented import DocumentedStore
 from devices.registry import DeviceRegistry
 from fhirserver.index import IndexReader
 from ingest.store import TimeSeriesStore
@@ -50,10 +51,11 @@ class Readers:
     store: TimeSeriesStore
     registry: DeviceRegistry
     observations: IndexReader  # the FHIR observation index (fhirserver.index)
+    documented: DocumentedStore  # what staff document for NEWS2 (written here too)
 
     def close(self) -> None:
         part: _Closeable
-        for part in (self.ledger, self.store, self.registry, self.observations):
+        for part in (self.ledger, self.store, self.registry, self.observations, self.documented):
             try:
                 part.close()
             except Exception as exc:  # closing the rest matters more

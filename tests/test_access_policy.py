@@ -235,3 +235,26 @@ def test_identifiers_the_trail_cannot_hold_are_recorded_by_digest() -> None:
     assert access.agent.jti.startswith("sha256:")
     assert access.agent.id.startswith("sha256:")
     AccessEvent("trail", 1, access).encode()
+
+
+ADA_WRITES = principal("dr-ada", ("clinician",), CLINICIAN_SCOPES + " user/Observation.c")
+
+
+@pytest.mark.parametrize(
+    ("who", "patient", "break_glass", "reason", "permit"),
+    [
+        (ADA_WRITES, "p-1", None, "care-team", True),
+        (ADA_WRITES, "p-7", None, "not-in-care-team", False),
+        (ADA_WRITES, "p-7", "arrest", BREAK_GLASS, True),
+        (ADA, "p-1", None, "insufficient-scope", False),  # reads, no .c scope
+        (PAT1, "p-1", None, "may-not-write", False),
+        (APP, "p-1", None, "may-not-write", False),
+        (ADMIN, "p-1", None, "admin-reads-no-patient-data", False),
+    ],
+)
+def test_only_a_clinician_writes_on_the_basis_they_read(
+    who: Principal, patient: str, break_glass: str | None, reason: str, permit: bool
+) -> None:
+    asked = AccessRequest("vital-signs", (patient,), break_glass=break_glass, write=True)
+    decision = POLICY.decide(who, asked, NOW)
+    assert (decision.reason, decision.permit, decision.interaction) == (reason, permit, "create")

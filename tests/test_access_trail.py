@@ -4,6 +4,7 @@ exported as an IHE BALP-shaped FHIR R4 AuditEvent."""
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import cbor2
@@ -15,7 +16,7 @@ from access.consent_store import ConsentStore
 from access.errors import AccessEventError, ConsentRefused, JournalError
 from access.fhir import LEDGER_INDEX, audit_event
 from access.journal import Journal
-from access.trail import DENY, SEARCH, Access, AccessEvent, AccessTrail, Agent
+from access.trail import CREATE, DENY, SEARCH, Access, AccessEvent, AccessTrail, Agent
 from tests.access_helpers import DAY, NOW, PATIENT_KEY, app_read, journal, signed_grant, user_read
 
 
@@ -207,3 +208,16 @@ def test_a_permit_its_named_consents_do_not_allow_is_not_recorded(
     assert refused.value.reason == "not-in-force"
     assert trail.unrecorded == {"not-in-force": 1}
     assert trail.record(app_read()).seq == 3  # what the grant allows is recorded
+
+
+def test_a_documented_observation_exports_as_a_create_and_round_trips() -> None:
+    access = user_read(
+        "u-doc-1", "clinician", ("p-1",), interaction=CREATE,
+        route="POST /api/v1/patients/{patient_id}/documented",
+    )  # fmt: skip
+    event = AccessEvent("abc", 6, access)
+    assert AccessEvent.decode(event.encode()) == event
+    resource = audit_event(event)
+    assert (_valid_r4(resource).action, resource["subtype"][0]["code"]) == ("C", "create")
+    with pytest.raises(AccessEventError, match="interaction"):
+        AccessEvent("abc", 7, replace(access, interaction="delete")).encode()

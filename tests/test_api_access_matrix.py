@@ -117,6 +117,8 @@ AUTHENTICATED = {
 ROUTES = [
     "/api/v1/patients/{p}/vitals",
     "/api/v1/patients/{p}/vitals/8867-4",
+    "/api/v1/patients/{p}/documented",
+    "/api/v1/patients/{p}/news2",
     "/api/v1/readings/{r}",
     "/api/v1/readings/{r}/proof",
     "/api/v1/patients/{p}/access-log",

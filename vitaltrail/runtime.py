@@ -177,6 +177,7 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
         registry=lambda: DeviceRegistry(settings.registry_path),
         access=access_services(settings),
         fhir_index=settings.fhir_index_path,
+        documented=settings.documented_path,
         token_endpoint=issuer_config(settings).token_endpoint
         if settings.trust_embedded_issuer
         else None,
@@ -187,6 +188,7 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
         read_nice=settings.api_read_nice,
         fhir_index_follow_s=settings.fhir_index_follow_s,
         auth=web_auth(settings),
+        news2_max_age_ms=settings.news2_max_age_ms,
         subscriptions=subscription_setup(settings),
     )
 

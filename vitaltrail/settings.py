@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from access.journal import JOURNAL_FILE
+from clinical.news2 import DEFAULT_MAX_AGE_MS, MEASURED_LOINC, Parameter
 
 
 class WitnessSetting(BaseModel):
@@ -95,6 +96,10 @@ class Settings(BaseSettings):
     oidc_app_role: str | None = None
     oidc_start_timeout_s: float = 60.0  # how long the API waits at start for the provider
     metrics_token_file: Path | None = None  # a Prometheus scrape token /metrics also accepts
+    # NEWS2 (clinical.news2): how old a value may be and still be scored as current; older, it
+    # is shown as stale and the score is partial. Defaults: news2's (15 min; 12 h).
+    news2_vital_max_age_s: float = 900.0  # each wearable vital
+    news2_documented_max_age_s: float = 43_200.0  # documented consciousness and oxygen
 
     # FHIR subscriptions (R5 Backport IG on R4; fhirserver/subscription_*.py): how many each
     # caller and the server may hold, how often new readings are matched, and whether rest-hook
@@ -178,6 +183,18 @@ class Settings(BaseSettings):
         """Consents, patient keys and access events, durable before data leaves; the ingestor
         copies them into the ledger (access/journal.py)."""
         return self.access_journal_file or self.data_dir / JOURNAL_FILE
+
+    @property
+    def documented_path(self) -> Path:
+        """What staff document for NEWS2 (clinical/documented.py): append-only, kept for good."""
+        return self.data_dir / "documented.db"
+
+    @property
+    def news2_max_age_ms(self) -> dict[Parameter, int]:
+        """The NEWS2 age limits per parameter (the SpO2 scale does not expire)."""
+        vital = round(self.news2_vital_max_age_s * 1000)
+        documented = round(self.news2_documented_max_age_s * 1000)
+        return {p: vital if p in MEASURED_LOINC else documented for p in DEFAULT_MAX_AGE_MS}
 
     @property
     def fhir_index_path(self) -> Path:
