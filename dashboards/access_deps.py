@@ -58,7 +58,7 @@ from access.trail import AccessTrail
 from access.users import UserStore
 from dashboards.bundles import NoSuchReading, recorded_reading
 from dashboards.consent_routes import ConsentServices
-from dashboards.reads import Readers, ReadPool
+from dashboards.reads import Readers, read_pool
 from dashboards.route_rules import (
     Admin,
     Authenticated,
@@ -145,11 +145,6 @@ def _metrics(request: Request) -> AccessMetrics:
     return metrics
 
 
-def _pool(request: Request) -> ReadPool:
-    reads: ReadPool = request.app.state.reads
-    return reads
-
-
 def _forbidden(request: Request, reason: str, detail: str) -> HTTPException:
     _metrics(request).forbidden.labels(reason=reason).inc()
     headers = None
@@ -166,7 +161,7 @@ async def authenticate(request: Request) -> Principal:
         return session
     verifier = _services(request).verifier
     try:
-        return await _pool(request).run(lambda _: verifier.verify_authorization(header))
+        return await read_pool(request).run(lambda _: verifier.verify_authorization(header))
     except TokenError as exc:
         _metrics(request).tokens_refused.labels(reason=exc.reason).inc()
         log.debug("refused a bearer token: %s", exc.reason)
@@ -199,7 +194,7 @@ async def _record_disabled(request: Request, refused: UserDisabled) -> None:
     )
     trail = _services(request).trail
     try:
-        await _pool(request).run(lambda _: trail.record(access))
+        await read_pool(request).run(lambda _: trail.record(access))
     except AccessRecordError as exc:
         log.error("the access trail did not record a refusal: %s", type(exc).__name__)
         return
@@ -305,7 +300,7 @@ async def decide(
 
     metrics = _metrics(request)
     try:
-        decided, decision = await _pool(request).run(judged)
+        decided, decision = await read_pool(request).run(judged)
     except AccessRecordError as exc:
         metrics.trail_unavailable.inc()
         log.error("the access trail did not record a decision: %s", type(exc).__name__)
@@ -404,7 +399,7 @@ async def subscription_patient(
     patient_of: Callable[[Principal, str], str | None] = getattr(
         request.app.state, SUBSCRIPTION_PATIENT
     )
-    patient = await _pool(request).run(lambda _: patient_of(principal, sub_id))
+    patient = await read_pool(request).run(lambda _: patient_of(principal, sub_id))
     if patient is None:
         raise HTTPException(404, f"no Subscription/{sub_id} of yours")
     asked = AccessRequest(rule.data_class, (patient,), (), (), purpose)
@@ -444,7 +439,7 @@ async def own_record(request: Request, principal: Caller, purpose: Purpose = Non
     policy = _services(request).policy
     own = principal.patient if principal.kind == "user" else None
     if own is None and principal.kind == "user" and "patient" in principal.roles:
-        own = await _pool(request).run(lambda _: policy.patient_of(principal.subject))
+        own = await read_pool(request).run(lambda _: policy.patient_of(principal.subject))
     asked = AccessRequest(rule.data_class, (own,) if own else (), (), (), purpose)
     return await decide(request, principal, asked)
 

@@ -18,7 +18,7 @@ from access.fhir import audit_event
 from access.policy import Decision
 from access.trail import AccessEvent
 from dashboards.access_deps import OwnRecord, PathPatient, PatientId
-from dashboards.reads import ReadPool
+from dashboards.reads import read_pool
 from dashboards.route_rules import PatientData, access
 
 router = APIRouter(tags=["patient"])
@@ -61,8 +61,7 @@ def log_entry(event: AccessEvent) -> AccessLogEntry:
 async def _events(request: Request, decision: Decision) -> list[AccessEvent]:
     (patient,) = decision.patients
     trail = request.app.state.access.trail
-    pool: ReadPool = request.app.state.reads
-    events: list[AccessEvent] = await pool.run(lambda _: trail.for_patient(patient))
+    events: list[AccessEvent] = await read_pool(request).run(lambda _: trail.for_patient(patient))
     return events
 
 

@@ -34,7 +34,7 @@ from dashboards.bundles import (
     proof_bundle_for,
     recorded_reading,
 )
-from dashboards.reads import Readers, ReadPool
+from dashboards.reads import Readers, ReadPool, read_pool
 from dashboards.refusals import BUSY, error
 from dashboards.route_rules import Admin, Authenticated, PatientData, Public, access
 from dashboards.schemas import (
@@ -63,12 +63,7 @@ MAX_INDEX = 2**62
 MAX_BUCKET_S = 86_400
 
 
-def _reads(request: Request) -> ReadPool:
-    reads: ReadPool = request.app.state.reads
-    return reads
-
-
-ReadsDep = Annotated[ReadPool, Depends(_reads)]
+ReadsDep = Annotated[ReadPool, Depends(read_pool)]
 PatientId = Annotated[str, Path(pattern=ID_PATTERN)]
 EntryIndex = Annotated[int, Path(ge=0, le=MAX_INDEX, description="a ledger entry index")]
 TimeMs = Annotated[

@@ -27,16 +27,11 @@ from dashboards.documented_schemas import (
     News2Out,
     PatientDocumented,
 )
-from dashboards.reads import Readers, ReadPool
+from dashboards.reads import Readers, read_pool
 from dashboards.route_rules import PatientData, access
 
 router = APIRouter(tags=["clinical"])
 PATH = "/api/v1/patients/{patient_id}/documented"
-
-
-def _reads(request: Request) -> ReadPool:
-    reads: ReadPool = request.app.state.reads
-    return reads
 
 
 def _invalid(refused: DocumentedError) -> RequestValidationError:
@@ -63,7 +58,7 @@ async def document(
     except DocumentedError as exc:
         raise _invalid(exc) from None
     by, role, now = safe_id(principal.subject), decision.role, int(time.time() * 1000)
-    records = await _reads(request).run(
+    records = await read_pool(request).run(
         lambda r: r.documented.record(patient_id, observations, by, role, now)
     )
     return [DocumentedOut.of(record) for record in records]
@@ -84,7 +79,7 @@ async def documented(
             history=[DocumentedOut.of(x) for x in r.documented.history(patient_id)],
         )
 
-    return await _reads(request).run(read)
+    return await read_pool(request).run(read)
 
 
 @router.get("/api/v1/patients/{patient_id}/news2")
@@ -103,4 +98,4 @@ async def news2(request: Request, patient_id: PatientId, decision: PathPatient) 
         )
         return News2Out.of(patient_id, now, score(observations, now_ms=now, max_age_ms=max_age))
 
-    return await _reads(request).run(read)
+    return await read_pool(request).run(read)

@@ -37,7 +37,7 @@ from access.policy import AccessRequest, DataClass, Decision
 from access.tokens import Principal
 from dashboards.access_deps import BreakGlass, Caller, PatientId, Purpose, decide
 from dashboards.fhir_answers import FHIR_BASE, FhirError
-from dashboards.reads import Readers, ReadPool
+from dashboards.reads import Readers, read_pool
 from dashboards.route_rules import PatientData, rule_of
 from devices.registry import DeviceRecord
 from fhirserver.capability import BY_PATH, PATIENT_EVERYTHING, Declared
@@ -54,11 +54,6 @@ LATER_PAGE_CLASSES: tuple[DataClass, ...] = ("vital-signs", "proofs")
 ObservationId = Annotated[str, Path(min_length=1, max_length=64)]
 ProvenanceId = Annotated[str, Path(min_length=2, max_length=65)]
 DeviceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-
-
-def read_pool(request: Request) -> ReadPool:
-    reads: ReadPool = request.app.state.reads
-    return reads
 
 
 def fhir_index(request: Request) -> ObservationIndex:

@@ -33,7 +33,6 @@ from dashboards.fhir_gates import (
     Searched,
     everything_path,
     fhir_index,
-    read_pool,
 )
 from dashboards.fhir_reads import (
     audit_events_of,
@@ -45,7 +44,7 @@ from dashboards.fhir_reads import (
     provenance,
     provenances_of_targets,
 )
-from dashboards.reads import Readers, ReadPool
+from dashboards.reads import Readers, ReadPool, read_pool
 from dashboards.route_rules import PatientData, Public, access
 from fhirserver.capability import (
     AUDIT_EVENT_SEARCH,

@@ -27,6 +27,7 @@ from typing import Protocol, TypeVar
 
 from fastapi import HTTPException
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from starlette.requests import Request
 
 from clinical.documented import DocumentedStore
 from devices.registry import DeviceRegistry
@@ -156,3 +157,9 @@ class ReadPool:
             opened, self._opened = self._opened, []
         for readers in opened:
             readers.close()
+
+
+def read_pool(request: Request) -> ReadPool:
+    """The app's read pool (``app.state.reads``), as routes and gates take it."""
+    reads: ReadPool = request.app.state.reads
+    return reads

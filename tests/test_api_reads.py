@@ -7,7 +7,6 @@ import asyncio
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -43,9 +42,11 @@ async def test_reads_run_on_their_own_threads_with_their_own_connections(
     both_running = threading.Barrier(2, timeout=10)
     loop_thread = threading.get_ident()
 
+    ticked = threading.Event()  # the loop ticked 3 times while the reads held their threads
+
     def read(r: Readers) -> tuple[int, Readers, int]:
         both_running.wait()  # the two reads block at once: neither runs on the loop
-        time.sleep(0.05)
+        assert ticked.wait(10), "the event loop stood still while the reads blocked"
         return threading.get_ident(), r, r.ledger.log.stored_size()
 
     ticks = 0
@@ -55,6 +56,8 @@ async def test_reads_run_on_their_own_threads_with_their_own_connections(
         while True:
             await asyncio.sleep(0.005)
             ticks += 1
+            if ticks >= 3:
+                ticked.set()
 
     ticker = asyncio.create_task(tick())
     (t1, r1, size1), (t2, r2, size2) = await asyncio.gather(pool.run(read), pool.run(read))
