@@ -33,6 +33,7 @@ from clinical.alerts import (
     snooze,
 )
 from clinical.news2 import MEASURED_LOINC, MINUTE_MS, Measured, Observations, Parameter, Tier
+from vitaltrail.settings import Settings
 
 P = "patient-7"
 CONFIG = AlertConfig()
@@ -404,3 +405,7 @@ def test_the_store_keeps_current_alerts_and_history_across_restarts(tmp_path: Pa
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
             db.execute(statement)
     db.close()
+
+
+def test_the_settings_name_the_store_in_the_data_directory(tmp_path: Path) -> None:
+    assert Settings(data_dir=tmp_path).alerts_path == tmp_path / "alerts.db"
