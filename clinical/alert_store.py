@@ -22,9 +22,7 @@ _ALERT_COLUMNS = (
     "id, patient_id, kind, parameter, severity, state, message, raised_ms, updated_ms,"
     " acknowledged_by, acknowledged_ms, snoozed_by, snoozed_until_ms, resolved_ms"
 )
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS alert (
-    id TEXT PRIMARY KEY,
+_ALERT_FIELDS = """
     patient_id TEXT NOT NULL,
     kind TEXT NOT NULL,
     parameter TEXT NOT NULL,
@@ -37,7 +35,10 @@ CREATE TABLE IF NOT EXISTS alert (
     acknowledged_ms INTEGER,
     snoozed_by TEXT,
     snoozed_until_ms INTEGER,
-    resolved_ms INTEGER,
+    resolved_ms INTEGER"""  # an alert as it is now (alert) or as an event left it (alert_event)
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS alert (
+    id TEXT PRIMARY KEY,{_ALERT_FIELDS},
     UNIQUE (patient_id, kind, parameter)
 );
 CREATE TABLE IF NOT EXISTS alert_event (
@@ -45,20 +46,7 @@ CREATE TABLE IF NOT EXISTS alert_event (
     event TEXT NOT NULL,
     time_ms INTEGER NOT NULL,
     by TEXT,
-    id TEXT NOT NULL,
-    patient_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    parameter TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    state TEXT NOT NULL,
-    message TEXT NOT NULL,
-    raised_ms INTEGER NOT NULL,
-    updated_ms INTEGER NOT NULL,
-    acknowledged_by TEXT,
-    acknowledged_ms INTEGER,
-    snoozed_by TEXT,
-    snoozed_until_ms INTEGER,
-    resolved_ms INTEGER
+    id TEXT NOT NULL,{_ALERT_FIELDS}
 );
 CREATE INDEX IF NOT EXISTS alert_event_by_patient ON alert_event (patient_id, seq);
 CREATE TRIGGER IF NOT EXISTS alert_event_no_update BEFORE UPDATE ON alert_event

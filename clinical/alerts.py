@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
 
+from clinical.documented import USER_ID
 from clinical.news2 import (
     DEFAULT_MAX_AGE_MS,
     MEASURED_LOINC,
@@ -370,11 +371,17 @@ def apply(
     return after, events
 
 
+def _check_action(alert: Alert, by: str) -> None:
+    if not (isinstance(by, str) and USER_ID.fullmatch(by)):
+        raise AlertError("bad-author", "who acts on an alert is an ASCII user id")
+    if alert.state is State.RESOLVED:
+        raise AlertError("alert-resolved", "a resolved alert cannot be acknowledged or snoozed")
+
+
 def acknowledge(alert: Alert, by: str, now_ms: int) -> tuple[Alert, Event]:
     """Someone has seen the alert and is acting: it stays open, no longer calling, until it
     resolves or its severity rises. A snoozed alert may be acknowledged (ending the snooze)."""
-    if alert.state is State.RESOLVED:
-        raise AlertError("alert-resolved", "a resolved alert cannot be acknowledged")
+    _check_action(alert, by)
     if alert.state is State.ACKNOWLEDGED:
         raise AlertError("already-acknowledged", f"acknowledged by {alert.acknowledged_by}")
     done = replace(
@@ -394,8 +401,7 @@ def snooze(
 ) -> tuple[Alert, Event]:
     """Silence the alert until ``until_ms``; it holds even while the condition stays true, and
     a condition still true at expiry raises the alert once more."""
-    if alert.state is State.RESOLVED:
-        raise AlertError("alert-resolved", "a resolved alert cannot be snoozed")
+    _check_action(alert, by)
     if not now_ms < until_ms <= now_ms + max_snooze_ms:
         raise AlertError(
             "bad-snooze",

@@ -300,6 +300,10 @@ def test_actions_refuse_what_is_not_allowed() -> None:
         with pytest.raises(AlertError) as refused:
             snooze(alerts[NEWS], "a", until, 0)
         assert refused.value.reason == "bad-snooze"
+    for by in ("", "nurse a", "n\u00e9"):
+        with pytest.raises(AlertError) as refused:
+            acknowledge(alerts[NEWS], by, 1)
+        assert refused.value.reason == "bad-author"
     with pytest.raises(ValueError, match="two conditions"):
         apply({}, news(Tier.MEDIUM) + news(Tier.HIGH), 0)
 
