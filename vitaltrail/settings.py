@@ -190,6 +190,11 @@ class Settings(BaseSettings):
         return self.data_dir / "documented.db"
 
     @property
+    def alerts_path(self) -> Path:
+        """The open alerts and their append-only history (clinical/alert_store.py)."""
+        return self.data_dir / "alerts.db"
+
+    @property
     def news2_max_age_ms(self) -> dict[Parameter, int]:
         """The NEWS2 age limits per parameter (the SpO2 scale does not expire)."""
         vital = round(self.news2_vital_max_age_s * 1000)
