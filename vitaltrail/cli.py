@@ -572,6 +572,7 @@ def parser() -> argparse.ArgumentParser:
         "--patients", type=int, default=1, help="patients, each a day of heart rate at 1 Hz"
     )
     bfh.add_argument("--hours", type=float, default=24, help="history per patient at 1 Hz")
+    bfh.add_argument("--seconds", type=float, default=20, help="per phase and mode")
     bfh.add_argument(
         "--clients",
         type=int,
@@ -579,7 +580,6 @@ def parser() -> argparse.ArgumentParser:
         default=[1, 4],
         help="closed-loop clients: each phase runs at each of these concurrencies",
     )
-    bfh.add_argument("--seconds", type=float, default=20, help="per phase and mode")
     bfh.add_argument(
         "--ceiling-pages", type=int, default=300, help="pages made in-process per ceiling step"
     )

@@ -22,7 +22,7 @@ class EmbeddedServer(uvicorn.Server):
     moves every object then alive out of the garbage collector's reach (``gc.freeze``): they
     live as long as the process, and a full collection no longer walks them all, which with
     the app's hundreds of thousands of objects took tens of milliseconds in the middle of a
-    request (docs/decisions.md, "The API freezes its start-up heap")."""
+    request (docs/decisions.md, "The FHIR API under load")."""
 
     def __init__(self, config: uvicorn.Config, *, gc_freeze: bool = False) -> None:
         super().__init__(config)
