@@ -11,6 +11,7 @@ systems (see docs/formats.md).
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -40,9 +41,14 @@ ACTION = {READ: "R", SEARCH: "E", CREATE: "C"}
 
 
 def instant(ms: int) -> str:
-    """An ISO 8601 instant with milliseconds, in UTC."""
-    when = datetime.fromtimestamp(ms / 1000, UTC)
-    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """An ISO 8601 instant with milliseconds, in UTC. (A FHIR page writes a few per
+    Observation, of a few distinct seconds: each second is formatted once.)"""
+    return f"{_second(ms // 1000)}.{ms % 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat().removesuffix("+00:00")
 
 
 def _coding(system: str, code: str) -> dict[str, Any]:

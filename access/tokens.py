@@ -264,11 +264,15 @@ def _b64decode(part: str, name: str) -> bytes:
 
 
 def _json_part(part: str, name: str) -> dict[str, Any]:
+    """A part's JSON object, every string in it Unicode text: a ``\\udc80`` escape decodes to
+    a lone surrogate, which no UTF-8 encoder (SQLite's, a log's, a response's) accepts, so it
+    is refused here rather than wherever a claim is next used (RFC 8259 §8.2)."""
     raw = _b64decode(part, name)
     try:
         value = json.loads(raw, parse_constant=_refuse_constant)
+        json.dumps(value, ensure_ascii=False).encode()  # UnicodeEncodeError: a lone surrogate
     except (ValueError, RecursionError):
-        raise TokenError("malformed", f"the {name} is not base64url JSON") from None
+        raise TokenError("malformed", f"the {name} is not base64url JSON of Unicode text") from None
     if not isinstance(value, dict):
         raise TokenError("malformed", f"the {name} is not a JSON object")
     return value

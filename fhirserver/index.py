@@ -315,12 +315,22 @@ def _where(where: Slice) -> tuple[str, list[object]]:
     if where.codes is not None:
         clauses.append(f"code IN ({_marks(where.codes)})")
         params.extend(where.codes)
-    if where.start_ms is not None:
+    start, end = where.start_ms, where.end_ms
+    if where.after is not None:
+        # The cursor's time narrows the time range itself: SQLite bounds its index scan by one
+        # range on time_ms (a row-value comparison is only a filter), so a deep page would
+        # otherwise scan every row of the pages before it.
+        after_ms = where.after[0]
+        if where.descending:
+            end = after_ms + 1 if end is None else min(end, after_ms + 1)
+        else:
+            start = after_ms if start is None else max(start, after_ms)
+    if start is not None:
         clauses.append("time_ms >= ?")
-        params.append(where.start_ms)
-    if where.end_ms is not None:
+        params.append(start)
+    if end is not None:
         clauses.append("time_ms < ?")
-        params.append(where.end_ms)
+        params.append(end)
     if where.after is not None:
         sign = "<" if where.descending else ">"
         clauses.append(f"(time_ms, entry_index, code, repeat) {sign} (?, ?, ?, ?)")

@@ -71,8 +71,11 @@ class Fleet:
         *,
         progress: Callable[[FleetStats], None] | None = None,
         drain_timeout_s: float = 30.0,
+        history_s: float = 0.0,
     ) -> FleetStats:
-        """Publish the ward's readings for ``duration_s`` of wall-clock time, then drain."""
+        """Publish the ward's readings for ``duration_s`` of wall-clock time, then drain. With
+        ``history_s``, the readings of that long before the start come first, all at once, as
+        from devices replaying their outboxes after an outage; then the live ones."""
         outboxes = [Outbox(self._outbox_path, d.device_id) for d in self.ward.devices]
         connections: dict[str, asyncio.Task[None]] = {}
         for device, outbox in zip(self.ward.devices, outboxes, strict=True):
@@ -85,11 +88,11 @@ class Fleet:
             )
         self.stats.carried_over = sum(p.backlog for p in self.publishers.values())
         start = time.monotonic()
-        start_ms = int(time.time() * 1000)
+        start_ms = int((time.time() - history_s) * 1000)
         reporter = asyncio.create_task(self._report(start, progress))
         try:
-            for t, device, samples in self.ward.schedule(start_ms, duration_s):
-                delay = start + t - time.monotonic()
+            for t, device, samples in self.ward.schedule(start_ms, history_s + duration_s):
+                delay = start + t - history_s - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 self._set_online(device, t, connections)

@@ -37,12 +37,15 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def token_request(client_id: str, key: Key, token_endpoint: str, scope: str) -> dict[str, str]:
+def token_request(
+    client_id: str, key: Key, token_endpoint: str, scope: str, alg: str = "ES384"
+) -> dict[str, str]:
     """An app's token request, SMART Backend Services: ``client_credentials`` with a
-    ``private_key_jwt`` assertion signed ES384 by ``key`` (its ``kid`` registered)."""
+    ``private_key_jwt`` assertion signed by ``key`` (its ``kid`` registered) with ``alg``,
+    ES384 or RS384 (the two SMART names)."""
     now = int(time.time())
     assertion = jws.serialize_compact(
-        {"alg": "ES384", "kid": key.kid, "typ": "JWT"},
+        {"alg": alg, "kid": key.kid, "typ": "JWT"},
         json.dumps(
             {
                 "iss": client_id,
@@ -53,7 +56,7 @@ def token_request(client_id: str, key: Key, token_endpoint: str, scope: str) -> 
             }
         ),
         key,
-        algorithms=["ES384"],
+        algorithms=[alg],
     )
     return {
         "grant_type": "client_credentials",

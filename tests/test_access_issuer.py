@@ -560,7 +560,7 @@ def _unsigned_shape(header: dict[str, Any], claims: dict[str, Any]) -> str:
     ("make", "reason"),
     [
         (lambda c: _unsigned_shape({"alg": ["ES384"], "kid": "es"}, {}), "alg_not_allowed"),
-        (lambda c: assertion(c, iss="tele-1\udc80", sub="tele-1\udc80"), "unknown_client"),
+        (lambda c: assertion(c, iss="tele-1\udc80", sub="tele-1\udc80"), "malformed"),
         (lambda c: assertion(c, jti="a\udc80"), "malformed"),
     ],
     ids=["alg-is-a-list", "iss-lone-surrogate", "jti-lone-surrogate"],

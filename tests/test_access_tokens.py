@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from joserfc.jwk import ECKey, Key, RSAKey
 from access.errors import ProviderError, TokenError
 from access.jwks import JwkSetCache, StaticKeys, discover
 from access.tokens import Principal, TokenVerifier, TrustedIssuer
+from access.users import UserStore
 
 ISS = "https://vitaltrail.test"
 AUD = "https://vitaltrail.test/api"
@@ -417,6 +419,38 @@ hostile_claims = st.fixed_dictionaries(
         )
     },
 )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        claims(sub="alice\udced\udca0"),  # seed 11 of `vitaltrail bench fuzz`: a lone surrogate
+        claims(scope="user/Observation.rs \ud800"),
+        claims(roles=["clinician", "\udfff"]),
+        {**claims(), "\udc80": 1},  # in a member's name too
+    ],
+    ids=["sub", "scope", "roles", "member-name"],
+)
+def test_a_lone_surrogate_anywhere_in_the_claims_is_malformed(
+    body: dict[str, Any], tmp_path: Path
+) -> None:
+    """`vitaltrail bench fuzz --inputs 100000 --seed 11` found a well-signed token whose ``sub``
+    held ``\\udced\\udca0``: it passed every check and escaped as UnicodeEncodeError from the
+    user directory's SQLite lookup. Such JSON is refused where it is decoded, whatever claim
+    (or name) holds it, before any check reaches a database."""
+    users = UserStore(tmp_path / "access.db")
+    trusted = TrustedIssuer(ISS, StaticKeys(jwk_set(KEY)), user_disabled=users.is_disabled)
+    try:
+        error = refused(sign(body), "malformed", verifier(trusted))
+        assert "Unicode" in error.description
+    finally:
+        users.close()
+    header = b64(b'{"alg": "ES256", "typ": "at+jwt", "kid": "k1\\ud800"}')
+    refused(f"{header}.{b64(json.dumps(claims()).encode())}.AAAA", "malformed")
+    # a surrogate pair is one character, and fine
+    assert verifier().verify(sign(claims(sub="alice\U0001f600"))).subject == "alice\U0001f600"
+
+
 hostile_headers = st.fixed_dictionaries(
     {"alg": st.sampled_from(["ES256", "RS384", "none", "HS256", "EdDSA"]) | json_values},
     optional={

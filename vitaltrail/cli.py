@@ -178,6 +178,7 @@ BENCHES = {
     "api-load": "vitaltrail.bench.api_load:run_bench_api_load",
     "access-trail": "vitaltrail.bench.access_trail:run_bench_access_trail",
     "hostile": "vitaltrail.bench.hostile:run_bench_hostile",
+    "fhir": "vitaltrail.bench.fhir:run_bench_fhir",
 }
 
 
@@ -597,6 +598,30 @@ def parser() -> argparse.ArgumentParser:
         " unsigned or forged readings (default: %(default)s)",
     )
     output_flag(bh)
+    bfh = command(
+        bsub, "fhir", "FHIR search of a day of 1 Hz heart rate: pages/s and p99, trail on and off"
+    )
+    bfh.add_argument(
+        "--patients", type=int, default=1, help="patients, each a day of heart rate at 1 Hz"
+    )
+    bfh.add_argument("--hours", type=float, default=24, help="history per patient at 1 Hz")
+    bfh.add_argument("--seconds", type=float, default=20, help="per phase and mode")
+    bfh.add_argument(
+        "--clients",
+        type=int,
+        nargs="+",
+        default=[1, 4],
+        help="closed-loop clients: each phase runs at each of these concurrencies",
+    )
+    bfh.add_argument(
+        "--ceiling-pages", type=int, default=300, help="pages made in-process per ceiling step"
+    )
+    bfh.add_argument(
+        "--compare-gc",
+        action="store_true",
+        help="also run the trail-on server without its start-up gc.freeze()",
+    )
+    output_flag(bfh)
     bench.set_defaults(func=cmd_bench)
     return p
 

@@ -40,7 +40,7 @@ async def run_ingest(settings: Settings, *, serve_api: bool) -> int:
     tasks = [asyncio.create_task(runtime.ingestor.run(stop))]
     server = None
     if serve_api:
-        server = api_server(settings, runtime)
+        server = api_server(settings, runtime, gc_freeze=True)
         tasks.append(asyncio.create_task(server.serve()))
         print(f"dashboard: {settings.base_url}/")
     await tasks[0]
@@ -59,7 +59,7 @@ async def run_serve(settings: Settings) -> int:
         )
         return 2
     try:
-        server = api_server(settings)
+        server = api_server(settings, gc_freeze=True)
     except (ProviderError, ValueError) as exc:  # the OpenID provider, the HTTPS files
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -129,7 +129,7 @@ async def run_demo(settings: Settings, devices: int, duration_s: float | None, s
         accounts = ensure_demo_accounts(directory, settings.data_dir)
         assign_demo_ward(directory, accounts.clinician, ward.patients)
     app = create_app(data_sources(settings, runtime.metrics))
-    server = http_server(app, settings.http_host, settings.http_port)
+    server = http_server(app, settings.http_host, settings.http_port, gc_freeze=True)
     data_dir = settings.data_dir.resolve()
     async with embedded_broker(settings.mqtt_host, broker_port):
         ingest = asyncio.create_task(runtime.ingestor.run(stop))

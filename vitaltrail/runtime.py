@@ -157,9 +157,12 @@ def open_store(settings: Settings, *, read_only: bool = False) -> TimeSeriesStor
     return SqliteStore(settings.store_path, read_only=read_only, raw_retention_ms=retention_ms)
 
 
-def api_server(settings: Settings, runtime: IngestRuntime | None = None) -> EmbeddedServer:
+def api_server(
+    settings: Settings, runtime: IngestRuntime | None = None, *, gc_freeze: bool = False
+) -> EmbeddedServer:
     """The web app over the data directory, to serve on the running event loop; beside an
-    ingestor it also serves the ingestor's metrics."""
+    ingestor it also serves the ingestor's metrics. The commands freeze their start-up heap
+    (``gc_freeze``, see ``EmbeddedServer``); a test serving from its own process does not."""
     app = create_app(data_sources(settings, runtime.metrics if runtime else None))
     return http_server(
         app,
@@ -167,6 +170,7 @@ def api_server(settings: Settings, runtime: IngestRuntime | None = None) -> Embe
         settings.http_port,
         trusted_proxies=settings.http_trusted_proxies,
         tls=TlsFiles.of(settings.http_tls_cert_file, settings.http_tls_key_file),
+        gc_freeze=gc_freeze,
     )
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +16,27 @@ from fastapi import FastAPI
 
 
 class EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to the command that runs it."""
+    """A uvicorn server that leaves signal handling to the command that runs it.
+
+    With ``gc_freeze``, once started (the app's stores opened, its routes and models built) it
+    moves every object then alive out of the garbage collector's reach (``gc.freeze``): they
+    live as long as the process, and a full collection no longer walks them all, which with
+    the app's hundreds of thousands of objects took tens of milliseconds in the middle of a
+    request (docs/decisions.md, "The FHIR API under load")."""
+
+    def __init__(self, config: uvicorn.Config, *, gc_freeze: bool = False) -> None:
+        super().__init__(config)
+        self.gc_freeze = gc_freeze
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.gc_freeze:
+            gc.collect()
+            gc.freeze()
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,7 @@ def http_server(
     *,
     trusted_proxies: str = "127.0.0.1",
     tls: TlsFiles | None = None,
+    gc_freeze: bool = False,
 ) -> EmbeddedServer:
     """uvicorn serving ``app``, with no ``server`` banner (it tells an attacker which
     version to look up). ``X-Forwarded-Proto``/``-For`` are believed from ``trusted_proxies``
@@ -67,7 +86,7 @@ def http_server(
         ssl_certfile=tls.cert if tls else None,
         ssl_keyfile=tls.key if tls else None,
     )
-    return EmbeddedServer(config)
+    return EmbeddedServer(config, gc_freeze=gc_freeze)
 
 
 def stop_on_signals() -> asyncio.Event:

@@ -10,13 +10,10 @@ break-glass, with its reason - in their access log."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +27,12 @@ from playwright.sync_api import Browser, Page, expect
 from access.apps import AppStore
 from devices.publisher import BrokerAddress, PublisherConfig
 from devices.vitals import HEART_RATE
-from simulator.fleet import Fleet, FleetStats
+from simulator.fleet import Fleet
 from simulator.ward import build_ward
 from tests.api_access import bearer, token_request
 from tests.browser.test_dashboard_page import browser  # noqa: F401 (fixture)
 from tests.browser.test_patient_page import WIDER_THAN_VIEWPORT, watch
+from tests.live_system import LiveSystem
 from tests.oidc.provider import OidcProvider
 from tests.servers import Mosquitto
 from tests.stack import settings_for, wait_for
@@ -48,8 +46,7 @@ from vitaltrail.demo_accounts import (
     assign_demo_ward,
     ensure_demo_accounts,
 )
-from vitaltrail.mosquitto import free_port, wait_for_port
-from vitaltrail.runtime import IngestRuntime, api_server, build_ingest
+from vitaltrail.mosquitto import free_port
 from vitaltrail.settings import Settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -62,69 +59,7 @@ EAST_CLINICIAN, EAST_PASSWORD = "dr-east", "night shift on the east ward"
 APP_ID, APP_NAME, APP_SCOPES = "telemed-1", "Telemed One", "system/Observation.rs"
 GLASS = "Collapsed in the corridor; her care team is not reachable"
 BLOOD_PRESSURE = re.compile(r"^\d+/\d+$")
-RECORDED = "vitaltrail_readings_accepted_total"  # the ingestor's count of readings recorded
 SHOTS = Path(__file__).parents[2] / "docs" / "screenshots"  # copied there only if it exists
-
-
-class LiveSystem:
-    """The ingestor, the API and the simulated ward on one event loop of their own, as
-    `vitaltrail demo` runs them, in a thread beside the test that drives the browser. The
-    ward publishes for ``publish_s`` seconds, then stays quiet, so what the pages show holds
-    still."""
-
-    def __init__(self, settings: Settings, fleet: Fleet, publish_s: float) -> None:
-        self.settings, self.fleet, self.publish_s = settings, fleet, publish_s
-        self.url = settings.base_url
-        self.runtime: IngestRuntime | None = None
-        self.published: FleetStats | None = None
-        self.error: BaseException | None = None
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> LiveSystem:
-        self._thread.start()
-        wait_for(lambda: self._stop is not None or self.error is not None, 10, "the loop")
-        wait_for_port(self.settings.http_port)
-        return self
-
-    def _run(self) -> None:
-        try:
-            self._loop.run_until_complete(self._main())
-        except BaseException as exc:  # handed to the test in close()
-            self.error = exc
-        finally:
-            self._loop.close()
-
-    async def _main(self) -> None:
-        self._stop = stop = asyncio.Event()
-        runtime = self.runtime = build_ingest(self.settings)
-        server = api_server(self.settings, runtime)
-        ingest = asyncio.create_task(runtime.ingestor.run(stop))
-        web = asyncio.create_task(server.serve())
-        try:
-            await asyncio.wait_for(runtime.ingestor.connected.wait(), 10)
-            self.published = await self.fleet.run(self.publish_s)
-            await stop.wait()
-        finally:
-            stop.set()
-            server.should_exit = True
-            await asyncio.gather(ingest, web)
-            runtime.close()
-
-    def ingested(self) -> float:
-        """How many readings the ingestor has recorded."""
-        assert self.runtime is not None
-        return self.runtime.metrics.registry.get_sample_value(RECORDED) or 0.0
-
-    def close(self) -> None:
-        if self._stop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop has ended already
-                self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-        assert not self._thread.is_alive(), "the ingestor and the API did not stop"
-        if self.error is not None:
-            raise self.error
 
 
 @dataclass

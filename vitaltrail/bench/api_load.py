@@ -3,7 +3,8 @@
 The ingestor runs as `vitaltrail ingest --serve-api` runs it: the web app on the ingestor's own
 event loop, over a store holding a sizeable ward history. A publisher sends pre-signed
 readings at a fixed rate twice: once with no API clients, once with ``clients`` threads (in a
-process of their own) repeating the ward query and series queries over that history. Each
+process of their own) repeating the ward query, series queries over that history and a FHIR
+search (the first page, newest first, of a publishing device's patient's heart rate). Each
 phase reports the ingest latency (publish to durable) p50/p99, ``/healthz`` p50/p99 from a
 prober, and under load the API's own requests/s and latencies (see BENCHMARKING.md, "The read
 side").
@@ -78,7 +79,12 @@ def fill_history(store_path: Path, patients: int, hours: float, end_ms: int) -> 
     return patients * per_patient
 
 
-def query_paths(patients: int, hours: float, end_ms: int, bucket_s: int) -> dict[str, list[str]]:
+def query_paths(
+    patients: int, hours: float, end_ms: int, bucket_s: int, live: Sequence[str] = ()
+) -> dict[str, list[str]]:
+    """The readers' queries: the ward, a day's series of the store's history, and a FHIR
+    search's first page (newest first) of the ``live`` patients, whose readings arrive as
+    the clients read (the observation index catching up with the ledger before each)."""
     start = end_ms - int(hours * 3_600_000)
     return {
         "ward": ["/api/v1/patients"],
@@ -86,6 +92,11 @@ def query_paths(patients: int, hours: float, end_ms: int, bucket_s: int) -> dict
             f"/api/v1/patients/ward-{p:03d}/vitals/{HEART_RATE}"
             f"?start_ms={start}&end_ms={end_ms}&bucket_s={bucket_s}"
             for p in range(patients)
+        ],
+        "fhir": [
+            f"/fhir/Observation?patient={p}&code=http://loinc.org|{HEART_RATE}"
+            "&_sort=-date&_count=100"
+            for p in live
         ],
     }
 
@@ -98,10 +109,13 @@ def api_clients_worker(
     out: Path,
     headers: dict[str, str] | None = None,
 ) -> None:
-    """``clients`` closed-loop clients (each: a series query, then the ward, and again) and a
-    ``/healthz`` prober at 20 Hz, for ``seconds``; each request's kind, status and latency."""
+    """``clients`` closed-loop clients (each: a series query, the ward, a FHIR search if there
+    are any, and again) and a ``/healthz`` prober at 20 Hz, for ``seconds``; each request's
+    kind, status and latency."""
     stop = time.monotonic() + seconds
-    results: dict[str, list[tuple[int, float]]] = {"ward": [], "series": [], "healthz": []}
+    results: dict[str, list[tuple[int, float]]] = {
+        "ward": [], "series": [], "fhir": [], "healthz": []
+    }  # fmt: skip
     lock = threading.Lock()
 
     def get(conn: http.client.HTTPConnection, kind: str, path: str) -> None:
@@ -118,6 +132,8 @@ def api_clients_worker(
         while time.monotonic() < stop:
             get(conn, "series", rng.choice(paths["series"]))
             get(conn, "ward", paths["ward"][0])
+            if paths.get("fhir"):
+                get(conn, "fhir", rng.choice(paths["fhir"]))
         conn.close()
 
     def prober() -> None:
@@ -192,12 +208,13 @@ def _phase(
     results = figures["results"]
     api: dict[str, Any] = {"healthz": _latencies(results["healthz"])}
     if clients:
-        answered = results["series"] + results["ward"]
+        answered = results["series"] + results["ward"] + results["fhir"]
         api |= {
             "requests_per_s": len(answered) / figures["elapsed_s"],
             "errors": sum(1 for status, _ in answered if status != 200),
             "series": _latencies(results["series"]),
             "ward": _latencies(results["ward"]),
+            "fhir": _latencies(results["fhir"]),
         }
     return {"api": api, "sent_ns": published["sent_ns"]}
 
@@ -232,8 +249,10 @@ def run_bench_api_load(args: argparse.Namespace) -> int:
                 "nice": settings.api_read_nice,
                 "max_pending": settings.api_max_pending_reads,
             }
-            paths = query_paths(args.patients, args.hours, end_ms, args.bucket_s)
-            headers = clinician_headers(settings, [f"ward-{p:03d}" for p in range(args.patients)])
+            live = sorted({f"patient-{d}" for d in signers})[: args.patients]
+            paths = query_paths(args.patients, args.hours, end_ms, args.bucket_s, live)
+            ward = [f"ward-{p:03d}" for p in range(args.patients)]
+            headers = clinician_headers(settings, [*ward, *live])
             ingest = IngestProcess(settings, work, "api", serve_api=True).start()
             phases: dict[str, Any] = {}
             sent: dict[tuple[str, int], int] = {}
@@ -311,5 +330,6 @@ def _print(report: dict[str, Any]) -> None:
     print(
         f"API under load: {api['requests_per_s']:,.1f} requests/s, {api['errors']} errors;"
         f" series p50 {api['series']['p50_ms']:,.0f} ms p99 {api['series']['p99_ms']:,.0f} ms;"
-        f" ward p50 {api['ward']['p50_ms']:,.0f} ms p99 {api['ward']['p99_ms']:,.0f} ms"
+        f" ward p50 {api['ward']['p50_ms']:,.0f} ms p99 {api['ward']['p99_ms']:,.0f} ms;"
+        f" FHIR first page p50 {api['fhir']['p50_ms']:,.0f} ms p99 {api['fhir']['p99_ms']:,.0f} ms"
     )

@@ -57,8 +57,15 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def command_line(bench: str, args: argparse.Namespace, flags: Sequence[str]) -> str:
     """The command that repeats this run, for the report (``flags``: argparse dest names)."""
-    given = " ".join(f"--{name.replace('_', '-')} {getattr(args, name)}" for name in flags)
+    given = " ".join(
+        f"--{name.replace('_', '-')} {_flag_value(getattr(args, name))}" for name in flags
+    )
     return f"vitaltrail bench {bench} {given}"
+
+
+def _flag_value(value: object) -> str:
+    """A flag's value as typed: a list (``nargs``) as its items, space-separated."""
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def machine() -> dict[str, Any]:

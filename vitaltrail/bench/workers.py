@@ -59,7 +59,7 @@ def ingest_worker(
         runtime = build_ingest(settings, on_durable=on_durable, on_sealed=on_sealed)
         stop_event = asyncio.Event()
         task = asyncio.create_task(runtime.ingestor.run(stop_event))
-        server = api_server(settings, runtime) if serve_api else None
+        server = api_server(settings, runtime, gc_freeze=True) if serve_api else None
         web = asyncio.create_task(server.serve()) if server else None
         await runtime.ingestor.connected.wait()
         while server is not None and not server.started:  # noqa: ASYNC110 - uvicorn has no event for it
