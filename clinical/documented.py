@@ -127,7 +127,8 @@ class Latest:
     spo2_scale: Documented[SpO2Scale] | None = None
 
 
-def _latest(found: Mapping[Kind, Record]) -> Latest:
+def latest_of(found: Mapping[Kind, Record]) -> Latest:
+    """The latest records of each kind as a NEWS2 score takes them."""
     c, o2, scale = (found.get(kind) for kind in Kind)
     return Latest(
         None if c is None else Documented(ACVPU_LETTERS[str(c.observation.value)], c.by, c.time_ms),
@@ -231,7 +232,7 @@ class DocumentedStore:
 
     def latest(self, patient_id: str) -> Latest:
         """The latest value of each kind, as a NEWS2 score takes them."""
-        return _latest(self.latest_records(patient_id))
+        return latest_of(self.latest_records(patient_id))
 
     def latest_records(self, patient_id: str) -> dict[Kind, Record]:
         """The latest record of each kind documented (what a score uses)."""
@@ -245,6 +246,19 @@ class DocumentedStore:
             ).fetchone()
             if row is not None:
                 found[kind] = _record(row)
+        return found
+
+    def latest_records_of_all(self) -> dict[str, dict[Kind, Record]]:
+        """Every patient's latest record of each kind, in one query (a ward's worth)."""
+        rows = self._db.execute(
+            "SELECT seq, patient_id, kind, value, flow_l_min, device, note, by, role, time_ms"
+            " FROM documented WHERE seq IN"
+            " (SELECT MAX(seq) FROM documented GROUP BY patient_id, kind)"
+        ).fetchall()
+        found: dict[str, dict[Kind, Record]] = {}
+        for row in rows:
+            record = _record(row)
+            found.setdefault(record.patient_id, {})[record.observation.kind] = record
         return found
 
     def close(self) -> None:

@@ -30,6 +30,7 @@ from dashboards.fhir_subscription_routes import SubscriptionSetup, add_subscript
 from dashboards.method_not_allowed import allow_every_method
 from dashboards.reads import Readers, ReadMetrics, ReadPool
 from dashboards.route_rules import Public, access, declare_path, document_rules
+from dashboards.ward_routes import router as ward_router
 from devices.registry import DeviceRegistry
 from fhirserver.index import IndexReader, ObservationIndex
 from ingest.store import TimeSeriesStore
@@ -126,6 +127,7 @@ def create_app(sources: DataSources) -> FastAPI:
     if sources.subscriptions is not None:  # its engine starts and stops with the app
         add_subscriptions(app, sources.subscriptions)
     app.include_router(documented_router)
+    app.include_router(ward_router)
     static = Path(__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     add_offline_docs(app)

@@ -71,6 +71,7 @@ KNOWN = {
 # Every reader reads data of patient-0 through these (and is refused the others').
 READS = {
     "GET /api/v1/patients",
+    "GET /api/v1/ward",
     "GET /api/v1/patients/{patient_id}/vitals",
     "GET /api/v1/patients/{patient_id}/vitals/{code}",
     "GET /api/v1/readings/{index}",

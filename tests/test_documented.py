@@ -83,6 +83,20 @@ def test_the_latest_feeds_news2_exactly(store: DocumentedStore) -> None:
     assert news.red_flag
 
 
+def test_the_latest_of_all_patients_in_one_read_is_each_ones_latest(
+    store: DocumentedStore,
+) -> None:
+    store.record(P, (Observation(Kind.CONSCIOUSNESS, "A"),), "nurse-a", "clinician", 1_000)
+    store.record("patient-2", (Observation(Kind.SPO2_SCALE, 2),), "dr-b", "clinician", 2_000)
+    store.record(P, (Observation(Kind.CONSCIOUSNESS, "P"),), "nurse-b", "clinician", 3_000)
+    store.record(P, (Observation(Kind.AIR_OR_OXYGEN, True),), "nurse-a", "clinician", 4_000)
+    every = store.latest_records_of_all()
+    assert set(every) == {P, "patient-2"}
+    for patient, found in every.items():
+        assert found == store.latest_records(patient)
+    assert every[P][Kind.CONSCIOUSNESS].observation.value == "P"
+
+
 def test_nothing_is_updated_or_deleted(store: DocumentedStore, tmp_path: Path) -> None:
     store.record(P, (Observation(Kind.CONSCIOUSNESS, "A"),), "nurse-a", "clinician", 1_000)
     db = sqlite3.connect(tmp_path / "documented.db")

@@ -49,6 +49,7 @@ PATIENT_DATA = {
     "/api/v1/patients/{patient_id}/vitals/{code}",
     "/api/v1/patients/{patient_id}/documented",
     "/api/v1/patients/{patient_id}/news2",
+    "/api/v1/ward",
     "/api/v1/readings/{index}",
     "/api/v1/readings/{index}/proof",
     "/api/v1/me/access-log",
