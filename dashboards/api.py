@@ -48,8 +48,6 @@ from dashboards.schemas import (
     SeriesPoint,
     VitalValue,
 )
-from devices.vitals import BY_CODE
-from ingest.store import LatestVital
 
 router = APIRouter()
 
@@ -78,18 +76,6 @@ def _invalid(parameter: str, message: str, value: object) -> RequestValidationEr
     return RequestValidationError([detail])
 
 
-def _vital(v: LatestVital) -> VitalValue:
-    known = BY_CODE.get(v.code)
-    return VitalValue(
-        code=v.code,
-        name=known.name if known else v.code,
-        unit=v.unit,
-        value=v.value,
-        time_ms=v.time_ms,
-        entry_index=v.entry_index,
-    )
-
-
 @router.get("/api/v1/patients", tags=["dashboard"])
 @access(PatientData("vital-signs"))
 async def patients(listing: VisiblePatients) -> list[PatientVitals]:
@@ -97,7 +83,7 @@ async def patients(listing: VisiblePatients) -> list[PatientVitals]:
     to the app), each with the latest value of each vital."""
     grouped: dict[str, list[VitalValue]] = {}
     for v in listing.latest:
-        grouped.setdefault(v.patient_id, []).append(_vital(v))
+        grouped.setdefault(v.patient_id, []).append(VitalValue.of(v))
     return [PatientVitals(patient_id=p, vitals=vs) for p, vs in grouped.items()]
 
 
@@ -116,7 +102,7 @@ async def latest_vitals(
     ]
     if not vitals:
         raise HTTPException(404, f"no readings for patient {patient_id}")
-    return PatientVitals(patient_id=patient_id, vitals=[_vital(v) for v in vitals])
+    return PatientVitals(patient_id=patient_id, vitals=[VitalValue.of(v) for v in vitals])
 
 
 @router.get("/api/v1/patients/{patient_id}/vitals/{code}", tags=["telemedicine"])

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 from pydantic import BaseModel, Field
+
+from devices.vitals import BY_CODE
+from ingest.store import LatestVital
 
 
 class VitalValue(BaseModel):
@@ -12,6 +17,18 @@ class VitalValue(BaseModel):
     value: float
     time_ms: int = Field(description="sample time, milliseconds since the Unix epoch")
     entry_index: int = Field(description="ledger entry (reading id) holding the signed reading")
+
+    @classmethod
+    def of(cls, v: LatestVital) -> Self:
+        known = BY_CODE.get(v.code)
+        return cls(
+            code=v.code,
+            name=known.name if known else v.code,
+            unit=v.unit,
+            value=v.value,
+            time_ms=v.time_ms,
+            entry_index=v.entry_index,
+        )
 
 
 class PatientVitals(BaseModel):

@@ -23,7 +23,8 @@ from dashboards.access_deps import VisiblePatients
 from dashboards.documented_schemas import DocumentedOut, News2Out
 from dashboards.reads import Readers, read_pool
 from dashboards.route_rules import PatientData, access
-from devices.vitals import BY_CODE, DIASTOLIC_BP
+from dashboards.schemas import VitalValue
+from devices.vitals import DIASTOLIC_BP
 from ingest.store import LatestVital
 
 router = APIRouter(tags=["dashboard"])
@@ -35,13 +36,7 @@ PARAMETER_OF: Mapping[str, Parameter] = {
 """The NEWS2 parameter whose age limit a vital's reading shares."""
 
 
-class WardVital(BaseModel):
-    code: str
-    name: str
-    unit: str
-    value: float
-    time_ms: int
-    entry_index: int
+class WardVital(VitalValue):
     age_s: float = Field(description="seconds since it was measured, at the summary's time")
     stale: bool = Field(description="older than its limit: greyed, and not scored")
     stale_after_s: float
@@ -69,15 +64,9 @@ def stale_after_ms(code: str, max_age_ms: Mapping[Parameter, int]) -> int:
 
 
 def _vital(v: LatestVital, now_ms: int, max_age_ms: Mapping[Parameter, int]) -> WardVital:
-    known = BY_CODE.get(v.code)
     limit, age = stale_after_ms(v.code, max_age_ms), max(0, now_ms - v.time_ms)
     return WardVital(
-        code=v.code,
-        name=known.name if known else v.code,
-        unit=v.unit,
-        value=v.value,
-        time_ms=v.time_ms,
-        entry_index=v.entry_index,
+        **VitalValue.of(v).model_dump(),
         age_s=age / 1000,
         stale=age > limit,  # exactly at the limit is current, as NEWS2 has it
         stale_after_s=limit / 1000,

@@ -25,7 +25,9 @@ from access.consent import ConsentStatement, Grantee
 from access.consent_store import ConsentStore
 from access.issuer import ASSERTION_TYPE, Issuer, load_or_create_signing_key
 from access.journal import Journal
+from access.trail import AccessEvent
 from access.users import Role, User
+from ledger.entries import EntryKind
 from vitaltrail.settings import Settings
 from vitaltrail.web_auth import issuer_config
 
@@ -176,3 +178,11 @@ def ward_headers(settings: Settings, patients: Iterable[str]) -> dict[str, str]:
         return tokens.headers("dr-ward", "clinician")
     finally:
         tokens.close()
+
+
+def access_events(settings: Settings) -> list[AccessEvent]:
+    """Every decision in the access trail so far, oldest first."""
+    journal = Journal(settings.access_journal_path)
+    rows = [AccessEvent.decode(r.body) for r in journal.after(0) if r.kind is EntryKind.ACCESS]
+    journal.close()
+    return rows

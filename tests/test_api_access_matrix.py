@@ -13,14 +13,11 @@ from dataclasses import dataclass
 import pytest
 from fastapi.testclient import TestClient
 
-from access.journal import Journal
-from access.trail import AccessEvent
 from dashboards.app import create_app
 from dashboards.bundles import recorded_reading
 from devices.registry import DeviceRegistry
-from ledger.entries import EntryKind
 from ledger.ledger import LedgerReader
-from tests.api_access import Tokens, assign, bearer, consent, withdraw
+from tests.api_access import Tokens, access_events, assign, bearer, consent, withdraw
 from tests.populated import populate
 from vitaltrail.runtime import data_sources
 from vitaltrail.settings import Settings
@@ -126,13 +123,6 @@ ROUTES = [
 ]
 
 
-def _access_rows(settings: Settings) -> list[AccessEvent]:
-    journal = Journal(settings.access_journal_path)
-    rows = [AccessEvent.decode(r.body) for r in journal.after(0) if r.kind is EntryKind.ACCESS]
-    journal.close()
-    return rows
-
-
 def test_the_matrix_has_no_leak_and_every_decision_is_on_record(world: World) -> None:
     leaks: list[str] = []
     checked = 0
@@ -140,9 +130,9 @@ def test_the_matrix_has_no_leak_and_every_decision_is_on_record(world: World) ->
         for template in ROUTES:
             for patient in (P0, P1):
                 path = template.format(p=patient, r=world.readings[patient])
-                before = len(_access_rows(world.settings))
+                before = len(access_events(world.settings))
                 response = world.client.get(path, headers=headers)
-                rows = _access_rows(world.settings)
+                rows = access_events(world.settings)
                 checked += 1
                 allowed = (MAY_READ_LOG if "access-log" in template else MAY_READ).get(name, set())
                 where = f"{name} GET {path}: {response.status_code}"
@@ -171,7 +161,7 @@ def test_the_ward_listing_shows_each_caller_only_whom_they_may_see(
     world: World, listing: str
 ) -> None:
     for name, headers in world.callers.items():
-        before = len(_access_rows(world.settings))
+        before = len(access_events(world.settings))
         response = world.client.get(listing, headers=headers)
         if name not in AUTHENTICATED:
             assert response.status_code == 401, name
@@ -183,7 +173,7 @@ def test_the_ward_listing_shows_each_caller_only_whom_they_may_see(
             body = response.json()
             shown = {p["patient_id"] for p in (body["patients"] if "ward" in listing else body)}
             assert shown == MAY_READ.get(name, set()), name
-        rows = _access_rows(world.settings)
+        rows = access_events(world.settings)
         assert len(rows) == before + 1, name
         assert set(rows[-1].access.patients) == MAY_READ.get(name, set()), name
 
@@ -229,14 +219,14 @@ def test_an_app_sees_the_patient_only_while_the_consent_is_in_force(world: World
     assert c.get(f"/api/v1/patients/{P1}/vitals", headers=app).status_code == 200
     withdraw(world.settings, P1, seq)
     assert c.get(f"/api/v1/patients/{P1}/vitals", headers=app).status_code == 403  # next request
-    event = _access_rows(world.settings)[-1].access
+    event = access_events(world.settings)[-1].access
     assert (event.outcome, event.reason) == ("deny", "no-consent")
 
 
 def test_if_the_trail_cannot_record_nothing_is_served(world: World) -> None:
     c, clinician = world.client, world.callers["clinician in care team"]
     assert c.get(f"/api/v1/patients/{P0}/vitals", headers=clinician).status_code == 200
-    before = len(_access_rows(world.settings))
+    before = len(access_events(world.settings))
     lock = sqlite3.connect(world.settings.access_journal_path, isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")  # the journal cannot commit (5 s busy timeout, then fail)
     try:
@@ -247,6 +237,6 @@ def test_if_the_trail_cannot_record_nothing_is_served(world: World) -> None:
     assert response.status_code == 503
     assert "vitals" not in response.text
     assert "8867-4" not in response.text
-    assert len(_access_rows(world.settings)) == before  # and nothing claims it was recorded
+    assert len(access_events(world.settings)) == before  # and nothing claims it was recorded
     metrics = c.get("/metrics", headers=world.callers["admin"]).text
     assert "vitaltrail_api_trail_unavailable_total 1.0" in metrics

@@ -10,8 +10,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from access.journal import Journal
-from access.trail import AccessEvent
 from dashboards.app import create_app
 from devices.keys import DeviceSigner
 from devices.publisher import readings_topic
@@ -26,8 +24,7 @@ from devices.vitals import (
     Vital,
 )
 from ingest.mqtt_source import InboundMessage
-from ledger.entries import EntryKind
-from tests.api_access import Tokens, assign, bearer, consent
+from tests.api_access import Tokens, access_events, assign, bearer, consent
 from tests.stack import now_ms, signed
 from vitaltrail.runtime import build_ingest, data_sources
 from vitaltrail.settings import Settings
@@ -120,13 +117,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield World(c, settings, callers)
 
 
-def _trail(settings: Settings) -> list[AccessEvent]:
-    journal = Journal(settings.access_journal_path)
-    rows = [AccessEvent.decode(r.body) for r in journal.after(0) if r.kind is EntryKind.ACCESS]
-    journal.close()
-    return rows
-
-
 def _ward(world: World, caller: str = "clinician") -> dict[str, Any]:
     answer = world.client.get("/api/v1/ward", headers=world.callers[caller])
     assert answer.status_code == 200, answer.text
@@ -209,11 +199,11 @@ def test_documented_consciousness_changes_the_tier(world: World) -> None:
 def test_each_caller_sees_only_whom_they_may_and_the_listing_is_on_record(
     world: World, caller: str, shown: set[str]
 ) -> None:
-    before = len(_trail(world.settings))
+    before = len(access_events(world.settings))
     ward = _ward(world, caller)
     assert {p["patient_id"] for p in ward["patients"]} == shown
     assert OUTSIDER not in str(ward)
-    rows = _trail(world.settings)
+    rows = access_events(world.settings)
     assert len(rows) == before + 1
     event = rows[-1].access
     assert (event.outcome, event.interaction, set(event.patients)) == ("permit", "search", shown)
@@ -221,12 +211,12 @@ def test_each_caller_sees_only_whom_they_may_and_the_listing_is_on_record(
 
 
 def test_admin_and_anonymous_are_refused(world: World) -> None:
-    before = len(_trail(world.settings))
+    before = len(access_events(world.settings))
     admin = world.client.get("/api/v1/ward", headers=world.callers["admin"])
     assert admin.status_code == 403
     assert "patient-a" not in admin.text
-    event = _trail(world.settings)[-1].access
-    assert (len(_trail(world.settings)), event.outcome) == (before + 1, "deny")
+    event = access_events(world.settings)[-1].access
+    assert (len(access_events(world.settings)), event.outcome) == (before + 1, "deny")
     anonymous = world.client.get("/api/v1/ward")
     assert anonymous.status_code == 401
-    assert len(_trail(world.settings)) == before + 1  # no identity: refused before deciding
+    assert len(access_events(world.settings)) == before + 1  # no identity: refused before deciding
