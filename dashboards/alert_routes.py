@@ -38,12 +38,12 @@ from clinical.news2 import MEASURED_LOINC, MINUTE_MS, Parameter
 from dashboards.access_deps import Caller, PathPatient, PathPatientWrite, PatientId, VisiblePatients
 from dashboards.alert_schemas import AlertOut, EventOut, PatientAlerts, SnoozeIn
 from dashboards.reads import Readers, ReadPool, read_pool
-from dashboards.refusals import REFUSAL_RESPONSES, RefusalOut, Refused, RefusingRoute, invalid_body
+from dashboards.refusals import RefusalOut, Refused, RefusingRoute, error, invalid_body
 from dashboards.route_rules import PatientData, access
 
 log = logging.getLogger("vitaltrail.api.alerts")
 
-router = APIRouter(route_class=RefusingRoute, tags=["clinical"], responses=REFUSAL_RESPONSES)
+router = APIRouter(route_class=RefusingRoute, tags=["clinical"])
 PATIENT_ALERTS = "/api/v1/patients/{patient_id}/alerts"
 AlertId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="an alert's id")]
 ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -163,7 +163,10 @@ async def acknowledge_alert(
     return await _act(request, patient_id, alert_id, lambda a, now: acknowledge(a, by, now))
 
 
-@router.post(PATIENT_ALERTS + "/{alert_id}/snooze", responses=ACTION_RESPONSES)
+@router.post(
+    PATIENT_ALERTS + "/{alert_id}/snooze",
+    responses={**ACTION_RESPONSES, 400: error("a body FastAPI cannot parse")},
+)
 @access(PatientData("vital-signs"))
 async def snooze_alert(
     request: Request,
