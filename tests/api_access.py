@@ -25,7 +25,9 @@ from access.consent import ConsentStatement, Grantee
 from access.consent_store import ConsentStore
 from access.issuer import ASSERTION_TYPE, Issuer, load_or_create_signing_key
 from access.journal import Journal
+from access.trail import AccessEvent
 from access.users import Role, User
+from ledger.entries import EntryKind
 from vitaltrail.settings import Settings
 from vitaltrail.web_auth import issuer_config
 
@@ -176,3 +178,30 @@ def ward_headers(settings: Settings, patients: Iterable[str]) -> dict[str, str]:
         return tokens.headers("dr-ward", "clinician")
     finally:
         tokens.close()
+
+
+def writer_and_readers(settings: Settings, patient: str) -> dict[str, dict[str, str]]:
+    """The callers of a route that staff write through: ``dr-in`` in the patient's care team,
+    ``dr-out`` in none, the patient, an app the patient consented to, an admin."""
+    assign(settings, "ward-a", ["dr-in"], [patient])
+    consent(settings, patient, "app-yes")
+    tokens = Tokens(settings)
+    try:
+        return {
+            "clinician in care team": tokens.headers("dr-in", "clinician"),
+            "clinician out of care team": tokens.headers("dr-out", "clinician"),
+            "patient self": tokens.headers("pat-0", "patient", patient),
+            "app with consent": bearer(tokens.app("app-yes")),
+            "admin": tokens.headers("root", "admin"),
+        }
+    finally:
+        tokens.close()
+
+
+def access_events(settings: Settings) -> list[AccessEvent]:
+    """Every access decision in the journal, oldest first."""
+    journal = Journal(settings.access_journal_path)
+    try:
+        return [AccessEvent.decode(r.body) for r in journal.after(0) if r.kind is EntryKind.ACCESS]
+    finally:
+        journal.close()

@@ -13,16 +13,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from access.journal import Journal
-from access.trail import AccessEvent
 from clinical.alert_store import AlertStore
 from dashboards.app import create_app
 from devices.keys import DeviceSigner
 from devices.publisher import readings_topic
 from devices.registry import DeviceRegistry
 from ingest.mqtt_source import InboundMessage
-from ledger.entries import EntryKind
-from tests.api_access import Tokens, assign, bearer, consent
+from tests.api_access import access_events, assign, writer_and_readers
 from tests.auth_app import add_users, auth_app, client, csrf_token, sign_in
 from tests.populated import populate
 from tests.stack import now_ms, signed, vitals
@@ -56,28 +53,11 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     settings = populate(tmp_path / "data", patients=2, readings=2)
-    assign(settings, "ward-a", ["dr-in"], [P0])
-    consent(settings, P0, "app-yes")
-    t = Tokens(settings)
-    callers = {
-        "clinician in care team": t.headers("dr-in", "clinician"),
-        "clinician out of care team": t.headers("dr-out", "clinician"),
-        "patient self": t.headers("pat-0", "patient", P0),
-        "app with consent": bearer(t.app("app-yes")),
-        "admin": t.headers("root", "admin"),
-    }
-    t.close()
+    callers = writer_and_readers(settings, P0)
     clock = Clock()
     sources = replace(data_sources(settings), alerts_interval_s=INTERVAL_S, clock_ms=clock)
     with TestClient(create_app(sources)) as c:
         yield World(c, settings, clock, callers)
-
-
-def _trail(settings: Settings) -> list[AccessEvent]:
-    journal = Journal(settings.access_journal_path)
-    rows = [AccessEvent.decode(r.body) for r in journal.after(0) if r.kind is EntryKind.ACCESS]
-    journal.close()
-    return rows
 
 
 def _open(w: World, patient: str = P0) -> list[dict[str, Any]]:
@@ -158,15 +138,17 @@ def _act(w: World, caller: str, alert_id: str, action: str, **headers: str) -> A
     )
 
 
-def test_acknowledgement_records_who_and_when_in_the_store_and_the_trail(world: World) -> None:
+def test_acknowledgement_records_who_and_when_in_the_store_and_theaccess_events(
+    world: World,
+) -> None:
     stale = _stale_pulse(world)
-    before = len(_trail(world.settings))
+    before = len(access_events(world.settings))
     answer = _act(world, "clinician in care team", stale["id"], "acknowledge")
     assert answer.status_code == 200, answer.text
     acked = answer.json()
     assert (acked["state"], acked["acknowledged_by"]) == ("acknowledged", "dr-in")
     assert abs(acked["acknowledged_ms"] - world.clock()) < 5_000
-    trail = _trail(world.settings)
+    trail = access_events(world.settings)
     assert len(trail) == before + 1
     event = trail[-1].access
     assert (event.outcome, event.interaction, event.patients) == ("permit", "create", (P0,))
@@ -223,10 +205,10 @@ def test_only_the_care_team_or_break_glass_acts_and_every_attempt_is_on_record(
         ("admin", "admin-reads-no-patient-data"),
     ]:
         for action in ("acknowledge", "snooze"):
-            before = len(_trail(world.settings))
+            before = len(access_events(world.settings))
             answer = _act(world, caller, stale["id"], action)
             assert answer.status_code == 403, (caller, action)
-            trail = _trail(world.settings)
+            trail = access_events(world.settings)
             assert len(trail) == before + 1
             event = trail[-1].access
             assert (event.outcome, event.reason, event.interaction) == ("deny", reason, "create")
@@ -237,7 +219,7 @@ def test_only_the_care_team_or_break_glass_acts_and_every_attempt_is_on_record(
     )  # fmt: skip
     assert glass.status_code == 200, glass.text
     assert glass.json()["acknowledged_by"] == "dr-out"
-    event = _trail(world.settings)[-1].access
+    event = access_events(world.settings)[-1].access
     assert (event.reason, event.break_glass, event.interaction) == (
         "break-glass",
         "arrest",

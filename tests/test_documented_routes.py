@@ -10,11 +10,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from access.journal import Journal
-from access.trail import AccessEvent
 from dashboards.app import create_app
-from ledger.entries import EntryKind
-from tests.api_access import Tokens, assign, bearer, consent
+from tests.api_access import Tokens, access_events, assign, writer_and_readers
 from tests.auth_app import add_users, auth_app, client, csrf_token, sign_in
 from tests.populated import populate
 from vitaltrail.runtime import data_sources
@@ -34,27 +31,12 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     settings = populate(tmp_path_factory.mktemp("documented") / "data", patients=1, readings=2)
-    assign(settings, "ward-a", ["dr-in"], [P0])
-    consent(settings, P0, "app-yes")
-    t = Tokens(settings)
-    callers = {
-        "clinician in care team": t.headers("dr-in", "clinician"),
-        "clinician out of care team": t.headers("dr-out", "clinician"),
-        "patient self": t.headers("pat-0", "patient", P0),
-        "app with consent": bearer(t.app("app-yes")),
-        "admin": t.headers("root", "admin"),
+    callers: dict[str, dict[str, str]] = {
+        **writer_and_readers(settings, P0),
         "anonymous": {},
     }
-    t.close()
     with TestClient(create_app(data_sources(settings))) as c:
         yield World(c, settings, callers)
-
-
-def _trail(settings: Settings) -> list[AccessEvent]:
-    journal = Journal(settings.access_journal_path)
-    rows = [AccessEvent.decode(r.body) for r in journal.after(0) if r.kind is EntryKind.ACCESS]
-    journal.close()
-    return rows
 
 
 # Who may write, and the refusal of those who may not.
@@ -72,9 +54,9 @@ def test_only_a_clinician_of_the_care_team_writes_and_every_attempt_is_on_record
     world: World,
 ) -> None:
     for name, headers in world.callers.items():
-        before = len(_trail(world.settings))
+        before = len(access_events(world.settings))
         answer = world.client.post(DOC, json={"consciousness": "C"}, headers=headers)
-        after = _trail(world.settings)
+        after = access_events(world.settings)
         if name == "anonymous":
             assert answer.status_code == 401
             assert len(after) == before  # no identity: refused before deciding
@@ -96,7 +78,7 @@ def test_break_glass_writes_flagged(world: World) -> None:
     assert answer.status_code == 201
     (record,) = answer.json()
     assert (record["kind"], record["value"], record["by"]) == ("air_or_oxygen", False, "dr-out")
-    event = _trail(world.settings)[-1].access
+    event = access_events(world.settings)[-1].access
     assert (event.reason, event.break_glass, event.interaction) == (
         "break-glass",
         "arrest",
@@ -110,14 +92,14 @@ def test_who_may_read_the_vitals_reads_what_is_documented_and_it_is_recorded(
     world.client.post(DOC, json={"spo2_scale": 1}, headers=world.callers["clinician in care team"])
     for name, headers in world.callers.items():
         for path in (DOC, f"/api/v1/patients/{P0}/news2"):
-            before = len(_trail(world.settings))
+            before = len(access_events(world.settings))
             answer = world.client.get(path, headers=headers)
             if name == "anonymous":
                 assert answer.status_code == 401
                 continue
             assert answer.status_code == (200 if name in READERS else 403), (name, path)
-            event = _trail(world.settings)[-1].access
-            assert len(_trail(world.settings)) == before + 1
+            event = access_events(world.settings)[-1].access
+            assert len(access_events(world.settings)) == before + 1
             assert (event.interaction, event.patients) == ("read", (P0,))
             if name in READERS:
                 assert answer.headers["cache-control"] == "no-store"
