@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS alert_event (
     id TEXT NOT NULL,{_ALERT_FIELDS}
 );
 CREATE INDEX IF NOT EXISTS alert_event_by_patient ON alert_event (patient_id, seq);
+CREATE INDEX IF NOT EXISTS alert_event_by_id ON alert_event (id, seq);
 CREATE TRIGGER IF NOT EXISTS alert_event_no_update BEFORE UPDATE ON alert_event
 BEGIN SELECT RAISE(ABORT, 'the alert history is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS alert_event_no_delete BEFORE DELETE ON alert_event
@@ -124,6 +125,14 @@ class AlertStore:
         """An open alert by its id."""
         row = self._db.execute(
             f"SELECT {_ALERT_COLUMNS} FROM alert WHERE id = ?", (alert_id,)
+        ).fetchone()
+        return None if row is None else _alert(row)
+
+    def last_of(self, alert_id: str) -> Alert | None:
+        """The alert as its last event left it (resolved ones too), or None if never raised."""
+        row = self._db.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alert_event WHERE id = ? ORDER BY seq DESC LIMIT 1",
+            (alert_id,),
         ).fetchone()
         return None if row is None else _alert(row)
 

@@ -14,10 +14,14 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
+from clinical.alert_store import AlertStore
+from clinical.alerts import AlertConfig
 from clinical.documented import DocumentedStore
 from clinical.news2 import DEFAULT_MAX_AGE_MS, Parameter
 from dashboards.access_deps import AccessMetrics, AccessServices, caller, enforce
 from dashboards.access_log import router as access_log_router
+from dashboards.alert_routes import router as alert_router
+from dashboards.alert_routes import run_alerts
 from dashboards.api import router
 from dashboards.auth_routes import WebAuth, add_auth
 from dashboards.consent_routes import consent_router
@@ -33,7 +37,7 @@ from dashboards.route_rules import Public, access, declare_path, document_rules
 from dashboards.ward_routes import router as ward_router
 from devices.registry import DeviceRegistry
 from fhirserver.index import IndexReader, ObservationIndex
-from ingest.store import TimeSeriesStore
+from ingest.store import TimeSeriesStore, wall_clock_ms
 from ledger.ledger import LedgerReader
 
 
@@ -47,6 +51,7 @@ class DataSources:
     access: AccessServices  # token check, policy, trail: closed with the app
     fhir_index: Path  # the FHIR observation index's file (fhirserver.index), built as it goes
     documented: Path  # what staff document for NEWS2 (clinical.documented), append-only
+    alerts: Path  # the open alerts and their history (clinical.alert_store)
     token_endpoint: str | None = None  # where apps get tokens (the FHIR CapabilityStatement)
     metrics: CollectorRegistry | None = None
     proof_cosignatures: int = 0  # witness cosignatures a served proof bundle carries, at least
@@ -57,6 +62,8 @@ class DataSources:
     auth: WebAuth | None = None  # sign-in and the embedded issuer's endpoints; None: neither
     subscriptions: SubscriptionSetup | None = None  # FHIR subscriptions; None: not offered
     news2_max_age_ms: Mapping[Parameter, int] = field(default_factory=lambda: DEFAULT_MAX_AGE_MS)
+    alerts_interval_s: float = 5.0  # how often the alert engine evaluates the ward; 0: never
+    clock_ms: Callable[[], int] = wall_clock_ms  # the alert engine's and the alert routes' now
 
     def open_readers(self) -> Readers:
         """One reader thread's own connections (all or none)."""
@@ -70,8 +77,10 @@ class DataSources:
             observations = IndexReader(self.fhir_index)
             opened.callback(observations.close)
             documented = DocumentedStore(self.documented)
+            opened.callback(documented.close)
+            alerts = AlertStore(self.alerts)
             opened.pop_all()
-        return Readers(ledger, store, registry, observations, documented)
+        return Readers(ledger, store, registry, observations, documented, alerts)
 
 
 def create_app(sources: DataSources) -> FastAPI:
@@ -94,19 +103,29 @@ def create_app(sources: DataSources) -> FastAPI:
         app.state.metrics = [r for r in (sources.metrics, api_metrics) if r is not None]
         app.state.proof_cosignatures = sources.proof_cosignatures
         app.state.news2_max_age_ms = sources.news2_max_age_ms
-        following = None
+        app.state.clock_ms = sources.clock_ms
+        tasks: list[asyncio.Task[None]] = []
         try:
             await reads.run(lambda _: None)  # the data is there to read: fail at start, not later
             if sources.fhir_index_follow_s > 0:
-                following = asyncio.create_task(
-                    follow_ledger(reads, app.state.fhir_index, sources.fhir_index_follow_s)
+                tasks.append(
+                    asyncio.create_task(
+                        follow_ledger(reads, app.state.fhir_index, sources.fhir_index_follow_s)
+                    )
+                )
+            if sources.alerts_interval_s > 0:
+                config = AlertConfig(news2_max_age_ms=sources.news2_max_age_ms)
+                tasks.append(
+                    asyncio.create_task(
+                        run_alerts(reads, config, sources.alerts_interval_s, sources.clock_ms)
+                    )
                 )
             yield
         finally:
-            if following is not None:
-                following.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await following
+                    await task
             await asyncio.to_thread(reads.close)
             app.state.fhir_index.close()
             sources.access.close()
@@ -128,6 +147,7 @@ def create_app(sources: DataSources) -> FastAPI:
         add_subscriptions(app, sources.subscriptions)
     app.include_router(documented_router)
     app.include_router(ward_router)
+    app.include_router(alert_router)
     static = Path(__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     add_offline_docs(app)

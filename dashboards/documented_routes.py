@@ -15,7 +15,6 @@ import time
 from collections.abc import Mapping
 
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
 
 from access.policy import safe_id
 from clinical.documented import DocumentedError, Kind
@@ -28,16 +27,11 @@ from dashboards.documented_schemas import (
     PatientDocumented,
 )
 from dashboards.reads import Readers, read_pool
+from dashboards.refusals import invalid_body
 from dashboards.route_rules import PatientData, access
 
 router = APIRouter(tags=["clinical"])
 PATH = "/api/v1/patients/{patient_id}/documented"
-
-
-def _invalid(refused: DocumentedError) -> RequestValidationError:
-    """A 422 in FastAPI's shape, its ``type`` the reason code."""
-    detail = {"type": refused.reason, "loc": ("body",), "msg": str(refused), "input": None}
-    return RequestValidationError([detail])
 
 
 @router.post(PATH, status_code=201)
@@ -56,7 +50,7 @@ async def document(
         if not observations:
             raise DocumentedError("nothing-documented", "document consciousness, oxygen or scale")
     except DocumentedError as exc:
-        raise _invalid(exc) from None
+        raise invalid_body(exc.reason, str(exc)) from None
     by, role, now = safe_id(principal.subject), decision.role, int(time.time() * 1000)
     records = await read_pool(request).run(
         lambda r: r.documented.record(patient_id, observations, by, role, now)

@@ -29,6 +29,7 @@ from fastapi import HTTPException
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.requests import Request
 
+from clinical.alert_store import AlertStore
 from clinical.documented import DocumentedStore
 from devices.registry import DeviceRegistry
 from fhirserver.index import IndexReader
@@ -53,10 +54,18 @@ class Readers:
     registry: DeviceRegistry
     observations: IndexReader  # the FHIR observation index (fhirserver.index)
     documented: DocumentedStore  # what staff document for NEWS2 (written here too)
+    alerts: AlertStore  # the open alerts and their history (written here too)
 
     def close(self) -> None:
         part: _Closeable
-        for part in (self.ledger, self.store, self.registry, self.observations, self.documented):
+        for part in (
+            self.ledger,
+            self.store,
+            self.registry,
+            self.observations,
+            self.documented,
+            self.alerts,
+        ):
             try:
                 part.close()
             except Exception as exc:  # closing the rest matters more

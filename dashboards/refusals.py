@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
@@ -55,6 +56,14 @@ class RefusingRoute(APIRoute):
                 return JSONResponse(body, exc.status, headers=exc.headers)
 
         return handle
+
+
+def invalid_body(reason: str, detail: str) -> RequestValidationError:
+    """A body whose values a rule refuses: a 422 in FastAPI's shape, its ``type`` the reason
+    code (so it is documented like any other 422)."""
+    return RequestValidationError(
+        [{"type": reason, "loc": ("body",), "msg": detail, "input": None}]
+    )
 
 
 def _refusal(description: str) -> dict[str, Any]:

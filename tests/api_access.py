@@ -180,9 +180,28 @@ def ward_headers(settings: Settings, patients: Iterable[str]) -> dict[str, str]:
         tokens.close()
 
 
+def writer_and_readers(settings: Settings, patient: str) -> dict[str, dict[str, str]]:
+    """The callers of a route that staff write through: ``dr-in`` in the patient's care team,
+    ``dr-out`` in none, the patient, an app the patient consented to, an admin."""
+    assign(settings, "ward-a", ["dr-in"], [patient])
+    consent(settings, patient, "app-yes")
+    tokens = Tokens(settings)
+    try:
+        return {
+            "clinician in care team": tokens.headers("dr-in", "clinician"),
+            "clinician out of care team": tokens.headers("dr-out", "clinician"),
+            "patient self": tokens.headers("pat-0", "patient", patient),
+            "app with consent": bearer(tokens.app("app-yes")),
+            "admin": tokens.headers("root", "admin"),
+        }
+    finally:
+        tokens.close()
+
+
 def access_events(settings: Settings) -> list[AccessEvent]:
-    """Every decision in the access trail so far, oldest first."""
+    """Every access decision in the journal, oldest first."""
     journal = Journal(settings.access_journal_path)
-    rows = [AccessEvent.decode(r.body) for r in journal.after(0) if r.kind is EntryKind.ACCESS]
-    journal.close()
-    return rows
+    try:
+        return [AccessEvent.decode(r.body) for r in journal.after(0) if r.kind is EntryKind.ACCESS]
+    finally:
+        journal.close()

@@ -116,6 +116,7 @@ ROUTES = [
     "/api/v1/patients/{p}/vitals/8867-4",
     "/api/v1/patients/{p}/documented",
     "/api/v1/patients/{p}/news2",
+    "/api/v1/patients/{p}/alerts",
     "/api/v1/readings/{r}",
     "/api/v1/readings/{r}/proof",
     "/api/v1/patients/{p}/access-log",

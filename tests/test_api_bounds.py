@@ -38,6 +38,7 @@ VALID = {
     "start_ms": str(now_ms() - 3_600_000),
     "end_ms": str(now_ms()),
     "bucket_s": "60",
+    "alert_id": "0" * 32,  # no such alert: 404 after the gate
     "format": "json",  # /api/v1/me/consents?format=fhir
     # FHIR (their search parameters: tests/test_fhir_search_params.py)
     "observation_id": "e4-8867-4",

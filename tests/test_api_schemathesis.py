@@ -49,6 +49,7 @@ SEMANTIC_REFUSALS = {
     "POST /api/v1/me/consents": "400",
     "POST /api/v1/patients/{patient_id}/consents": "400",
     "POST /api/v1/patients/{patient_id}/documented": "422",  # at least one; flow with oxygen
+    "POST /api/v1/patients/{patient_id}/alerts/{alert_id}/snooze": "422",  # within the limit
     "GET /api/v1/consistency": "422",
     "GET /api/v1/patients/{patient_id}/vitals/{code}": "422",
     # a Subscription names a topic of this server, a patient and an endpoint it will take;

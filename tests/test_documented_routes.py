@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dashboards.app import create_app
-from tests.api_access import Tokens, access_events, assign, bearer, consent
+from tests.api_access import Tokens, access_events, assign, writer_and_readers
 from tests.auth_app import add_users, auth_app, client, csrf_token, sign_in
 from tests.populated import populate
 from vitaltrail.runtime import data_sources
@@ -31,18 +31,10 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     settings = populate(tmp_path_factory.mktemp("documented") / "data", patients=1, readings=2)
-    assign(settings, "ward-a", ["dr-in"], [P0])
-    consent(settings, P0, "app-yes")
-    t = Tokens(settings)
-    callers = {
-        "clinician in care team": t.headers("dr-in", "clinician"),
-        "clinician out of care team": t.headers("dr-out", "clinician"),
-        "patient self": t.headers("pat-0", "patient", P0),
-        "app with consent": bearer(t.app("app-yes")),
-        "admin": t.headers("root", "admin"),
+    callers: dict[str, dict[str, str]] = {
+        **writer_and_readers(settings, P0),
         "anonymous": {},
     }
-    t.close()
     with TestClient(create_app(data_sources(settings))) as c:
         yield World(c, settings, callers)
 

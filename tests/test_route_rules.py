@@ -50,6 +50,10 @@ PATIENT_DATA = {
     "/api/v1/patients/{patient_id}/documented",
     "/api/v1/patients/{patient_id}/news2",
     "/api/v1/ward",
+    "/api/v1/alerts",
+    "/api/v1/patients/{patient_id}/alerts",
+    "/api/v1/patients/{patient_id}/alerts/{alert_id}/acknowledge",
+    "/api/v1/patients/{patient_id}/alerts/{alert_id}/snooze",
     "/api/v1/readings/{index}",
     "/api/v1/readings/{index}/proof",
     "/api/v1/me/access-log",
@@ -113,6 +117,7 @@ def test_without_a_token_only_public_routes_answer(app: FastAPI) -> None:
             path = route.path.format(
                 patient_id="patient-0", code="8867-4", index="1", height="0", sub_id="s1",
                 observation_id="e1-8867-4", provenance_id="pe1-8867-4", device_id="patient-0-band",
+                alert_id="0" * 32,
             )  # fmt: skip
             methods = route.methods or {"GET"}
             method = "GET" if "GET" in methods else sorted(methods)[0]

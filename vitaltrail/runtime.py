@@ -182,6 +182,8 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
         access=access_services(settings),
         fhir_index=settings.fhir_index_path,
         documented=settings.documented_path,
+        alerts=settings.alerts_path,
+        alerts_interval_s=settings.alerts_interval_s,
         token_endpoint=issuer_config(settings).token_endpoint
         if settings.trust_embedded_issuer
         else None,

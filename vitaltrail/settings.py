@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     # is shown as stale and the score is partial. Defaults: news2's (15 min; 12 h).
     news2_vital_max_age_s: float = 900.0  # each wearable vital
     news2_documented_max_age_s: float = 43_200.0  # documented consciousness and oxygen
+    # The alert engine (clinical.alert_engine) in the API's process: how often it evaluates
+    # every patient with data, new readings or not (stale vitals fire on the clock); 0: never.
+    alerts_interval_s: float = 5.0
 
     # FHIR subscriptions (R5 Backport IG on R4; fhirserver/subscription_*.py): how many each
     # caller and the server may hold, how often new readings are matched, and whether rest-hook
