@@ -23,6 +23,7 @@ log = logging.getLogger("vitaltrail.ledger")
 Dialect = Literal["sqlite", "postgres"]
 _SCHEMA_LOCK = 0x7669_7461_6C73_6368  # serializes schema creation by several ingestors
 Row = tuple[Any, ...]
+_WAL_SWITCH = threading.Lock()  # SQLite does not wait on its busy timeout for this switch
 
 
 def connect_sqlite(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
@@ -34,7 +35,8 @@ def connect_sqlite(path: Path, *, read_only: bool = False) -> sqlite3.Connection
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
+        with _WAL_SWITCH:  # threads opening a new file at once: "database is locked" otherwise
+            conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA cache_size=-65536")
     return conn

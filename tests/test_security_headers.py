@@ -32,6 +32,7 @@ EVERYWHERE = {
 SAMPLE = {
     "patient_id": "patient-0", "code": "8867-4", "index": "0", "height": "0", "sub_id": "s1",
     "observation_id": "e1-8867-4", "provenance_id": "pe1-8867-4", "device_id": "patient-0-band",
+    "alert_id": "a1",
 }  # fmt: skip
 QUERY = "?old=1&new=1"  # the parameters a route may need beside its path
 
