@@ -9,12 +9,12 @@ durable on return, so the current alerts always match the end of the history.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
 from clinical.alerts import Alert, AlertKey, Event, EventKind, Kind, State
 from clinical.news2 import Tier
+from ledger.database import connect_sqlite
 
 MAX_HISTORY = 500  # events a page of history holds at most
 
@@ -84,9 +84,7 @@ class AlertStore:
     """One connection: open one store per thread."""
 
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, timeout=5.0, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = FULL")
+        self._db = connect_sqlite(path)  # WAL, full fsync; threads may open it at once
         self._db.executescript(_SCHEMA)
 
     def save(self, events: Iterable[Event]) -> None:

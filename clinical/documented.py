@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import re
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -21,6 +20,7 @@ from types import MappingProxyType
 
 from clinical.news2 import Acvpu, AirOrOxygen, Documented, SpO2Scale
 from devices.reading import MAX_TIME_MS, is_valid_device_id
+from ledger.database import connect_sqlite
 
 MAX_TEXT = 200  # characters of an oxygen device or a note
 MAX_FLOW_L_MIN = 60.0  # high-flow nasal oxygen tops out here
@@ -181,9 +181,7 @@ class DocumentedStore:
     connection: open one store per thread."""
 
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, timeout=5.0, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = FULL")
+        self._db = connect_sqlite(path)  # WAL, full fsync; threads may open it at once
         self._db.executescript(_SCHEMA)
 
     def record(
