@@ -7,24 +7,31 @@ with the configured stale limits, as ``/news2`` scores one) with the documented 
 patients read in one query, on the read pool. Patients come sorted as a charge nurse reads a
 ward: the highest NEWS2 tier first, then the highest total, then the one whose oldest stale
 vital is oldest (a quiet device hides a deterioration), then by id.
+
+The page asks for this every few seconds for a whole ward, so the answer is lean: a patient's
+NEWS2 names each parameter's points (``/news2`` has the values behind them), and the clinical
+response of each tier is given once in ``tiers``, not with every patient. It is built as plain
+data and serialized once; the models below describe it (OpenAPI, schemathesis' checks) without
+validating 200 patients' worth of it on every call.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
+from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from clinical.documented import Kind, latest_of
-from clinical.news2 import MEASURED_LOINC, Observations, Parameter, score
+from clinical.documented import Kind, Record, latest_of
+from clinical.news2 import MEASURED_LOINC, RESPONSES, News2, Observations, Parameter, Tier, score
 from dashboards.access_deps import VisiblePatients
-from dashboards.documented_schemas import DocumentedOut, News2Out
 from dashboards.reads import Readers, read_pool
 from dashboards.route_rules import PatientData, access
 from dashboards.schemas import VitalValue
-from devices.vitals import DIASTOLIC_BP
+from devices.vitals import BY_CODE, DIASTOLIC_BP
 from ingest.store import LatestVital
 
 router = APIRouter(tags=["dashboard"])
@@ -42,17 +49,66 @@ class WardVital(VitalValue):
     stale_after_s: float
 
 
+class WardSubScore(BaseModel):
+    parameter: Parameter
+    points: int
+
+
+class WardNews2(BaseModel):
+    """NEWS2 now; ``partial`` when a parameter is missing or stale: then the total and tier
+    are the least the patient could score, never normal by assumption."""
+
+    total: int
+    partial: bool
+    red_flag: bool = Field(description="a single parameter scores 3")
+    spo2_scale: int
+    tier: Tier = Field(description="its clinical response: the summary's `tiers`")
+    rank: int = Field(description="the tier's order, 0 routine to 4 high")
+    sub_scores: list[WardSubScore]
+    missing: list[Parameter]
+    stale: list[Parameter] = Field(description="recorded, but older than their limits")
+
+
+class WardDocumented(BaseModel):
+    kind: Kind
+    value: bool | int | str = Field(description="ACVPU letter, oxygen true/false, scale 1 or 2")
+    time_ms: int
+    by: str
+
+
 class WardPatient(BaseModel):
     patient_id: str
-    news2: News2Out
+    news2: WardNews2
     vitals: list[WardVital]
-    documented: list[DocumentedOut] = Field(description="the latest of each kind NEWS2 uses")
+    documented: list[WardDocumented] = Field(description="the latest of each kind NEWS2 uses")
     oldest_stale_age_s: float | None = Field(description="the age of its oldest stale vital")
+
+
+class TierResponse(BaseModel):
+    clinical_risk: str
+    response: str
+    monitoring: str
+    max_minutes_between_observations: int | None
+    action: str
 
 
 class Ward(BaseModel):
     time_ms: int = Field(description="when it was scored, ms since the Unix epoch")
+    tiers: dict[Tier, TierResponse] = Field(description="each tier's clinical response (RCP)")
     patients: list[WardPatient] = Field(description="highest tier, total, staleness first")
+
+
+TIERS: dict[str, dict[str, Any]] = {
+    tier.value: {
+        "clinical_risk": r.clinical_risk,
+        "response": r.response,
+        "monitoring": r.monitoring,
+        "max_minutes_between_observations": r.max_minutes_between_observations,
+        "action": r.action,
+    }
+    for tier, r in RESPONSES.items()
+}
+"""Each tier's clinical response (RCP charts 3 and 4), sent once per summary."""
 
 
 def stale_after_ms(code: str, max_age_ms: Mapping[Parameter, int]) -> int:
@@ -63,23 +119,52 @@ def stale_after_ms(code: str, max_age_ms: Mapping[Parameter, int]) -> int:
     return max(max_age_ms.get(p, 0) for p in MEASURED_LOINC)
 
 
-def _vital(v: LatestVital, now_ms: int, max_age_ms: Mapping[Parameter, int]) -> WardVital:
+def _vital(v: LatestVital, now_ms: int, max_age_ms: Mapping[Parameter, int]) -> dict[str, Any]:
     limit, age = stale_after_ms(v.code, max_age_ms), max(0, now_ms - v.time_ms)
-    return WardVital(
-        **VitalValue.of(v).model_dump(),
-        age_s=age / 1000,
-        stale=age > limit,  # exactly at the limit is current, as NEWS2 has it
-        stale_after_s=limit / 1000,
-    )
+    known = BY_CODE.get(v.code)
+    return {
+        "code": v.code,
+        "name": known.name if known else v.code,
+        "unit": v.unit,
+        "value": v.value,
+        "time_ms": v.time_ms,
+        "entry_index": v.entry_index,
+        "age_s": age / 1000,
+        "stale": age > limit,  # exactly at the limit is current, as NEWS2 has it
+        "stale_after_s": limit / 1000,
+    }
 
 
-def _order(p: WardPatient) -> tuple[int, int, float, str]:
-    return (-p.news2.rank, -p.news2.total, -(p.oldest_stale_age_s or 0.0), p.patient_id)
+def _news2(news: News2) -> dict[str, Any]:
+    r = news.response
+    return {
+        "total": news.total,
+        "partial": news.partial,
+        "red_flag": news.red_flag,
+        "spo2_scale": int(news.spo2_scale),
+        "tier": r.tier.value,
+        "rank": r.rank,
+        "sub_scores": [
+            {"parameter": s.parameter.value, "points": s.points} for s in news.sub_scores
+        ],
+        "missing": [p.value for p in news.missing],
+        "stale": [s.parameter.value for s in news.stale],
+    }
 
 
-@router.get("/api/v1/ward")
+def _documented(record: Record) -> dict[str, Any]:
+    o = record.observation
+    return {"kind": o.kind.value, "value": o.value, "time_ms": record.time_ms, "by": record.by}
+
+
+def _order(p: dict[str, Any]) -> tuple[int, int, float, str]:
+    news = p["news2"]
+    return (-news["rank"], -news["total"], -(p["oldest_stale_age_s"] or 0.0), p["patient_id"])
+
+
+@router.get("/api/v1/ward", response_class=Response, responses={200: {"model": Ward}})
 @access(PatientData("vital-signs"))
-async def ward(request: Request, listing: VisiblePatients) -> Ward:
+async def ward(request: Request, listing: VisiblePatients) -> Response:
     """Every patient the caller may see with NEWS2 now, each vital's age and staleness and
     the documented values, the most acute first."""
     max_age: Mapping[Parameter, int] = request.app.state.news2_max_age_ms
@@ -87,7 +172,7 @@ async def ward(request: Request, listing: VisiblePatients) -> Ward:
     for v in listing.latest:
         by_patient.setdefault(v.patient_id, {})[v.code] = v
 
-    def read(r: Readers) -> Ward:
+    def read(r: Readers) -> bytes:
         documented = r.documented.latest_records_of_all() if by_patient else {}
         now = int(time.time() * 1000)
         patients = []
@@ -100,16 +185,18 @@ async def ward(request: Request, listing: VisiblePatients) -> Ward:
                 max_age_ms=max_age,
             )
             shown = [_vital(v, now, max_age) for v in vitals.values()]
-            stale_ages = [v.age_s for v in shown if v.stale]
+            stale_ages = [v["age_s"] for v in shown if v["stale"]]
             patients.append(
-                WardPatient(
-                    patient_id=patient_id,
-                    news2=News2Out.of(patient_id, now, news),
-                    vitals=shown,
-                    documented=[DocumentedOut.of(records[k]) for k in Kind if k in records],
-                    oldest_stale_age_s=max(stale_ages, default=None),
-                )
+                {
+                    "patient_id": patient_id,
+                    "news2": _news2(news),
+                    "vitals": shown,
+                    "documented": [_documented(records[k]) for k in Kind if k in records],
+                    "oldest_stale_age_s": max(stale_ages, default=None),
+                }
             )
-        return Ward(time_ms=now, patients=sorted(patients, key=_order))
+        patients.sort(key=_order)
+        summary = {"time_ms": now, "tiers": TIERS, "patients": patients}
+        return json.dumps(summary, separators=(",", ":"), allow_nan=False).encode()
 
-    return await read_pool(request).run(read)
+    return Response(await read_pool(request).run(read), media_type="application/json")

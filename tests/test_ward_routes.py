@@ -3,6 +3,7 @@ staleness, the documented values; only the patients the caller may see, the deci
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from clinical.news2 import RESPONSES, Tier
 from dashboards.app import create_app
+from dashboards.ward_routes import Ward
 from devices.keys import DeviceSigner
 from devices.publisher import readings_topic
 from devices.reading import Sample
@@ -161,8 +164,14 @@ def test_a_stale_blood_pressure_is_reported_stale_and_not_scored(world: World) -
     assert a2["oldest_stale_age_s"] == bp["age_s"]
     news = a2["news2"]
     assert (news["total"], news["tier"]) == (0, "routine")  # 85 mmHg would have scored 3
-    assert [s["parameter"] for s in news["stale"]] == ["systolic_bp"]
+    assert news["stale"] == ["systolic_bp"]
     assert "systolic_bp" not in [s["parameter"] for s in news["sub_scores"]]
+    assert {s["parameter"]: s["points"] for s in news["sub_scores"]} == {
+        "respiration_rate": 0,
+        "spo2": 0,
+        "pulse": 0,
+        "temperature": 0,
+    }
     assert _patient(_ward(world), "patient-a0")["oldest_stale_age_s"] is None
 
 
@@ -220,3 +229,15 @@ def test_admin_and_anonymous_are_refused(world: World) -> None:
     anonymous = world.client.get("/api/v1/ward")
     assert anonymous.status_code == 401
     assert len(access_events(world.settings)) == before + 1  # no identity: refused before deciding
+
+
+def test_the_answer_is_what_its_model_says_and_each_tier_response_comes_once(world: World) -> None:
+    answer = world.client.get("/api/v1/ward", headers=world.callers["clinician"])
+    ward = Ward.model_validate_json(answer.content)  # the OpenAPI description holds
+    assert list(ward.tiers) == list(Tier)
+    assert ward.tiers[Tier.HIGH].response == RESPONSES[Tier.HIGH].response
+    assert RESPONSES[Tier.HIGH].response not in json.dumps(answer.json()["patients"])
+    assert answer.headers["content-type"] == "application/json"
+    schema = world.client.get("/openapi.json").json()
+    ok = schema["paths"]["/api/v1/ward"]["get"]["responses"]["200"]["content"]
+    assert ok["application/json"]["schema"] == {"$ref": "#/components/schemas/Ward"}
