@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -129,7 +129,7 @@ def _vital(v: LatestVital, now_ms: int, max_age_ms: Mapping[Parameter, int]) -> 
         "value": v.value,
         "time_ms": v.time_ms,
         "entry_index": v.entry_index,
-        "age_s": age / 1000,
+        "age_s": round(age / 1000, 1),
         "stale": age > limit,  # exactly at the limit is current, as NEWS2 has it
         "stale_after_s": limit / 1000,
     }
@@ -162,41 +162,50 @@ def _order(p: dict[str, Any]) -> tuple[int, int, float, str]:
     return (-news["rank"], -news["total"], -(p["oldest_stale_age_s"] or 0.0), p["patient_id"])
 
 
+def summary(
+    latest: Iterable[LatestVital],
+    documented: Mapping[str, Mapping[Kind, Record]],
+    now_ms: int,
+    max_age_ms: Mapping[Parameter, int],
+) -> bytes:
+    """The summary's JSON: each patient in ``latest`` scored at ``now_ms``, most acute first."""
+    by_patient: dict[str, dict[str, LatestVital]] = {}
+    for v in latest:
+        by_patient.setdefault(v.patient_id, {})[v.code] = v
+    patients = []
+    for patient_id, vitals in by_patient.items():
+        records = documented.get(patient_id, {})
+        d = latest_of(records)
+        news = score(
+            Observations(vitals, d.consciousness, d.air_or_oxygen, d.spo2_scale),
+            now_ms=now_ms,
+            max_age_ms=max_age_ms,
+        )
+        shown = [_vital(v, now_ms, max_age_ms) for v in vitals.values()]
+        stale_ages = [v["age_s"] for v in shown if v["stale"]]
+        patients.append(
+            {
+                "patient_id": patient_id,
+                "news2": _news2(news),
+                "vitals": shown,
+                "documented": [_documented(records[k]) for k in Kind if k in records],
+                "oldest_stale_age_s": max(stale_ages, default=None),
+            }
+        )
+    patients.sort(key=_order)
+    answer = {"time_ms": now_ms, "tiers": TIERS, "patients": patients}
+    return json.dumps(answer, separators=(",", ":"), allow_nan=False).encode()
+
+
 @router.get("/api/v1/ward", response_class=Response, responses={200: {"model": Ward}})
 @access(PatientData("vital-signs"))
 async def ward(request: Request, listing: VisiblePatients) -> Response:
     """Every patient the caller may see with NEWS2 now, each vital's age and staleness and
     the documented values, the most acute first."""
     max_age: Mapping[Parameter, int] = request.app.state.news2_max_age_ms
-    by_patient: dict[str, dict[str, LatestVital]] = {}
-    for v in listing.latest:
-        by_patient.setdefault(v.patient_id, {})[v.code] = v
 
     def read(r: Readers) -> bytes:
-        documented = r.documented.latest_records_of_all() if by_patient else {}
-        now = int(time.time() * 1000)
-        patients = []
-        for patient_id, vitals in by_patient.items():
-            records = documented.get(patient_id, {})
-            latest = latest_of(records)
-            news = score(
-                Observations(vitals, latest.consciousness, latest.air_or_oxygen, latest.spo2_scale),
-                now_ms=now,
-                max_age_ms=max_age,
-            )
-            shown = [_vital(v, now, max_age) for v in vitals.values()]
-            stale_ages = [v["age_s"] for v in shown if v["stale"]]
-            patients.append(
-                {
-                    "patient_id": patient_id,
-                    "news2": _news2(news),
-                    "vitals": shown,
-                    "documented": [_documented(records[k]) for k in Kind if k in records],
-                    "oldest_stale_age_s": max(stale_ages, default=None),
-                }
-            )
-        patients.sort(key=_order)
-        summary = {"time_ms": now, "tiers": TIERS, "patients": patients}
-        return json.dumps(summary, separators=(",", ":"), allow_nan=False).encode()
+        documented = r.documented.latest_records_of_all() if listing.latest else {}
+        return summary(listing.latest, documented, int(time.time() * 1000), max_age)
 
     return Response(await read_pool(request).run(read), media_type="application/json")

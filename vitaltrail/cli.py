@@ -179,6 +179,7 @@ BENCHES = {
     "access-trail": "vitaltrail.bench.access_trail:run_bench_access_trail",
     "hostile": "vitaltrail.bench.hostile:run_bench_hostile",
     "fhir": "vitaltrail.bench.fhir:run_bench_fhir",
+    "ward": "vitaltrail.bench.ward:run_bench_ward",
 }
 
 
@@ -622,6 +623,19 @@ def parser() -> argparse.ArgumentParser:
         help="also run the trail-on server without its start-up gc.freeze()",
     )
     output_flag(bfh)
+    bwd = command(
+        bsub, "ward", "the ward summary and the alert engine at a ward's size: p99 and ceilings"
+    )
+    bwd.add_argument("--patients", type=int, default=200, help="patients on the ward")
+    bwd.add_argument("--readings", type=int, default=20, help="signed readings per patient")
+    bwd.add_argument("--seconds", type=float, default=20, help="closed-loop load per concurrency")
+    bwd.add_argument(
+        "--clients", type=int, nargs="+", default=[1, 4], help="closed-loop clients, each run"
+    )
+    bwd.add_argument(
+        "--ceiling-calls", type=int, default=300, help="summaries and rounds timed in-process"
+    )
+    output_flag(bwd)
     bench.set_defaults(func=cmd_bench)
     return p
 

@@ -1,0 +1,35 @@
+"""`vitaltrail bench ward` runs end to end at a small size (the real run is in
+docs/benchmarks.md): a mixed ward written through the pipeline, the in-process ceiling and an
+alert round, and the server answering the clinician's summary of every patient."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vitaltrail.cli import main
+
+
+def test_the_bench_serves_a_small_mixed_ward_to_its_clinician(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ward.json"
+    argv = ["bench", "ward", "--patients", "20", "--readings", "3", "--clients", "1"]
+    argv += ["--seconds", "1", "--ceiling-calls", "5", "--output", str(out)]
+    assert main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["data"] == {**report["data"], "patients": 20, "readings": 60}
+    ceiling = report["ceiling"]
+    for step in ("summary_only", "read_and_summary", "alert_round"):
+        assert 0 < ceiling[step]["p50_ms"] <= ceiling[step]["p99_ms"]
+    # the mixed ward raises alerts: two of every ten patients are urgent or worse, one a 3
+    assert ceiling["first_alert_round"]["events"] >= 6
+    served = report["server"]["clients_1"]
+    assert served["errors"] == 0
+    assert served["requests"] > 0
+    assert served["bytes_per_page"] == pytest.approx(ceiling["answer_bytes"], rel=0.05)
+    printed = capsys.readouterr().out
+    assert "vitaltrail bench ward --patients 20 --readings 3 --clients 1" in printed
+    assert "clients_1" in printed
