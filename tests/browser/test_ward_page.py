@@ -1,0 +1,333 @@
+"""The ward page in a real browser against a real server: tiles in the API's NEWS2 order, stale
+vitals greyed, alerts acknowledged through the trail, and a layout that fits 400 px and 1920 px.
+
+The ward is fixed data (three hours of readings shaped per patient, ending moments ago), so the
+screenshots in docs/screenshots/ look the same on every run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from dashboards.app import create_app
+from devices.keys import DeviceSigner
+from devices.publisher import readings_topic
+from devices.reading import Sample
+from devices.registry import DeviceRegistry
+from devices.vitals import (
+    BODY_TEMPERATURE,
+    DIASTOLIC_BP,
+    GLUCOSE,
+    HEART_RATE,
+    RESPIRATORY_RATE,
+    SPO2,
+    SYSTOLIC_BP,
+    Vital,
+)
+from ingest.mqtt_source import InboundMessage
+from tests.api_access import access_events, ward_headers
+from tests.browser.test_dashboard_page import browser  # noqa: F401 (fixture)
+from tests.stack import now_ms, signed
+from vitaltrail.mosquitto import free_port, wait_for_port
+from vitaltrail.runtime import build_ingest, data_sources
+from vitaltrail.services import http_server
+from vitaltrail.settings import Settings
+
+pytestmark = pytest.mark.browser
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+MINUTE_MS = 60_000
+STEP_MS = 5 * MINUTE_MS
+HISTORY_MS = 3 * 60 * MINUTE_MS
+STALE_AFTER_S = 20 * 60  # the test's limit: bed-06's band went quiet 40 minutes ago
+
+# Each patient's vitals three hours ago and now (a deterioration over the last 90 minutes).
+Course = dict[Vital, tuple[float, float]]
+NORMAL: Course = {
+    RESPIRATORY_RATE: (15, 16),
+    SPO2: (97, 97),
+    SYSTOLIC_BP: (126, 124),
+    DIASTOLIC_BP: (78, 76),
+    HEART_RATE: (74, 76),
+    BODY_TEMPERATURE: (36.8, 36.9),
+}
+WARD: dict[str, Course] = {
+    "bed-01": {**NORMAL, RESPIRATORY_RATE: (14, 8)},  # a single 3: the red flag
+    "bed-02": NORMAL,
+    "bed-03": {  # an emergency
+        RESPIRATORY_RATE: (18, 27),
+        SPO2: (97, 90),
+        SYSTOLIC_BP: (128, 96),
+        DIASTOLIC_BP: (80, 58),
+        HEART_RATE: (84, 124),
+        BODY_TEMPERATURE: (37.2, 38.7),
+    },
+    "bed-04": {**NORMAL, GLUCOSE: (142, 118)},
+    "bed-05": {**NORMAL, HEART_RATE: (86, 96)},
+    "bed-06": NORMAL,  # stale
+    "bed-07": {  # urgent
+        **NORMAL,
+        RESPIRATORY_RATE: (16, 22),
+        SPO2: (97, 95),
+        HEART_RATE: (78, 104),
+        BODY_TEMPERATURE: (37.0, 38.3),
+    },
+}
+QUIET_MS = {"bed-06": 40 * MINUTE_MS}  # how long ago the band last sent
+UNDOCUMENTED = {"bed-05"}  # nobody recorded consciousness or oxygen: a partial score
+ALARMING: Course = {
+    RESPIRATORY_RATE: (30, 30),
+    SPO2: (85, 85),
+    SYSTOLIC_BP: (85, 85),
+    DIASTOLIC_BP: (50, 50),
+    HEART_RATE: (135, 135),
+    BODY_TEMPERATURE: (39.5, 39.5),
+}
+
+
+def _value(vital: Vital, course: tuple[float, float], t: int, end: int) -> float:
+    """Steady, then a straight change over the last 90 minutes, with a small fixed ripple."""
+    start, final = course
+    progress = min(1.0, max(0.0, 1 - (end - t) / (90 * MINUTE_MS)))
+    ripple = math.sin(t / (7 * MINUTE_MS) + len(vital.code)) * (0.1 if final < 50 else 1.0)
+    value = start + (final - start) * progress + (ripple if t < end else 0.0)
+    return round(value, 1)
+
+
+@dataclass
+class Ward:
+    url: str
+    settings: Settings
+    headers: dict[str, str]
+    signers: dict[str, DeviceSigner]
+
+
+def _ingest(
+    settings: Settings,
+    signers: dict[str, DeviceSigner],
+    courses: dict[str, Course],
+    end: int,
+    history: bool = True,
+) -> None:
+    """Readings every 5 minutes for the three hours before ``end`` (or only one at ``end``),
+    each signed by the patient's band."""
+    runtime = build_ingest(settings)
+    messages = []
+    for patient, course in courses.items():
+        last = end - QUIET_MS.get(patient, 0)
+        times = range(end - HISTORY_MS, last + 1, STEP_MS) if history else [end]
+        device = f"{patient}-band"
+        for t in times:
+            samples = tuple(
+                Sample(v.code, v.unit, _value(v, c, t, last), t) for v, c in course.items()
+            )
+            seq = int(t // 1000)
+            messages.append(
+                InboundMessage(
+                    readings_topic(settings.topic_root, device),
+                    signed(device, signers[patient], seq, samples),
+                    0,
+                    1,
+                    0,
+                    0,
+                )
+            )
+    runtime.ingestor.pipeline.process(messages, now_ms())
+    runtime.ingestor.pipeline.seal(now_ms())
+    runtime.close()
+
+
+@pytest.fixture
+def ward(tmp_path: Path) -> Iterator[Ward]:
+    settings = Settings(
+        data_dir=tmp_path / "data", check_workers=0, news2_vital_max_age_s=STALE_AFTER_S
+    )
+    signers = {patient: DeviceSigner.generate() for patient in WARD}
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    registry = DeviceRegistry(settings.registry_path)
+    for patient, signer in signers.items():
+        registry.register(f"{patient}-band", patient, signer.key)
+    registry.close()
+    _ingest(settings, signers, WARD, now_ms() - 20_000)
+    headers = ward_headers(settings, list(WARD))
+    port = free_port()
+    sources = replace(data_sources(settings), alerts_interval_s=1.0)
+    server = http_server(create_app(sources), "127.0.0.1", port)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for_port(port)
+    yield Ward(f"http://127.0.0.1:{port}", settings, headers, signers)
+    server.should_exit = True
+    thread.join(10)
+
+
+def _document(context: BrowserContext, url: str) -> None:
+    for patient in WARD:
+        if patient in UNDOCUMENTED:
+            continue
+        body = {"consciousness": "A", "oxygen": patient == "bed-03"}
+        if patient == "bed-03":
+            body["oxygen_flow_l_min"] = 4
+        answer = context.request.post(f"{url}/api/v1/patients/{patient}/documented", data=body)
+        assert answer.status == 201, answer.text()
+
+
+def _api(context: BrowserContext, url: str) -> Any:
+    answer = context.request.get(url)
+    assert answer.ok, answer.text()
+    return answer.json()
+
+
+def _tile_ids(page: Page) -> list[str]:
+    ids: list[str] = page.locator("#patients [data-patient]").evaluate_all(
+        "(tiles) => tiles.map((t) => t.dataset.patient)"
+    )
+    return ids
+
+
+def _api_ids(context: BrowserContext, url: str) -> list[str]:
+    return [p["patient_id"] for p in _api(context, f"{url}/api/v1/ward")["patients"]]
+
+
+def _fits(page: Page, width: int) -> None:
+    scroll_width = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll_width <= width, f"{scroll_width} px wide at {width} px"
+
+
+def _sparklines_drawn(page: Page) -> None:
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.vital:not(.missing):not([hidden]) .spark')]
+                 .every((s) => s.querySelector('canvas'))""",
+        timeout=15_000,
+    )
+
+
+def _screenshot(page: Page, name: str, tmp_path: Path) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+    shutil.copy(SCREENSHOTS / name, tmp_path / name)
+
+
+def test_the_ward_by_acuity_with_stale_vitals_alerts_and_both_widths(
+    ward: Ward,
+    browser: Browser,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    url = ward.url
+    context = browser.new_context(
+        extra_http_headers=ward.headers, viewport={"width": 1920, "height": 1080}
+    )
+    _document(context, url)
+    page = context.new_page()
+    problems: list[str] = []
+    # script errors and CSP refusals (a 401 of /auth/session for a bearer caller, a 404 of
+    # the stream where it is not built yet, are answers, not problems)
+    page.on(
+        "console",
+        lambda m: (
+            problems.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(url)
+
+    # the tiles come in the API's order: the emergency first, the routine ones last
+    tiles = page.locator("#patients [data-patient]")
+    expect(tiles).to_have_count(len(WARD))
+    assert _tile_ids(page) == _api_ids(context, url)
+    first = tiles.first
+    expect(first).to_have_attribute("data-patient", "bed-03")
+    expect(first).to_have_attribute("data-tier", "high")
+    expect(first.locator(".score-tier")).to_have_text("Emergency")
+    expect(first.locator(".red-flag")).to_be_visible()
+    expect(first.locator('[data-code="59408-5"] .number')).to_have_text("90")
+    expect(first.locator(".tile-link")).to_have_attribute("href", "/ward/patients/bed-03")
+    expect(first.locator(".documented")).to_contain_text(["ACVPU A", "O₂ 4 L/min"])
+    urgent = page.locator('[data-patient="bed-07"]')
+    expect(urgent).to_have_attribute("data-tier", "medium")
+    expect(urgent.locator(".score-tier")).to_have_text("Urgent")
+    single = page.locator('[data-patient="bed-01"]')
+    expect(single.locator(".score-tier")).to_have_text("Single 3")
+    expect(single.locator('[data-code="9279-1"] .points')).to_have_text("3")
+    # nobody documented consciousness or oxygen: partial, and the missing ones named
+    partial = page.locator('[data-patient="bed-05"]')
+    expect(partial).to_have_attribute("data-partial", "true")
+    expect(partial.locator(".badge.partial")).to_have_text("Partial")
+    expect(partial.locator(".unrecorded")).to_have_text("Not recorded: Air/O₂, ACVPU")
+
+    # a band quiet for 40 minutes: every vital greyed and marked stale, the fresh ones not
+    quiet = page.locator('[data-patient="bed-06"]')
+    expect(quiet.locator(".vital.stale")).to_have_count(5)
+    expect(quiet.locator('[data-code="8867-4"] .vital-age')).to_have_text("stale 40 min")
+    expect(quiet).to_have_attribute("data-partial", "true")
+    expect(page.locator('[data-patient="bed-02"] .vital.stale')).to_have_count(0)
+    grey = quiet.locator('[data-code="8867-4"] .number').evaluate("e => getComputedStyle(e).color")
+    assert grey == "rgb(154, 163, 173)"
+
+    # the engine's alerts appear; acknowledging one records who and when, through the trail
+    clinical = page.locator("#alerts-clinical .alert")
+    news2 = clinical.filter(has_text="bed-07").filter(has_text="NEWS2")
+    expect(news2).to_have_count(1, timeout=10_000)
+    expect(page.locator('#alerts-clinical .alert[data-severity="high"]').first).to_be_visible()
+    expect(page.locator("#alerts-technical")).to_be_visible()
+    alert_id = news2.get_attribute("data-alert")
+    before = len(access_events(ward.settings))
+    news2.get_by_role("button", name="Acknowledge").click()
+    acked = page.locator(f'[data-alert="{alert_id}"]')
+    expect(acked).to_have_attribute("data-state", "acknowledged")
+    expect(acked.locator(".alert-state")).to_contain_text("Acknowledged by dr-ward at ")
+    (stored,) = [a for a in _api(context, f"{url}/api/v1/alerts") if a["id"] == alert_id]
+    assert (stored["state"], stored["acknowledged_by"]) == ("acknowledged", "dr-ward")
+    assert abs(stored["acknowledged_ms"] - now_ms()) < 30_000
+    writes = [
+        e.access for e in access_events(ward.settings)[before:] if e.access.interaction == "create"
+    ]
+    assert [(w.route.split("/")[-1], w.patients, w.agent.id) for w in writes] == [
+        ("acknowledge", ("bed-07",), "dr-ward")
+    ]
+    expect(page.locator("#live")).to_have_attribute("data-state", re.compile("^(live|polling)$"))
+
+    # 1920 px: no sideways scroll, alerts beside the tiles
+    _sparklines_drawn(page)
+    _fits(page, 1920)
+    alerts_box = page.locator(".alerts").bounding_box()
+    tiles_box = page.locator("#patients").bounding_box()
+    assert alerts_box
+    assert tiles_box
+    assert alerts_box["x"] > tiles_box["x"] + tiles_box["width"]
+    _screenshot(page, "ward-desktop.png", tmp_path)
+
+    # 400 px: one column, the alerts above the tiles, still no sideways scroll
+    page.set_viewport_size({"width": 400, "height": 2400})
+    page.wait_for_timeout(300)
+    _sparklines_drawn(page)
+    _fits(page, 400)
+    alerts_box = page.locator(".alerts").bounding_box()
+    tiles_box = page.locator("#patients").bounding_box()
+    assert alerts_box
+    assert tiles_box
+    assert alerts_box["y"] + alerts_box["height"] <= tiles_box["y"]
+    _screenshot(page, "ward-phone.png", tmp_path)
+
+    # bed-02 takes a turn for the worse: it moves to the top, red, flagged, without a reload
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    _ingest(ward.settings, ward.signers, {"bed-02": ALARMING}, now_ms(), history=False)
+    expect(tiles.first).to_have_attribute("data-patient", "bed-02", timeout=15_000)
+    expect(tiles.first).to_have_attribute("data-tier", "high")
+    expect(tiles.first.locator(".red-flag")).to_be_visible()
+    expect(tiles.first.locator('[data-code="8867-4"] .number')).to_have_text("135")
+    assert _tile_ids(page) == _api_ids(context, url)
+    assert not problems, problems
+    context.close()
