@@ -156,10 +156,15 @@ function documentedText(d) {
 function buildTile(patientId) {
   const li = el("li", "tile");
   li.dataset.patient = patientId;
-  const link = el("a", "tile-link");
+  // the patient's name is the link; its ::after stretches over the tile (a tap anywhere opens
+  // it) while the vitals stay plain content a screen reader reads in order
+  const link = el("a", "tile-link", patientId);
   link.href = `/ward/patients/${encodeURIComponent(patientId)}`;
+  const summary = el("span", "visually-hidden");
+  link.append(summary);
   const head = el("div", "tile-head");
-  const name = el("h3", "patient-name", patientId);
+  const name = el("h3", "patient-name");
+  name.append(link);
   const score = el("div", "score");
   const total = el("span", "score-total");
   const tier = el("span", "score-tier");
@@ -174,6 +179,7 @@ function buildTile(patientId) {
     const label = el("span", "vital-label", spec.label);
     const value = el("span", "vital-value");
     const points = el("span", "points");
+    points.setAttribute("role", "img");
     const spark = el("span", "spark");
     spark.setAttribute("aria-hidden", "true");
     const when = el("span", "vital-age");
@@ -182,9 +188,8 @@ function buildTile(patientId) {
     vitals.set(spec.codes[0], { spec, row, value, points, spark, when, chart: null, shown: null });
   }
   const notes = el("p", "tile-notes");
-  link.append(head, rows, notes);
-  li.append(link);
-  return { li, link, total, tier, flags, notes, vitals, visible: false };
+  li.append(head, rows, notes);
+  return { li, summary, total, tier, flags, notes, vitals, visible: false };
 }
 
 function renderVital(entry, patient, news2) {
@@ -255,12 +260,10 @@ function renderTile(tile, patient, ward) {
   }
   tile.flags.replaceChildren(...flags);
   const stale = staleNames(news2);
-  tile.link.setAttribute(
-    "aria-label",
-    `${patient.patient_id}: NEWS2 ${news2.total}${news2.partial ? " partial" : ""}, ` +
-      `${tier.label}${news2.red_flag ? ", red flag" : ""}${tier.response ? `. ${tier.response}` : ""}` +
-      `${stale.length ? `. Stale: ${stale.map((p) => PARAMETERS[p] ?? p).join(", ")}` : ""}`,
-  );
+  tile.summary.textContent =
+    `NEWS2 ${news2.total}${news2.partial ? " partial" : ""}, ${tier.label}` +
+    `${news2.red_flag ? ", red flag" : ""}${tier.response ? `. ${tier.response}` : ""}` +
+    `${stale.length ? `. Stale: ${stale.map((p) => PARAMETERS[p] ?? p).join(", ")}` : ""}`;
   for (const entry of tile.vitals.values()) renderVital(entry, patient, news2);
   const notes = (patient.documented ?? [])
     .filter((d) => d.kind !== "spo2_scale" || d.value !== 1)
@@ -312,8 +315,10 @@ async function refreshWard() {
         tiles.delete(id);
       }
     }
-    if (ordered.length) list.replaceChildren(...ordered);
-    else list.replaceChildren(el("li", "empty", "No patients in your care team have readings."));
+    const inPlace = ordered.length === list.children.length &&
+      ordered.every((li, i) => list.children[i] === li);
+    if (ordered.length && !inPlace) list.replaceChildren(...ordered); // focus survives a no-op
+    else if (!ordered.length) list.replaceChildren(el("li", "empty", "No patients in your care team have readings."));
     renderSummary(ward.patients);
     $("ward-error").hidden = true;
     scheduleSparklines();
@@ -494,22 +499,46 @@ function applyAlert(alert, event) {
   const known = alerts.has(alert.id);
   if (alert.state === "resolved") alerts.delete(alert.id);
   else alerts.set(alert.id, alert);
-  if (alertsLoaded && alert.state === "raised" && (!known || event === "escalated")) {
+  const again = event === "escalated" || event === "snooze-expired";
+  if (alertsLoaded && alert.state === "raised" && (!known || again)) {
     announce(alert);
   }
   renderAlerts();
 }
 
+// A phone shows the first few of each list until asked for all: the tiles stay in reach.
+const FEW_ALERTS = 3;
+
+let alertsDrawn = "";
+
 function renderAlerts() {
   const sorted = [...alerts.values()].sort(alertOrder);
+  const expanded = $("alerts-more").getAttribute("aria-expanded") === "true";
+  const drawn = JSON.stringify([expanded, sorted, [...freshUntil.keys()]]);
+  if (drawn === alertsDrawn) return; // a poll that changed nothing leaves keyboard focus alone
+  alertsDrawn = drawn;
+  const focused = document.activeElement?.closest?.("[data-alert]");
+  const focusKey = focused && [focused.dataset.alert, document.activeElement.className];
+  let extra = 0;
   for (const category of ["clinical", "technical"]) {
     const items = sorted.filter((a) => a.category === category).map(alertItem);
+    for (const item of items.slice(FEW_ALERTS)) item.classList.add("extra");
+    extra += Math.max(0, items.length - FEW_ALERTS);
     const list = $(`alerts-${category}`);
     if (items.length) list.replaceChildren(...items);
     else list.replaceChildren(el("li", "none", `No open ${category} alerts.`));
   }
+  const more = $("alerts-more");
+  more.hidden = !extra;
+  more.textContent = expanded ? "Show fewer alerts" : `Show all ${sorted.length} alerts`;
   const calling = sorted.filter((a) => a.state === "raised").length;
   $("alert-count").textContent = sorted.length ? `${calling} calling · ${sorted.length} open` : "";
+  if (focusKey) {
+    const again = document.querySelector(`[data-alert="${focusKey[0]}"]`);
+    const button = again && [...again.querySelectorAll("button")]
+      .find((b) => b.className === focusKey[1]);
+    (button ?? again?.querySelector("button"))?.focus();
+  }
 }
 
 async function loadAlerts() {
@@ -601,6 +630,13 @@ function tick() {
     if ((freshUntil.get(li.dataset.alert) ?? 0) <= Date.now()) li.classList.remove("fresh");
   }
 }
+
+$("alerts-more").addEventListener("click", (e) => {
+  const expanded = e.currentTarget.getAttribute("aria-expanded") !== "true";
+  e.currentTarget.setAttribute("aria-expanded", `${expanded}`);
+  document.querySelector(".alerts").classList.toggle("expanded", expanded);
+  renderAlerts();
+});
 
 showSession();
 loadAlerts();

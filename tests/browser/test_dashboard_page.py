@@ -73,10 +73,10 @@ def test_without_a_token_the_ward_page_shows_no_patient(
     tokens.close()
     context = browser.new_context(extra_http_headers=others)
     page = context.new_page()
-    with page.expect_response("**/api/v1/patients") as answer:
+    with page.expect_response("**/api/v1/ward") as answer:
         page.goto(url)
     assert answer.value.status == 200
-    assert answer.value.json() == []
+    assert answer.value.json()["patients"] == []
     expect(page.locator("#ledger")).to_contain_text("18 entries")
     expect(page.locator("#patients [data-patient]")).to_have_count(0)
     expect(page.locator("#patients")).to_contain_text("No patients")

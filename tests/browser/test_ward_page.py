@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from clinical.documented import DocumentedStore, Kind, Observation
 from dashboards.app import create_app
 from devices.keys import DeviceSigner
 from devices.publisher import readings_topic
@@ -147,6 +148,20 @@ def _ingest(
     runtime.close()
 
 
+def _document(settings: Settings) -> None:
+    """A nurse's consciousness and oxygen records (before the server starts, so the alerts the
+    engine raises read the same on every run)."""
+    store = DocumentedStore(settings.documented_path)
+    for patient in WARD.keys() - UNDOCUMENTED:
+        oxygen = patient == "bed-03"
+        observations = (
+            Observation(Kind.CONSCIOUSNESS, "A"),
+            Observation(Kind.AIR_OR_OXYGEN, oxygen, 4.0 if oxygen else None),
+        )
+        store.record(patient, observations, "nurse.ada", "clinician", now_ms() - 30 * MINUTE_MS)
+    store.close()
+
+
 @pytest.fixture
 def ward(tmp_path: Path) -> Iterator[Ward]:
     settings = Settings(
@@ -159,6 +174,7 @@ def ward(tmp_path: Path) -> Iterator[Ward]:
         registry.register(f"{patient}-band", patient, signer.key)
     registry.close()
     _ingest(settings, signers, WARD, now_ms() - 20_000)
+    _document(settings)
     headers = ward_headers(settings, list(WARD))
     port = free_port()
     sources = replace(data_sources(settings), alerts_interval_s=1.0)
@@ -169,17 +185,6 @@ def ward(tmp_path: Path) -> Iterator[Ward]:
     yield Ward(f"http://127.0.0.1:{port}", settings, headers, signers)
     server.should_exit = True
     thread.join(10)
-
-
-def _document(context: BrowserContext, url: str) -> None:
-    for patient in WARD:
-        if patient in UNDOCUMENTED:
-            continue
-        body = {"consciousness": "A", "oxygen": patient == "bed-03"}
-        if patient == "bed-03":
-            body["oxygen_flow_l_min"] = 4
-        answer = context.request.post(f"{url}/api/v1/patients/{patient}/documented", data=body)
-        assert answer.status == 201, answer.text()
 
 
 def _api(context: BrowserContext, url: str) -> Any:
@@ -227,7 +232,6 @@ def test_the_ward_by_acuity_with_stale_vitals_alerts_and_both_widths(
     context = browser.new_context(
         extra_http_headers=ward.headers, viewport={"width": 1920, "height": 1080}
     )
-    _document(context, url)
     page = context.new_page()
     problems: list[str] = []
     # script errors and CSP refusals (a 401 of /auth/session for a bearer caller, a 404 of
@@ -253,7 +257,8 @@ def test_the_ward_by_acuity_with_stale_vitals_alerts_and_both_widths(
     expect(first.locator(".score-tier")).to_have_text("Emergency")
     expect(first.locator(".red-flag")).to_be_visible()
     expect(first.locator('[data-code="59408-5"] .number')).to_have_text("90")
-    expect(first.locator(".tile-link")).to_have_attribute("href", "/ward/patients/bed-03")
+    link = first.get_by_role("link", name=re.compile("^bed-03 NEWS2 13, Emergency, red flag"))
+    expect(link).to_have_attribute("href", "/ward/patients/bed-03")
     expect(first.locator(".documented")).to_contain_text(["ACVPU A", "O₂ 4 L/min"])
     urgent = page.locator('[data-patient="bed-07"]')
     expect(urgent).to_have_attribute("data-tier", "medium")
@@ -319,7 +324,17 @@ def test_the_ward_by_acuity_with_stale_vitals_alerts_and_both_widths(
     assert alerts_box
     assert tiles_box
     assert alerts_box["y"] + alerts_box["height"] <= tiles_box["y"]
+    expect(page.locator("#alerts-more")).to_be_visible()
     _screenshot(page, "ward-phone.png", tmp_path)
+    first_screen = tmp_path / "ward-phone-first-screen.png"
+    page.screenshot(path=str(first_screen), clip={"x": 0, "y": 0, "width": 400, "height": 860})
+    # the phone lists the first few alerts of each kind, the rest one tap away
+    more = page.locator("#alerts-more")
+    expect(more).to_be_visible()
+    expect(page.locator("#alerts-clinical .alert:visible")).to_have_count(3)
+    more.click()
+    expect(more).to_have_attribute("aria-expanded", "true")
+    assert page.locator("#alerts-clinical .alert:visible").count() > 3
 
     # bed-02 takes a turn for the worse: it moves to the top, red, flagged, without a reload
     page.set_viewport_size({"width": 1920, "height": 1080})
