@@ -81,32 +81,16 @@ async function json(url) {
   return r.json();
 }
 
-let csrfToken = null;
-
-function cookie(name) {
-  const found = document.cookie.split("; ").find((c) => c.startsWith(`${name}=`));
-  return found ? decodeURIComponent(found.slice(name.length + 1)) : null;
-}
-
-// A session's POST carries its CSRF token (as patient.js sends it); a bearer caller needs none.
-async function csrf() {
-  if (csrfToken === null) csrfToken = cookie("vitaltrail_csrf");
-  if (csrfToken === null) {
-    try {
-      const r = await fetch("/auth/session", { credentials: "same-origin" });
-      csrfToken = r.ok ? (await r.json()).csrf_token || "" : "";
-    } catch {
-      csrfToken = "";
-    }
-  }
-  return csrfToken;
-}
+// A session's POSTs carry its CSRF token, which GET /auth/session gives (showSession); a
+// caller with a bearer token has no session and needs none.
+let csrfToken = "";
 
 async function post(url, body) {
+  await sessionReady; // the CSRF token
   const r = await fetch(url, {
     method: "POST",
     credentials: "same-origin",
-    headers: { "Content-Type": "application/json", "X-CSRF-Token": await csrf() },
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": csrfToken },
     body: JSON.stringify(body ?? {}),
   });
   if (r.status === 401) toSignIn();
@@ -120,7 +104,7 @@ async function showSession() {
   const r = await fetch("/auth/session", { credentials: "same-origin" });
   if (!r.ok) return;
   const session = await r.json();
-  csrfToken = session.csrf_token || csrfToken;
+  csrfToken = session.csrf_token || "";
   const form = $("sign-out");
   form.querySelector("input[name=csrf_token]").value = session.csrf_token;
   $("who").textContent = `${session.user} (${session.roles.join(", ")})`;
@@ -495,14 +479,15 @@ async function act(actions, url, body) {
   }
 }
 
+let arrivedWhileLoading = null; // stream changes that came while GET /api/v1/alerts was out
+
+/** A changed alert: from our own action, or the stream's `event` (raised, escalated...). */
 function applyAlert(alert, event) {
-  const known = alerts.has(alert.id);
+  if (arrivedWhileLoading && event) arrivedWhileLoading.push(alert);
   if (alert.state === "resolved") alerts.delete(alert.id);
   else alerts.set(alert.id, alert);
-  const again = event === "escalated" || event === "snooze-expired";
-  if (alertsLoaded && alert.state === "raised" && (!known || again)) {
-    announce(alert);
-  }
+  const calling = ["raised", "escalated", "snooze-expired"].includes(event);
+  if (calling && alert.state === "raised") announce(alert);
   renderAlerts();
 }
 
@@ -543,6 +528,7 @@ function renderAlerts() {
 
 async function loadAlerts() {
   try {
+    arrivedWhileLoading = [];
     const list = await json("/api/v1/alerts");
     const before = new Set(alerts.keys());
     alerts.clear();
@@ -550,10 +536,19 @@ async function loadAlerts() {
       alerts.set(a.id, a);
       if (alertsLoaded && !before.has(a.id) && a.state === "raised") announce(a);
     }
+    // a change the stream brought while the list was on its way may be newer than the list
+    for (const a of arrivedWhileLoading) {
+      const listed = alerts.get(a.id);
+      if (listed && listed.updated_ms > a.updated_ms) continue;
+      if (a.state === "resolved") alerts.delete(a.id);
+      else alerts.set(a.id, a);
+    }
+    arrivedWhileLoading = null;
     alertsLoaded = true;
     renderAlerts();
     $("alert-error").hidden = true;
   } catch (err) {
+    arrivedWhileLoading = null;
     $("alert-error").textContent = `Alerts could not be loaded (${err.message}).`;
     $("alert-error").hidden = false;
   }
@@ -638,7 +633,7 @@ $("alerts-more").addEventListener("click", (e) => {
   renderAlerts();
 });
 
-showSession();
+const sessionReady = showSession().catch(() => {});
 loadAlerts();
 refreshWard();
 connect();

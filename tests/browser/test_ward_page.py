@@ -7,6 +7,7 @@ screenshots in docs/screenshots/ look the same on every run.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from clinical.documented import DocumentedStore, Kind, Observation
 from dashboards.app import create_app
@@ -37,7 +38,7 @@ from devices.vitals import (
 )
 from ingest.mqtt_source import InboundMessage
 from tests.api_access import access_events, ward_headers
-from tests.browser.test_dashboard_page import browser  # noqa: F401 (fixture)
+from tests.browser.test_dashboard_page import browser, served  # noqa: F401 (fixtures)
 from tests.stack import now_ms, signed
 from vitaltrail.mosquitto import free_port, wait_for_port
 from vitaltrail.runtime import build_ingest, data_sources
@@ -345,4 +346,72 @@ def test_the_ward_by_acuity_with_stale_vitals_alerts_and_both_widths(
     expect(tiles.first.locator('[data-code="8867-4"] .number')).to_have_text("135")
     assert _tile_ids(page) == _api_ids(context, url)
     assert not problems, problems
+    context.close()
+
+
+def _stream_alert(alert_id: str, patient: str, time_ms: int) -> dict[str, Any]:
+    """A raised emergency as contract 2's stream carries it (``AlertOut``)."""
+    return {
+        "id": alert_id,
+        "patient_id": patient,
+        "kind": "news2",
+        "category": "clinical",
+        "parameter": "",
+        "severity": "high",
+        "state": "raised",
+        "message": "NEWS2 9, emergency response",
+        "raised_ms": time_ms,
+        "updated_ms": time_ms,
+        "acknowledged_by": None,
+        "acknowledged_ms": None,
+        "snoozed_by": None,
+        "snoozed_until_ms": None,
+        "resolved_ms": None,
+    }
+
+
+def test_the_alert_stream_brings_a_new_emergency_to_the_list_and_says_so(
+    served: tuple[str, Settings],  # noqa: F811
+    browser: Browser,  # noqa: F811
+) -> None:
+    """The stream's side is another helper's: here the browser is handed what contract 2
+    sends, and the page shows it live, announces it, and says so when the stream drops."""
+    url, settings = served
+    headers = ward_headers(settings, ["patient-0", "patient-1", "patient-2"])
+    context = browser.new_context(extra_http_headers=headers)
+    page = context.new_page()
+    alert_id = "ab" * 16
+    change = {
+        "seq": 41,
+        "event": "raised",
+        "time_ms": now_ms(),
+        "by": None,
+        "alert": _stream_alert(alert_id, "patient-1", now_ms()),
+    }
+    body = (
+        "retry: 600000\n\n"
+        f"id: 41\nevent: alert\ndata: {json.dumps(change)}\n\n"
+        f'event: ward\ndata: {{"time_ms": {now_ms()}}}\n\n'
+    )
+    ward_reads: list[str] = []
+    page.on("request", lambda r: ward_reads.append(r.url) if "/api/v1/ward" in r.url else None)
+
+    def stream(route: Route) -> None:
+        page.wait_for_timeout(500)  # the page has its first list by then
+        route.fulfill(status=200, content_type="text/event-stream", body=body)
+
+    page.route("**/api/v1/alerts/stream", stream)
+    page.goto(url)
+    raised = page.locator(f'#alerts-clinical [data-alert="{alert_id}"]')
+    expect(raised).to_have_attribute("data-severity", "high")
+    expect(raised).to_have_class(re.compile(r"\bfresh\b"))
+    expect(raised.get_by_role("button", name="Acknowledge")).to_be_visible()
+    expect(page.locator("#announce")).to_have_text(
+        "New emergency alert for patient-1: NEWS2 9, emergency response"
+    )
+    # the stream ended: the page says it is reconnecting, and keeps the ward fresh meanwhile
+    expect(page.locator("#live")).to_have_attribute("data-state", "reconnecting")
+    expect(page.locator("#live")).to_have_text("reconnecting…")
+    page.wait_for_timeout(1_500)
+    assert len(ward_reads) >= 2  # the first load, and the refresh the ward event asked for
     context.close()
