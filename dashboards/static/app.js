@@ -34,6 +34,13 @@ const PARAMETERS = {
   respiration_rate: "Resp", spo2: "SpO₂", air_or_oxygen: "Air/O₂", systolic_bp: "BP",
   pulse: "Pulse", consciousness: "ACVPU", temperature: "Temp",
 };
+// The engine's messages name parameters by their ids; the list names them as a nurse would.
+const SPOKEN = {
+  respiration_rate: "respiration rate", spo2: "SpO₂", air_or_oxygen: "air or oxygen",
+  systolic_bp: "systolic BP",
+};
+const spoken = (text) => text.replace(/\b(respiration_rate|spo2|air_or_oxygen|systolic_bp)\b/g,
+                                      (name) => SPOKEN[name]);
 const WARD_FLOOR_MS = 10_000;
 const POLL_MS = 5_000;
 const SPARK_WINDOW_MS = 3 * 3600_000;
@@ -395,14 +402,16 @@ let alertsLoaded = false;
 
 function alertOrder(a, b) {
   const rank = (x) => TIERS[x.severity]?.rank ?? 0;
-  return rank(b) - rank(a) || a.raised_ms - b.raised_ms || (a.id < b.id ? -1 : 1);
+  const key = (x) => `${x.patient_id} ${x.kind} ${x.parameter} ${x.id}`;
+  return rank(b) - rank(a) || a.raised_ms - b.raised_ms || (key(a) < key(b) ? -1 : 1);
 }
 
 function announce(alert) {
   if ((TIERS[alert.severity]?.rank ?? 0) < TIERS.medium.rank) return;
   freshUntil.set(alert.id, Date.now() + FRESH_MS);
   $("announce").textContent =
-    `New ${TIERS[alert.severity].label.toLowerCase()} alert for ${alert.patient_id}: ${alert.message}`;
+    `New ${TIERS[alert.severity].label.toLowerCase()} alert for ${alert.patient_id}: ` +
+    spoken(alert.message);
 }
 
 function stateText(a) {
@@ -431,7 +440,7 @@ function alertItem(a) {
   since.dataset.time = a.raised_ms;
   since.title = `raised ${clock.format(new Date(a.raised_ms))}`;
   top.append(chip, who, since);
-  li.append(top, el("p", "alert-message", a.message));
+  li.append(top, el("p", "alert-message", spoken(a.message)));
   const state = stateText(a);
   if (state) li.append(el("p", "alert-state", state));
   if (a.state !== "resolved") li.append(alertActions(a));
@@ -441,7 +450,7 @@ function alertItem(a) {
 function alertActions(a) {
   const actions = el("div", "alert-actions");
   const base = `/api/v1/patients/${encodeURIComponent(a.patient_id)}/alerts/${a.id}`;
-  const what = `${a.patient_id}, ${a.message}`;
+  const what = `${a.patient_id}, ${spoken(a.message)}`;
   if (a.state !== "acknowledged") {
     const ack = el("button", "ack", "Acknowledge");
     ack.type = "button";

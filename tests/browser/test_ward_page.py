@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
+from access.users import UserStore
 from clinical.documented import DocumentedStore, Kind, Observation
 from dashboards.app import create_app
 from devices.keys import DeviceSigner
@@ -37,7 +38,7 @@ from devices.vitals import (
     Vital,
 )
 from ingest.mqtt_source import InboundMessage
-from tests.api_access import access_events, ward_headers
+from tests.api_access import access_events, assign, ward_headers
 from tests.browser.test_dashboard_page import browser, served  # noqa: F401 (fixtures)
 from tests.stack import now_ms, signed
 from vitaltrail.mosquitto import free_port, wait_for_port
@@ -51,6 +52,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 MINUTE_MS = 60_000
 STEP_MS = 5 * MINUTE_MS
 HISTORY_MS = 3 * 60 * MINUTE_MS
+NURSE, PASSWORD = "nurse.ada", "correct horse battery staple"
 STALE_AFTER_S = 20 * 60  # the test's limit: bed-06's band went quiet 40 minutes ago
 
 # Each patient's vitals three hours ago and now (a deterioration over the last 90 minutes).
@@ -110,7 +112,6 @@ def _value(vital: Vital, course: tuple[float, float], t: int, end: int) -> float
 class Ward:
     url: str
     settings: Settings
-    headers: dict[str, str]
     signers: dict[str, DeviceSigner]
 
 
@@ -176,14 +177,17 @@ def ward(tmp_path: Path) -> Iterator[Ward]:
     registry.close()
     _ingest(settings, signers, WARD, now_ms() - 20_000)
     _document(settings)
-    headers = ward_headers(settings, list(WARD))
+    assign(settings, "ward 3", [NURSE], WARD)
+    users = UserStore(settings.access_db_path)
+    users.add(NURSE, "clinician", PASSWORD)
+    users.close()
     port = free_port()
     sources = replace(data_sources(settings), alerts_interval_s=1.0)
     server = http_server(create_app(sources), "127.0.0.1", port)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for_port(port)
-    yield Ward(f"http://127.0.0.1:{port}", settings, headers, signers)
+    yield Ward(f"http://127.0.0.1:{port}", settings, signers)
     server.should_exit = True
     thread.join(10)
 
@@ -230,9 +234,8 @@ def test_the_ward_by_acuity_with_stale_vitals_alerts_and_both_widths(
     tmp_path: Path,
 ) -> None:
     url = ward.url
-    context = browser.new_context(
-        extra_http_headers=ward.headers, viewport={"width": 1920, "height": 1080}
-    )
+    # signed in on the sign-in page: the page's POSTs carry the session's CSRF token
+    context = browser.new_context(viewport={"width": 1920, "height": 1080})
     page = context.new_page()
     problems: list[str] = []
     # script errors and CSP refusals (a 401 of /auth/session for a bearer caller, a 404 of
@@ -246,7 +249,11 @@ def test_the_ward_by_acuity_with_stale_vitals_alerts_and_both_widths(
         ),
     )
     page.on("pageerror", lambda e: problems.append(str(e)))
-    page.goto(url)
+    page.goto(f"{url}/sign-in?next=/")
+    page.get_by_label("User name").fill(NURSE)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{url}/")
 
     # the tiles come in the API's order: the emergency first, the routine ones last
     tiles = page.locator("#patients [data-patient]")
@@ -293,15 +300,15 @@ def test_the_ward_by_acuity_with_stale_vitals_alerts_and_both_widths(
     news2.get_by_role("button", name="Acknowledge").click()
     acked = page.locator(f'[data-alert="{alert_id}"]')
     expect(acked).to_have_attribute("data-state", "acknowledged")
-    expect(acked.locator(".alert-state")).to_contain_text("Acknowledged by dr-ward at ")
+    expect(acked.locator(".alert-state")).to_contain_text("Acknowledged by nurse.ada at ")
     (stored,) = [a for a in _api(context, f"{url}/api/v1/alerts") if a["id"] == alert_id]
-    assert (stored["state"], stored["acknowledged_by"]) == ("acknowledged", "dr-ward")
+    assert (stored["state"], stored["acknowledged_by"]) == ("acknowledged", NURSE)
     assert abs(stored["acknowledged_ms"] - now_ms()) < 30_000
     writes = [
         e.access for e in access_events(ward.settings)[before:] if e.access.interaction == "create"
     ]
     assert [(w.route.split("/")[-1], w.patients, w.agent.id) for w in writes] == [
-        ("acknowledge", ("bed-07",), "dr-ward")
+        ("acknowledge", ("bed-07",), NURSE)
     ]
     expect(page.locator("#live")).to_have_attribute("data-state", re.compile("^(live|polling)$"))
 
