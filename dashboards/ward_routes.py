@@ -72,6 +72,7 @@ class WardNews2(BaseModel):
 class WardDocumented(BaseModel):
     kind: Kind
     value: bool | int | str = Field(description="ACVPU letter, oxygen true/false, scale 1 or 2")
+    oxygen_flow_l_min: float | None = Field(description="with oxygen: its flow, when documented")
     time_ms: int
     by: str
 
@@ -154,7 +155,13 @@ def _news2(news: News2) -> dict[str, Any]:
 
 def _documented(record: Record) -> dict[str, Any]:
     o = record.observation
-    return {"kind": o.kind.value, "value": o.value, "time_ms": record.time_ms, "by": record.by}
+    return {
+        "kind": o.kind.value,
+        "value": o.value,
+        "oxygen_flow_l_min": o.flow_l_min,
+        "time_ms": record.time_ms,
+        "by": record.by,
+    }
 
 
 def _order(p: dict[str, Any]) -> tuple[int, int, float, str]:
