@@ -22,7 +22,7 @@ from ingest.reasons import Reason
 from ingest.sqlite_store import SqliteStore
 from ledger.ledger import Ledger
 from ledger.note import NoteSigner
-from tests.stack import now_ms, vitals
+from tests.stack import forged, now_ms, vitals
 
 T0 = 1_763_700_000_000
 
@@ -103,12 +103,12 @@ def test_the_pipeline_counts_a_bad_signature_against_the_device_the_key_names(
     pipeline, signer, status = _pipeline(tmp_path)
     now = now_ms()
     genuine = sign1(signer, encode_reading(_reading("band-1", 0, now, 64)))
-    forged = [
-        sign1(signer, encode_reading(_reading("band-1", seq, now, 100)))[:-1] + b"\x00"
+    forgeries = [
+        forged(sign1(signer, encode_reading(_reading("band-1", seq, now, 100))))
         for seq in (1, 2, 3)
     ]  # the device's kid, a signature that does not verify
     result = pipeline.process(
-        [_msg(genuine, 1), *(_msg(f, i + 2) for i, f in enumerate(forged))], now
+        [_msg(genuine, 1), *(_msg(f, i + 2) for i, f in enumerate(forgeries))], now
     )
     assert (result.accepted, result.rejected) == (1, {Reason.BAD_SIGNATURE: 3})
     band = status.statuses(now, 10 * MINUTE_MS)["band-1"]
