@@ -2,9 +2,9 @@
 messages whose signature failed.
 
 Technical alerts (``clinical.alerts``) and the patient page's device card read it. The ingestor
-handles thousands of readings a second, so a batch's news is gathered in a
-:class:`StatusBatch` (one entry per device, however many readings) and written in one
-transaction: one upsert per device per batch. Failures are also counted per minute (kept an
+handles thousands of readings a second, so its news is gathered in a :class:`StatusBatch`
+(one entry per device, however many readings and batches) and written in one transaction at
+each seal, about once a second: one upsert per device per flush. Failures are also counted per minute (kept an
 hour), so "failures in the last 10 minutes" is a sum of at most 10 rows.
 
 The file is advisory, not a record (the ledger is): it is written without an fsync per commit

@@ -93,6 +93,7 @@ class Pipeline:
         self._key_events = key_events
         self._journal = journal
         self.device_status = device_status
+        self._status = StatusBatch()  # device news since the last flush (written at each seal)
 
     @property
     def unsealed(self) -> int:
@@ -111,7 +112,7 @@ class Pipeline:
         result = BatchResult()
         admitted: list[tuple[InboundMessage, Admitted]] = []
         refused: list[QuarantineRecord] = []
-        status = StatusBatch()
+        status = self._status
         for msg, verdict in zip(batch, verdicts, strict=True):
             if isinstance(verdict, Rejected):
                 if verdict.device_id is not None:
@@ -186,7 +187,6 @@ class Pipeline:
         except Exception as exc:
             raise StoreWriteFailed(result.accepted) from exc
         result.quarantined = self.quarantine.add(refused)
-        self._record_status(status)
         for record in refused:
             result.rejected[record.reason] += 1
             log.debug(
@@ -194,9 +194,12 @@ class Pipeline:
             )
         return result
 
-    def _record_status(self, status: StatusBatch) -> None:
-        """Device states are advisory (the ledger is the record): a failure to keep them is
-        logged and ingest goes on."""
+    def flush_status(self) -> None:
+        """Write the device news gathered since the last flush: one upsert per device, however
+        many batches (the ingestor flushes at every seal, about once a second, and at stop).
+        Device states are advisory (the ledger is the record): a failure to keep them is
+        logged, and ingest goes on."""
+        status, self._status = self._status, StatusBatch()
         if self.device_status is None:
             return
         try:
@@ -238,6 +241,7 @@ class Pipeline:
         return result
 
     def seal(self, now_ms: int) -> Block | None:
+        self.flush_status()
         return self.ledger.seal(now_ms)
 
 

@@ -46,6 +46,7 @@ def test_a_patient_s_devices_with_battery_failures_and_key_status(tmp_path: Path
     runtime.ingestor.pipeline.process(
         [InboundMessage(topic, m, i, 1, 0, 0) for i, m in enumerate([good, *forgeries])], now
     )
+    runtime.ingestor.pipeline.seal(now)
     runtime.close()
 
     with TestClient(create_app(replace(data_sources(settings), alerts_interval_s=0))) as client:

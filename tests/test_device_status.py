@@ -111,12 +111,15 @@ def test_the_pipeline_counts_a_bad_signature_against_the_device_the_key_names(
         [_msg(genuine, 1), *(_msg(f, i + 2) for i, f in enumerate(forgeries))], now
     )
     assert (result.accepted, result.rejected) == (1, {Reason.BAD_SIGNATURE: 3})
+    assert status.statuses(now, 10 * MINUTE_MS) == {}  # gathered until the next seal
+    pipeline.seal(now)
     band = status.statuses(now, 10 * MINUTE_MS)["band-1"]
     assert (band.signature_failures, band.recent_failures) == (3, 3)
     assert (band.last_failure_ms, band.last_failure_reason) == (now, "bad_signature")
     assert (band.last_seen_ms, band.battery_pct) == (now, 64)  # the forged 100 % is not believed
     garbage = pipeline.process([_msg(b"\xd2\x84", 9)], now + 1)  # names no device: not counted
     assert garbage.rejected == {Reason.MALFORMED_COSE: 1}
+    pipeline.seal(now + 1)
     assert status.statuses(now + 1, 10 * MINUTE_MS)["band-1"].signature_failures == 3
 
 
