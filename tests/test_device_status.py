@@ -13,16 +13,10 @@ from devices.cose import sign1
 from devices.keys import DeviceSigner
 from devices.reading import Reading, encode_reading
 from devices.registry import DeviceRegistry
-from ingest.checks import RegistryCache
 from ingest.device_status import MINUTE_MS, DeviceStatusStore, StatusBatch
-from ingest.mqtt_source import InboundMessage
-from ingest.pipeline import Pipeline
-from ingest.quarantine import Quarantine
 from ingest.reasons import Reason
-from ingest.sqlite_store import SqliteStore
-from ledger.ledger import Ledger
-from ledger.note import NoteSigner
 from tests.stack import forged, now_ms, vitals
+from tests.test_ingest_pipeline import _msg, _pipeline
 
 T0 = 1_763_700_000_000
 
@@ -76,31 +70,11 @@ def test_failures_are_counted_over_the_window_and_in_total(tmp_path: Path) -> No
     store.close()
 
 
-def _pipeline(tmp_path: Path) -> tuple[Pipeline, DeviceSigner, DeviceStatusStore]:
-    signer = DeviceSigner.generate()
-    registry = DeviceRegistry(tmp_path / "registry.db")
-    registry.register("band-1", "patient-1", signer.key)
-    status = DeviceStatusStore(tmp_path / "status.db")
-    pipeline = Pipeline(
-        Ledger(tmp_path / "ledger.db", NoteSigner.generate("test.example/log")),
-        SqliteStore(tmp_path / "store.db"),
-        Quarantine(tmp_path / "quarantine.db"),
-        RegistryCache(registry.by_kid),
-        registry,
-        topic_root="r",
-        device_status=status,
-    )
-    return pipeline, signer, status
-
-
-def _msg(payload: bytes, mid: int) -> InboundMessage:
-    return InboundMessage("r/band-1/readings", payload, mid, 1, 0, 1)
-
-
 def test_the_pipeline_counts_a_bad_signature_against_the_device_the_key_names(
     tmp_path: Path,
 ) -> None:
-    pipeline, signer, status = _pipeline(tmp_path)
+    status = DeviceStatusStore(tmp_path / "status.db")
+    pipeline, signer = _pipeline(tmp_path, status)
     now = now_ms()
     genuine = sign1(signer, encode_reading(_reading("band-1", 0, now, 64)))
     forgeries = [
