@@ -74,6 +74,7 @@ READS = {
     "GET /api/v1/patients",
     "GET /api/v1/ward",
     "GET /api/v1/patients/{patient_id}/vitals",
+    "GET /api/v1/patients/{patient_id}/devices",
     "GET /api/v1/readings/{index}",
 }  # not the series (vitals/{code}): a case needs a known patient, a vital's code and a start
 # before its end at once, which random cases reach too rarely to count on (tests/test_api.py)

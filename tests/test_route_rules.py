@@ -54,6 +54,7 @@ PATIENT_DATA = {
     "/api/v1/patients/{patient_id}/alerts",
     "/api/v1/patients/{patient_id}/alerts/{alert_id}/acknowledge",
     "/api/v1/patients/{patient_id}/alerts/{alert_id}/snooze",
+    "/api/v1/patients/{patient_id}/devices",
     "/api/v1/readings/{index}",
     "/api/v1/readings/{index}/proof",
     "/api/v1/me/access-log",
