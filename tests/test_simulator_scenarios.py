@@ -317,7 +317,7 @@ def test_simulate_takes_repeated_scenarios_and_refuses_a_patient_the_ward_lacks(
 def test_the_demo_ward_deteriorates_early_and_says_so() -> None:
     ward, applied = demo_ward(12, 1)
     by_name = {a.name: a for a in applied}
-    assert set(by_name) == {"deterioration", "desaturation", "silent-device"}
+    assert set(by_name) == {"deterioration", "desaturation", "silent-device", "battery-drain"}
     deterioration = by_name["deterioration"]
     assert deterioration.start_s < 60, "starts within the first minute"
     stated_5 = deterioration.start_s + DETERIORATION_NEWS2_5_BY * deterioration.duration_s
@@ -330,7 +330,7 @@ def test_the_demo_ward_deteriorates_early_and_says_so() -> None:
     assert max(total for t, total, _ in trajectory if t <= deterioration.start_s) <= 1
     assert by_name["desaturation"].start_s > stated_5
     assert by_name["silent-device"].start_s > stated_5
-    assert len({a.patient_id for a in applied}) == 3, "each on a patient of its own"
+    assert len({a.patient_id for a in applied}) == 4, "each on a patient of its own"
 
 
 def test_a_small_demo_ward_still_deteriorates() -> None:
