@@ -12,12 +12,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
+from argon2.profiles import CHEAPEST
 from fastapi import FastAPI
 
 from access.care_teams import CareTeamStore
 from access.errors import JournalError
 from access.journal import Journal
 from access.trail import Access, AccessEvent
+from access.users import UserStore
 from clinical.alert_store import AlertStore
 from clinical.alerts import AlertKey, Condition, Kind, apply
 from clinical.news2 import Tier
@@ -29,6 +32,7 @@ from tests.api_access import Tokens, assign
 from tests.populated import populate
 from tests.servers import free_port, serving
 from tests.stack import now_ms
+from vitaltrail import cli
 from vitaltrail.bench.sse_reader import SseReader
 from vitaltrail.runtime import data_sources
 from vitaltrail.services import http_server
@@ -245,3 +249,28 @@ def test_the_server_stops_with_a_stream_open(tmp_path: Path) -> None:
         assert reader.ended.wait(2), "the client saw its stream end"
     finally:
         reader.close()
+
+
+def test_a_disabled_users_stream_ends_and_the_refusal_is_on_record(served: Served) -> None:
+    hasher = PasswordHasher.from_parameters(CHEAPEST)
+    users = UserStore(served.settings.access_db_path, hasher=hasher)
+    users.add("dr-ada", "clinician", "correct horse battery")
+    users.close()
+    assign(served.settings, "ada", ["dr-ada"], [P0])
+    tokens = Tokens(served.settings)
+    ada = tokens.headers("dr-ada", "clinician")
+    tokens.close()
+    reader = served.stream(ada)
+    try:
+        assert reader.status == 200
+        assert (
+            cli.main(["users", "disable", "dr-ada", "--data-dir", str(served.settings.data_dir)])
+            == 0
+        )
+        assert reader.ended.wait(LIMITS.redecide_s * 5), "the stream ended"
+    finally:
+        reader.close()
+    refused = [
+        a for a in accesses(served.settings) if a.route == TRAIL_ROUTE and a.agent.id == "dr-ada"
+    ]
+    assert [(a.outcome, a.reason) for a in refused][-1] == ("deny", "user-disabled")
