@@ -18,8 +18,7 @@ from fastapi import FastAPI
 
 from access.care_teams import CareTeamStore
 from access.errors import JournalError
-from access.journal import Journal
-from access.trail import Access, AccessEvent
+from access.trail import Access
 from access.users import UserStore
 from clinical.alert_store import AlertStore
 from clinical.alerts import AlertKey, Condition, Kind, apply
@@ -27,8 +26,7 @@ from clinical.news2 import Tier
 from dashboards.alert_hub import StreamLimits
 from dashboards.alert_stream import STREAM, TRAIL_ROUTE
 from dashboards.app import create_app
-from ledger.entries import EntryKind
-from tests.api_access import Tokens, assign
+from tests.api_access import Tokens, access_events, assign
 from tests.populated import populate
 from tests.servers import free_port, serving
 from tests.stack import now_ms
@@ -53,13 +51,20 @@ class Served:
         return SseReader(f"{self.base}{STREAM}{query}", headers or self.dr_ward, timeout_s=10)
 
 
+def ward(tmp_path: Path, patients: int, cared_for: list[str]) -> tuple[Settings, dict[str, str]]:
+    """A populated data directory and dr-ward's headers, whose care team is ``cared_for``."""
+    settings = populate(tmp_path / "data", patients=patients, readings=2)
+    assign(settings, "ward", ["dr-ward"], cared_for)
+    tokens = Tokens(settings)
+    try:
+        return settings, tokens.headers("dr-ward", "clinician")
+    finally:
+        tokens.close()
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    settings = populate(tmp_path / "data", patients=3, readings=2)
-    assign(settings, "ward", ["dr-ward"], [P0, P1])
-    tokens = Tokens(settings)
-    headers = tokens.headers("dr-ward", "clinician")
-    tokens.close()
+    settings, headers = ward(tmp_path, 3, [P0, P1])
     sources = replace(data_sources(settings), alerts_interval_s=60.0, alert_streams=LIMITS)
     app = create_app(sources)
     with serving(http_server(app, "127.0.0.1", free_port())) as port:
@@ -84,12 +89,7 @@ def raise_alerts(settings: Settings, *patients: str) -> list[int]:
 
 
 def accesses(settings: Settings) -> list[Access]:
-    journal = Journal(settings.access_journal_path)
-    try:
-        rows = journal.after(0)
-    finally:
-        journal.close()
-    return [AccessEvent.decode(r.body).access for r in rows if r.kind is EntryKind.ACCESS]
+    return [e.access for e in access_events(settings)]
 
 
 def pushes(settings: Settings) -> list[Access]:
@@ -226,11 +226,7 @@ def test_the_stream_bounds_refuse_with_a_reason(served: Served) -> None:
 
 
 def test_the_server_stops_with_a_stream_open(tmp_path: Path) -> None:
-    settings = populate(tmp_path / "data", patients=1, readings=1)
-    assign(settings, "ward", ["dr-ward"], [P0])
-    tokens = Tokens(settings)
-    headers = tokens.headers("dr-ward", "clinician")
-    tokens.close()
+    settings, headers = ward(tmp_path, 1, [P0])
     sources = replace(data_sources(settings), alert_streams=LIMITS)
     server = http_server(create_app(sources), "127.0.0.1", free_port())
     thread = threading.Thread(target=server.run, daemon=True)
