@@ -2,7 +2,8 @@
 
 :func:`run_alerts` runs in the app's lifespan: every ``alerts_interval_s`` it evaluates every
 patient with data (``clinical.alert_engine``) on the read pool, new readings or not, so a vital
-that stops arriving raises its stale alert on the clock alone.
+that stops arriving raises its stale alert on the clock alone; in between, every ``follow_s``,
+the patients whose latest values moved, so a crossing raises its alert within about that.
 
 ``GET /api/v1/alerts``: the open alerts of the patients the caller may see (the ward listing's
 gate, recorded). ``GET /api/v1/patients/{patient_id}/alerts``: one patient's open alerts and
