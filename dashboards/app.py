@@ -20,8 +20,10 @@ from clinical.documented import DocumentedStore
 from clinical.news2 import DEFAULT_MAX_AGE_MS, Parameter
 from dashboards.access_deps import AccessMetrics, AccessServices, caller, enforce
 from dashboards.access_log import router as access_log_router
+from dashboards.alert_hub import FOLLOW_S, HUB, SERVER_EXITING, AlertHub, StreamLimits
 from dashboards.alert_routes import router as alert_router
 from dashboards.alert_routes import run_alerts
+from dashboards.alert_stream import router as alert_stream_router
 from dashboards.api import router
 from dashboards.auth_routes import WebAuth, add_auth
 from dashboards.consent_routes import consent_router
@@ -68,6 +70,8 @@ class DataSources:
     alerts_interval_s: float = 5.0  # how often the alert engine evaluates the ward; 0: never
     clock_ms: Callable[[], int] = wall_clock_ms  # the alert engine's and the alert routes' now
     device_limits: DeviceLimits = field(default_factory=DeviceLimits)  # technical alerts
+    alerts_follow_s: float = FOLLOW_S  # how often the engine looks for new readings; 0: never
+    alert_streams: StreamLimits = field(default_factory=StreamLimits)  # the alerts' SSE
 
     def open_readers(self) -> Readers:
         """One reader thread's own connections (all or none)."""
@@ -111,6 +115,9 @@ def create_app(sources: DataSources) -> FastAPI:
         app.state.news2_max_age_ms = sources.news2_max_age_ms
         app.state.clock_ms = sources.clock_ms
         app.state.device_limits = sources.device_limits
+        hub = AlertHub(sources.alert_streams)
+        setattr(app.state, HUB, hub)
+        setattr(app.state, SERVER_EXITING, [hub.close])  # open streams end before uvicorn waits
         tasks: list[asyncio.Task[None]] = []
         try:
             await reads.run(lambda _: None)  # the data is there to read: fail at start, not later
@@ -126,11 +133,19 @@ def create_app(sources: DataSources) -> FastAPI:
                 )
                 tasks.append(
                     asyncio.create_task(
-                        run_alerts(reads, config, sources.alerts_interval_s, sources.clock_ms)
+                        run_alerts(
+                            reads,
+                            config,
+                            sources.alerts_interval_s,
+                            sources.clock_ms,
+                            follow_s=sources.alerts_follow_s,
+                            hub=hub,
+                        )
                     )
                 )
             yield
         finally:
+            hub.close()
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -156,6 +171,7 @@ def create_app(sources: DataSources) -> FastAPI:
         add_subscriptions(app, sources.subscriptions)
     app.include_router(documented_router)
     app.include_router(ward_router)
+    app.include_router(alert_stream_router)  # before alert_router: /alerts/stream is no alert id
     app.include_router(alert_router)
     app.include_router(device_router)
     static = Path(__file__).parent / "static"
