@@ -4,6 +4,7 @@ gate and on record in the access trail."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -93,3 +94,46 @@ def test_a_patient_s_devices_with_battery_failures_and_key_status(tmp_path: Path
         )
         assert none.status_code == 404, none.text
         assert none.json() == {"detail": "no devices registered to patient patient-9"}
+
+
+def test_the_api_s_alert_engine_raises_the_technical_alerts_on_its_own(tmp_path: Path) -> None:
+    """No test calls the engine here: the app's timer finds the watch below 20 %, three forged
+    messages in its name, and a registered cuff that never spoke (silent after 1 s)."""
+    settings = populate(tmp_path / "data", patients=1, readings=2, device_silent_after_s=1.0)
+    callers = writer_and_readers(settings, P0)
+    registry = DeviceRegistry(settings.registry_path)
+    watch = DeviceSigner.generate()
+    registry.register("patient-0-watch", P0, watch.key)
+    registry.register("patient-0-cuff", P0, DeviceSigner.generate().key)
+    registry.close()
+    now = now_ms()
+    topic = readings_topic(settings.topic_root, "patient-0-watch")
+    messages = [sign1(watch, encode_reading(Reading("patient-0-watch", 0, vitals(now), 15)))]
+    messages += [
+        forged(sign1(watch, encode_reading(Reading("patient-0-watch", s, vitals(now)))))
+        for s in (1, 2, 3)
+    ]
+    runtime = build_ingest(settings)
+    runtime.ingestor.pipeline.process(
+        [InboundMessage(topic, m, i, 1, 0, 0) for i, m in enumerate(messages)], now
+    )
+    runtime.ingestor.pipeline.seal(now)
+    runtime.close()
+    sources = replace(data_sources(settings), alerts_interval_s=0.2)
+    expected = {
+        ("battery-low", "patient-0-watch"),
+        ("signature-failures", "patient-0-watch"),
+        ("device-silent", "patient-0-cuff"),
+    }
+    with TestClient(create_app(sources)) as client:
+        found: set[tuple[str, str]] = set()
+        deadline = time.monotonic() + 10
+        while not expected <= found and time.monotonic() < deadline:
+            time.sleep(0.2)
+            alerts = client.get("/api/v1/alerts", headers=callers["clinician in care team"])
+            technical = [a for a in alerts.json() if a["category"] == "technical"]
+            found = {(a["kind"], a["parameter"]) for a in technical}
+        assert expected <= found
+        clinical = client.get("/api/v1/alerts", headers=callers["clinician in care team"])
+        assert all(a["parameter"] != "patient-0-watch" for a in clinical.json()
+                   if a["category"] == "clinical")  # fmt: skip
