@@ -150,17 +150,18 @@ class AlertStore:
         return int(row[0] or 0)
 
     def events_after(
-        self, seq: int, patients: Collection[str], limit: int = MAX_HISTORY
+        self, seq: int, patients: Collection[str] | None, limit: int = MAX_HISTORY
     ) -> list[tuple[int, Event]]:
-        """The events of ``patients`` after ``seq``, oldest first, with their sequence numbers:
-        what a feed that stopped at ``seq`` missed."""
-        if not patients:
+        """The events of ``patients`` (None: of everyone) after ``seq``, oldest first, with
+        their sequence numbers: what a feed that stopped at ``seq`` missed."""
+        if patients is not None and not patients:
             return []
+        everyone = patients is None
         rows = self._db.execute(
             f"SELECT seq, event, time_ms, by, {_ALERT_COLUMNS} FROM alert_event"
-            " WHERE seq > ? AND patient_id IN (SELECT value FROM json_each(?))"
+            " WHERE seq > ? AND (? OR patient_id IN (SELECT value FROM json_each(?)))"
             " ORDER BY seq LIMIT ?",
-            (seq, json.dumps(sorted(patients)), max(0, min(limit, MAX_HISTORY))),
+            (seq, everyone, json.dumps(sorted(patients or ())), max(0, min(limit, MAX_HISTORY))),
         ).fetchall()
         return [(r[0], Event(EventKind(r[1]), _alert(r[4:]), r[2], r[3])) for r in rows]
 

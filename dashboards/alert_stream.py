@@ -150,6 +150,7 @@ class AlertFeed:
     ) -> None:
         self.request, self.principal, self.hub, self.seq = request, principal, hub, seq
         self.decision = listing
+        self.refused: set[str] = set()  # decided against at the last decision: skipped
         self.purpose = request.headers.get(PURPOSE_HEADER)
         self.services: AccessServices = request.app.state.access
 
@@ -187,20 +188,28 @@ class AlertFeed:
         """Decide again which patients the stream carries (recorded); False: end it."""
         if not self._still_signed_in(r):
             return False
-        self.decision = self._decide(r, tuple(r.store.patients()), None)
+        candidates = tuple(r.store.patients())
+        self.decision = self._decide(r, candidates, None)
+        self.refused = set(candidates) - self.visible()
         return True
 
     def changes(self, r: Readers) -> list[bytes]:
-        """The next batch of changes after ``seq`` for the visible patients, decided and
-        recorded before they are handed out."""
-        found = r.alerts.events_after(self.seq, self.visible(), self.hub.limits.batch)
+        """The next batch of changes after ``seq``, decided and recorded before they are
+        handed out. Not only the visible patients': a patient admitted after the stream opened
+        (no readings then, so not a candidate of its listing) is decided when their first alert
+        comes; those decided against are skipped until the next full decision."""
+        found = r.alerts.events_after(self.seq, None, self.hub.limits.batch)
         if not found:
             return []
         first, last = found[0][0], found[-1][0]
         self.seq = last
+        found = [(s, e) for s, e in found if e.alert.key.patient_id not in self.refused]
+        if not found:
+            return []
         patients = tuple(sorted({e.alert.key.patient_id for _, e in found}))
         decision = self._decide(r, patients, f"alert-seq-{first}-{last}")
         allowed = set(decision.patients) if decision.permit else set()
+        self.refused |= set(patients) - allowed
         return [
             alert_message(seq, e)
             for seq, e in found

@@ -270,3 +270,27 @@ def test_a_disabled_users_stream_ends_and_the_refusal_is_on_record(served: Serve
         a for a in accesses(served.settings) if a.route == TRAIL_ROUTE and a.agent.id == "dr-ada"
     ]
     assert [(a.outcome, a.reason) for a in refused][-1] == ("deny", "user-disabled")
+
+
+def test_a_patient_admitted_after_the_stream_opened_is_pushed_at_once(tmp_path: Path) -> None:
+    """patient-new had no readings when the stream opened (so its listing did not name them)
+    and the next full decision is a minute away: their first alert is decided when it comes."""
+    settings, headers = ward(tmp_path, 2, [P0, "patient-new"])
+    limits = replace(LIMITS, redecide_s=60.0)
+    sources = replace(data_sources(settings), alerts_interval_s=60.0, alert_streams=limits)
+    with serving(http_server(create_app(sources), "127.0.0.1", free_port())) as port:
+        reader = SseReader(f"http://127.0.0.1:{port}{STREAM}", headers, timeout_s=10)
+        try:
+            assert reader.status == 200
+            raise_alerts(settings, P1, "patient-new")  # P1: not this clinician's
+            got = reader.wait_for(lambda m: any(x.event == "alert" for x in m), 3)
+            assert [m.json()["alert"]["patient_id"] for m in got if m.event == "alert"] == [
+                "patient-new"
+            ]
+            raise_alerts(settings, P1, P0)  # P1 was decided against: skipped, not re-decided
+            more = reader.wait_for(lambda m: len([x for x in m if x.event == "alert"]) >= 2, 3)
+            assert [m.json()["alert"]["patient_id"] for m in more if m.event == "alert"][1:] == [P0]
+        finally:
+            reader.close()
+    batches = [a for a in pushes(settings) if a.outcome == "permit"]
+    assert [a.patients for a in batches] == [("patient-new",), (P0,)]

@@ -108,3 +108,19 @@ def test_a_waiting_stream_wakes_when_alerts_change() -> None:
         return loop.time() - start
 
     assert asyncio.run(run()) < 1.0
+
+
+def test_events_after_of_everyone(tmp_path: Path) -> None:
+    store = AlertStore(tmp_path / "alerts.db")
+    try:
+        for patient in ("p-a", "p-b"):
+            key = AlertKey(patient, Kind.EXTREME, "pulse")
+            _, events = apply(
+                store.current(), [Condition(key, Tier.LOW_MEDIUM, "pulse 135 scores 3")],
+                1_000, patients=[patient],
+            )  # fmt: skip
+            store.save(events)
+        assert [e.alert.key.patient_id for _, e in store.events_after(0, None)] == ["p-a", "p-b"]
+        assert [seq for seq, _ in store.events_after(1, None)] == [2]
+    finally:
+        store.close()

@@ -635,6 +635,15 @@ def parser() -> argparse.ArgumentParser:
     bwd.add_argument(
         "--ceiling-calls", type=int, default=300, help="summaries and rounds timed in-process"
     )
+    bwd.add_argument(
+        "--alert-probes",
+        type=int,
+        default=20,
+        help="threshold-crossing readings timed to the page's alert stream (0: none)",
+    )
+    bwd.add_argument(
+        "--alert-rate", type=float, default=5000, help="other readings/s beside the probes"
+    )
     output_flag(bwd)
     bench.set_defaults(func=cmd_bench)
     return p

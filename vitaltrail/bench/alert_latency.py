@@ -115,7 +115,7 @@ def _run(
 ) -> AlertLatency:
     broker = Mosquitto(work / "broker").start()
     try:
-        seconds = warm_up_s + 10 + probes * 2.0  # the background outlasts the probes
+        seconds = warm_up_s + 4 + probes * 2.0  # the background outlasts the probes
         signers, background = presign(devices, int(rate * seconds))
         probe = DeviceSigner.generate()
         settings = _settings(work, broker.port, "alerts", {**signers, PROBE_DEVICE: probe}, None)

@@ -18,6 +18,11 @@ the JSON made - and the summary alone from values already read; and one round of
 engine over the ward (``clinical.alert_engine.evaluate_ward``), which the API runs on its timer.
 The ratio of the server's p99 to the ceiling's says what HTTP, the token, the policy and the
 trail's commit cost.
+
+Then, unless ``--alert-probes 0``: the time from a threshold-crossing reading's publish to its
+alert arriving on a ward page's stream while the ingestor takes ``--alert-rate`` readings/s of
+the other patients (``vitaltrail.bench.alert_latency``: Mosquitto, the ingestor with the API
+on its loop, the clinician's ``/api/v1/alerts/stream`` open).
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from devices.vitals import (
     Vital,
 )
 from ingest.mqtt_source import InboundMessage
+from vitaltrail.bench.alert_latency import as_dict, measure_alert_latency
 from vitaltrail.bench.fhir import _figures, _listening, serve
 from vitaltrail.bench.fhir_clients import clients_worker
 from vitaltrail.bench.ingest import _SPAWN, command_line, machine, percentile
@@ -63,6 +69,8 @@ from vitaltrail.runtime import build_ingest, open_store
 from vitaltrail.settings import Settings
 from vitaltrail.web_auth import issuer_config
 
+WARD_FLAGS = ["patients", "readings", "clients", "seconds", "ceiling_calls", "alert_probes"]
+WARD_FLAGS.append("alert_rate")  # the command that repeats a run
 NURSE = "bench-nurse"
 TEAM = "bench-ward"
 STEP_MS = 30_000
@@ -257,7 +265,9 @@ def run_bench_ward(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {
         "machine": machine(),
         "command": command_line(
-            "ward", args, ["patients", "readings", "clients", "seconds", "ceiling_calls"]
+            "ward",
+            args,
+            WARD_FLAGS,
         ),
         "load_average_before": os.getloadavg(),
     }
@@ -275,6 +285,13 @@ def run_bench_ward(args: argparse.Namespace) -> int:
         report["ceiling"] = ceiling(settings, args.ceiling_calls)
         gc.unfreeze()
         report["server"] = _server(settings, nurse_headers(settings), args, work)
+    if args.alert_probes:
+        print(f"alerts: {args.alert_probes} probes beside {args.alert_rate:g} readings/s ...")
+        latency = measure_alert_latency(
+            probes=args.alert_probes, rate=args.alert_rate, devices=args.patients
+        )
+        report["reading_to_alert"] = as_dict(latency)
+        report["reading_to_alert_summary"] = latency.summary()
     report["load_average_after"] = os.getloadavg()
     _print(report)
     if args.output:
@@ -300,3 +317,5 @@ def _print(report: dict[str, Any]) -> None:
             f"  p99 {r['p99_ms']:6.1f} ms  max {r['max_ms']:6.1f} ms"
             f"  ({r['requests']:,} answers, {r['errors']} errors, {r['bytes_per_page'] / 1000:.0f} KB)"
         )
+    if "reading_to_alert_summary" in report:
+        print(f"reading to alert on the page: {report['reading_to_alert_summary']}")
