@@ -97,7 +97,8 @@ def test_documenting_changes_the_history_from_then_on(world: World) -> None:
     )
     assert posted.status_code == 201
     points = world.client.get(HISTORY, params={"window": "1h"}, headers=clinician).json()["points"]
-    assert points[-1]["total"] == 5 and points[-1]["red_flag"]
+    assert points[-1]["total"] == 5
+    assert points[-1]["red_flag"]
     assert points[-1]["unscored"] == ["respiration_rate", "systolic_bp"]
 
 
@@ -111,6 +112,7 @@ def test_a_window_not_offered_is_a_422(world: World) -> None:
 def test_the_page_is_public_and_holds_no_data_but_its_id_is_checked(world: World) -> None:
     page = world.client.get(f"/ward/patients/{P0}")
     assert page.status_code == 200
-    assert P0 not in page.text and 'type="module"' in page.text
+    assert P0 not in page.text
+    assert 'type="module"' in page.text
     assert world.client.get("/ward/patients/..%2Fetc").status_code in (404, 422)
     assert world.client.get("/ward/patients/-bad").status_code == 422
