@@ -20,6 +20,7 @@ const PIN = "vitaltrail.ledger-key";
 const REFRESH_MS = 15_000;
 const VERIFY_AT_ONCE = 3;
 const READINGS = 120; // observations asked for: about twenty readings of five vitals
+const COLLAPSED_ROWS = 8; // readings a phone shows before "Show all"
 const WINDOWS = {
   "1h": { span: 3_600_000, bucket_s: 60 },
   "24h": { span: 86_400_000, bucket_s: 900 },
@@ -171,7 +172,7 @@ async function post(path, body) {
 async function fingerprint(text) {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
   return [...new Uint8Array(digest).slice(0, 8)].map((x) => x.toString(16).padStart(2, "0"))
-    .join(":");
+    .join("");
 }
 
 async function loadKeys() {
@@ -196,12 +197,14 @@ async function loadKeys() {
   };
   const name = answer.ledger_key.split("+")[0];
   $("key-pin").textContent = `ledger key ${name} · ${print}`;
-  $("key-pin").title = "SHA-256 of the pinned ledger key; docs/operations.md says how to check it";
+  $("key-pin").title = "the SHA-256 of the pinned ledger key, first 16 hex digits:"
+    + " docs/operations.md says how to check it";
 }
 
 // --- proof badges ------------------------------------------------------------------------------
 
 const verdicts = new Map(); // entry index -> final verdict {status, failed, reason}
+const pending = new Map(); // entry index -> the last pending verdict: shown, and asked again
 const asked = new Map(); // entry index -> promise of a verdict under way
 const queue = [];
 let running = 0;
@@ -230,7 +233,11 @@ function pump() {
     verdictOf(index)
       .catch((error) => ({ status: "pending", failed: null, reason: String(error.message || error) }))
       .then((verdict) => {
-        if (verdict.status !== "pending") verdicts.set(index, verdict);
+        if (verdict.status === "pending") pending.set(index, verdict);
+        else {
+          verdicts.set(index, verdict);
+          pending.delete(index);
+        }
         asked.delete(index);
         resolve(verdict);
       })
@@ -264,9 +271,9 @@ function showVerdict(badge, verdict) {
 
 function badge(index) {
   const node = el("span", { class: "badge checking", text: "checking…", "data-index": index });
-  const known = verdicts.get(index);
+  const known = verdicts.get(index) ?? pending.get(index);
   if (known) showVerdict(node, known);
-  else watcher.observe(node);
+  if (!verdicts.has(index)) watcher.observe(node);
   return node;
 }
 
@@ -290,8 +297,8 @@ function renderNews2(news) {
   box.className = `news2 tier-${news.tier}`;
   $("news2-total").textContent = news.partial ? `${news.total}+` : String(news.total);
   $("news2-total").title = news.partial ? "partial: at least this; some parameters unscored" : "";
-  $("news2-response").textContent = `${TIERS[news.tier] ?? news.tier} · ${news.response}`;
-  $("news2-monitoring").textContent = news.monitoring;
+  $("news2-response").textContent = news.response;
+  $("news2-monitoring").textContent = `${news.monitoring} · clinical risk ${news.clinical_risk.toLowerCase()}`;
   const flags = [];
   if (news.red_flag) flags.push(el("span", { class: "flag red", text: "Red flag: a single 3" }));
   if (news.spo2_scale === 2) flags.push(el("span", { class: "flag", text: "SpO₂ scale 2" }));
@@ -350,6 +357,7 @@ async function renderTrends() {
     ...codes.map((v) => json(`${BASE}/vitals/${v.code}?start_ms=${start}&end_ms=${end}&bucket_s=${bucket_s}`)),
   ]);
   if (window !== state.window) return; // the clinician switched while this loaded
+  const narrow = matchMedia("(max-width: 600px)").matches;
   for (const chart of state.charts) chart.destroy();
   state.charts = [];
   const news2Box = $("news2-chart");
@@ -357,7 +365,7 @@ async function renderTrends() {
   const news2Points = history.points.map((p) => ({ time_ms: p.time_ms, value: p.total }));
   state.charts.push(trendChart(news2Box, { bucket_ms: history.bucket_ms, points: news2Points }, {
     unit: "score", bands: NEWS2_BANDS, label: "NEWS2", start_ms: history.start_ms,
-    end_ms: history.end_ms, height: 160 }));
+    end_ms: history.end_ms, height: narrow ? 130 : 160 }));
   news2Box.dataset.points = String(news2Points.length);
   const blocks = codes.map((v, i) => {
     const data = series[i];
@@ -376,7 +384,7 @@ async function renderTrends() {
     }
     const bands = v.code === "59408-5" ? spo2Bands() : v.bands;
     state.charts.push(trendChart(chart, data, { unit: unit(latest.unit), bands, label: v.name,
-                                                start_ms: start, end_ms: end, height: 180 }));
+                                                start_ms: start, end_ms: end, height: narrow ? 150 : 180 }));
   }
 }
 
@@ -384,14 +392,37 @@ async function renderTrends() {
 
 const LEDGER_INDEX = "urn:vitaltrail:fhir:ledger-index";
 
+const SHORT = { "8867-4": "HR", "59408-5": "SpO₂", "9279-1": "RR", "8480-6": "BP",
+                "8310-5": "Temp", "2339-0": "Gluc" };
+
+/** The LOINC code this page knows among an Observation's codings (SpO2 carries two). */
+function knownCode(concept) {
+  const codes = (concept?.coding ?? []).map((c) => c.code);
+  return codes.find((c) => VITAL[c]) ?? codes[0];
+}
+
 function observationValues(resource) {
-  const code = resource.code?.coding?.[0]?.code;
   if (resource.valueQuantity) {
-    return [{ code, value: resource.valueQuantity.value, unit: resource.valueQuantity.code }];
+    const q = resource.valueQuantity;
+    return [{ code: knownCode(resource.code), value: q.value, unit: q.code }];
   }
   return (resource.component ?? []).filter((c) => c.valueQuantity).map((c) => ({
-    code: c.code?.coding?.[0]?.code, value: c.valueQuantity.value, unit: c.valueQuantity.code,
+    code: knownCode(c.code), value: c.valueQuantity.value, unit: c.valueQuantity.code,
   }));
+}
+
+/** A reading's values, short: "HR 112 /min", and blood pressure as "BP 120/76 mmHg". */
+function readingValues(values) {
+  const at = (v) => VITALS.findIndex((x) => x.code === v.code);
+  const sorted = [...values].sort((x, y) => at(x) - at(y));
+  const diastolic = sorted.find((v) => v.code === "8462-4");
+  return sorted.filter((v) => v !== diastolic).map((v) => {
+    const shown = v.code === "8480-6" && diastolic
+      ? `${value(v.code, v.value)}/${value(diastolic.code, diastolic.value)}` : value(v.code, v.value);
+    return el("span", { class: "value", title: VITAL[v.code]?.name ?? v.code },
+      el("span", { class: "value-name", text: `${SHORT[v.code] ?? VITAL[v.code]?.name ?? v.code} ` }),
+      el("b", { text: shown }), ` ${unit(v.unit)}`);
+  });
 }
 
 async function renderReadings() {
@@ -413,12 +444,11 @@ async function renderReadings() {
     body.replaceChildren(el("tr", { class: "empty" }, el("td", { colSpan: 4, text: "No readings yet." })));
     return;
   }
+  const more = $("readings-more");
+  more.hidden = rows.length <= COLLAPSED_ROWS;
+  more.textContent = `Show all ${rows.length} readings`;
   body.replaceChildren(...rows.map((r) => {
-    r.values.sort((x, y) => VITALS.findIndex((v) => v.code === x.code) -
-                            VITALS.findIndex((v) => v.code === y.code));
-    const values = r.values.map((v) => el("span", { class: "value" },
-      el("span", { class: "value-name", text: `${VITAL[v.code]?.name ?? v.code} ` }),
-      el("b", { text: value(v.code, v.value) }), ` ${unit(v.unit)}`));
+    const values = readingValues(r.values);
     return el("tr", { "data-index": r.index },
       el("td", { class: "time" }, el("time", { dateTime: new Date(r.time).toISOString(),
                                                text: when(r.time) })),
@@ -596,6 +626,10 @@ function start() {
       renderTrends().catch((error) => notice(`Could not draw the trends: ${error.message}`));
     });
   }
+  $("readings-more").addEventListener("click", () => {
+    $("readings").classList.remove("collapsed");
+    $("readings-more").hidden = true;
+  });
   const form = $("document");
   form.addEventListener("submit", submitDocumented);
   form.addEventListener("change", () => {
