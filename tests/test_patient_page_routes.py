@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,7 +13,8 @@ from fastapi.testclient import TestClient
 from dashboards.app import create_app
 from ledger.cosignature import Cosigner
 from ledger.note import format_vkey
-from tests.api_access import access_events, writer_and_readers
+from tests.api_access import access_events, assign, writer_and_readers
+from tests.auth_app import add_users, auth_app, client, sign_in
 from tests.populated import populate
 from vitaltrail.runtime import data_sources
 from vitaltrail.settings import Settings, WitnessSetting
@@ -116,3 +118,26 @@ def test_the_page_is_public_and_holds_no_data_but_its_id_is_checked(world: World
     assert 'type="module"' in page.text
     assert world.client.get("/ward/patients/..%2Fetc").status_code in (404, 422)
     assert world.client.get("/ward/patients/-bad").status_code == 422
+
+
+def test_a_signed_in_clinician_reads_everything_the_page_reads(tmp_path: Path) -> None:
+    """The page calls with the session cookie: each of its reads answers it, FHIR too."""
+    settings = populate(tmp_path / "data", patients=1, readings=2)
+    assign(settings, "ward", ["nurse.ada"], [P0])
+    add_users(tmp_path / "auth", ("nurse.ada", "clinician", None))
+    with client(auth_app(settings, tmp_path / "auth")) as c:
+        sign_in(c, "nurse.ada")
+        for path in (
+            f"/api/v1/patients/{P0}/vitals",
+            f"/api/v1/patients/{P0}/vitals/8867-4?bucket_s=60",
+            f"/api/v1/patients/{P0}/news2",
+            f"{HISTORY}?window=7d",
+            f"/api/v1/patients/{P0}/documented",
+            f"/api/v1/patients/{P0}/alerts",
+            "/api/v1/readings/2/proof",
+            "/api/v1/ledger/keys",
+        ):
+            assert c.get(path).status_code == 200, path
+        observations = c.get(f"/fhir/Observation?patient={P0}&_sort=-date&_count=50")
+        assert observations.status_code == 200
+        assert len(observations.json()["entry"]) == 6  # two readings of three vitals

@@ -243,3 +243,39 @@ def test_documenting_changes_news2_and_the_page_fits_a_phone(served: Served) -> 
     page.locator("#readings-more").click()
     expect(rows.nth(23)).to_be_visible()
     assert watched.problems() == []
+
+
+def test_the_device_card_shows_what_the_devices_route_answers(served: Served) -> None:
+    """Contract 3's answer (its route is another helper's): battery, last seen, key status."""
+    seen = now_ms() - 200_000
+    answer = {
+        "patient_id": PATIENT,
+        "devices": [
+            {
+                "device_id": DEVICE,
+                "key_status": "revoked",
+                "key_thumbprint": "Xq3b9" + "a" * 38,
+                "registered_ms": seen - 86_400_000,
+                "last_seen_ms": seen,
+                "battery_pct": 18,
+                "battery_time_ms": seen,
+                "signature_failures": 3,
+                "last_failure_ms": seen,
+                "last_failure_reason": "bad-signature",
+                "silent": True,
+                "battery_low": True,
+            }
+        ],
+    }
+    context = served.browser.new_context(extra_http_headers=served.headers)
+    context.route(f"**{DEVICES}", lambda route: route.fulfill(json=answer))
+    page = context.new_page()
+    page.goto(f"{served.url}/ward/patients/{PATIENT}")
+    card = page.locator(f'#devices .device[data-device="{DEVICE}"]')
+    expect(card).to_have_class("device silent")
+    expect(card.locator(".chip")).to_have_text("key revoked")
+    expect(card.locator(".meter")).to_have_class("meter low")
+    expect(card).to_contain_text("18 %")
+    expect(card).to_contain_text("(3 min ago)")
+    expect(card).to_contain_text("3 (last bad-signature)")
+    context.close()
