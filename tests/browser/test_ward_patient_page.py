@@ -11,7 +11,6 @@ import hashlib
 import json
 import re
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +35,9 @@ from ingest.mqtt_source import InboundMessage
 from tests.api_access import ward_headers
 from tests.browser.test_dashboard_page import CHROMIUM_ARGS
 from tests.browser.test_patient_page import watch
+from tests.servers import serving
 from tests.stack import now_ms, signed
-from vitaltrail.mosquitto import free_port, wait_for_port
+from vitaltrail.mosquitto import free_port
 from vitaltrail.runtime import build_ingest, data_sources
 from vitaltrail.services import http_server
 from vitaltrail.settings import Settings
@@ -93,18 +93,12 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     settings = record_ward(tmp_path_factory.mktemp("ward-patient") / "data")
     headers = ward_headers(settings, [PATIENT])
-    port = free_port()
-    server = http_server(create_app(data_sources(settings)), "127.0.0.1", port)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for_port(port)
+    server = http_server(create_app(data_sources(settings)), "127.0.0.1", free_port())
     executable = shutil.which("chromium") or "/usr/bin/chromium"
-    with sync_playwright() as p:
+    with serving(server) as port, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield Served(f"http://127.0.0.1:{port}", settings, browser, headers)
         browser.close()
-    server.should_exit = True
-    thread.join(10)
 
 
 DEVICES = f"/api/v1/patients/{PATIENT}/devices"
