@@ -74,6 +74,8 @@ const state = {
   documented: null,
   keys: null, // {ledgerKey, witnessKeys, quorum} | {changed: true} | {missing: reason}
   charts: [],
+  drawnAt: 0, // when the trends were drawn, and the newest reading they had
+  drawnNewest: null,
 };
 
 // --- small helpers ---------------------------------------------------------------------------
@@ -357,6 +359,7 @@ async function renderTrends() {
     ...codes.map((v) => json(`${BASE}/vitals/${v.code}?start_ms=${start}&end_ms=${end}&bucket_s=${bucket_s}`)),
   ]);
   if (window !== state.window) return; // the clinician switched while this loaded
+  state.drawnAt = Date.now();
   const narrow = matchMedia("(max-width: 600px)").matches;
   for (const chart of state.charts) chart.destroy();
   state.charts = [];
@@ -454,7 +457,7 @@ async function renderReadings() {
                                                text: when(r.time) })),
       el("td", { class: "values" }, ...values),
       el("td", { class: "num" }, el("a", { href: `/api/v1/readings/${r.index}`, text: `#${r.index}` })),
-      el("td", {}, badge(r.index)));
+      el("td", { class: "proof" }, badge(r.index)));
   }));
 }
 
@@ -588,6 +591,15 @@ async function refreshNews2() {
   renderNews2(state.news2);
 }
 
+/** Charts are redrawn when a reading came in, or a minute on (staleness moves NEWS2): not on
+ * every poll, so a chart a clinician is pointing at stays put. */
+async function trendsIfStale() {
+  const newest = Math.max(0, ...state.latest.map((v) => v.time_ms));
+  if (newest === state.drawnNewest && Date.now() - state.drawnAt < 60_000) return;
+  await renderTrends();
+  state.drawnNewest = newest;
+}
+
 async function refresh() {
   try {
     const [latest] = await Promise.all([
@@ -597,7 +609,7 @@ async function refresh() {
     ]);
     state.latest = latest;
     renderLatest();
-    await Promise.all([renderReadings(), renderAlerts(), renderDevices(), renderTrends()]);
+    await Promise.all([renderReadings(), renderAlerts(), renderDevices(), trendsIfStale()]);
     notice(null);
   } catch (error) {
     if (error.status === 403) notice("You may not see this patient's record.");
