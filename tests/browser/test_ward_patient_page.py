@@ -137,6 +137,14 @@ def open_page(served: Served, width: int, height: int = 1000) -> tuple[Page, Wat
     return page, watched
 
 
+def bring_into_view(page: Page, rows: str) -> None:
+    """Scroll past every row (badges are checked as they come into view), then to the top."""
+    found = page.locator(rows)
+    for i in range(0, found.count(), 2):
+        found.nth(i).scroll_into_view_if_needed()
+    page.locator("#latest").scroll_into_view_if_needed()
+
+
 def badge_of(page: Page, entry: int) -> Locator:
     return page.locator(f'#readings tr[data-index="{entry}"] .badge')
 
@@ -146,6 +154,7 @@ def test_the_page_draws_the_trends_and_verifies_each_reading_itself(served: Serv
     rows = page.locator("#readings tbody tr[data-index]")
     expect(rows).to_have_count(24)  # 120 observations, five a reading (BP is one)
     newest, sealed = (int(rows.nth(i).get_attribute("data-index") or -1) for i in (0, 5))
+    badge_of(page, sealed).scroll_into_view_if_needed()  # checked as they come into view
     expect(badge_of(page, sealed)).to_have_text("✓ verified", timeout=15_000)
     expect(badge_of(page, newest)).to_have_text("◷ pending")
     newest_values = rows.first.locator(".values")
@@ -166,10 +175,12 @@ def test_the_page_draws_the_trends_and_verifies_each_reading_itself(served: Serv
     expect(heart).to_have_attribute("data-points", re.compile(r"^[45]$"))  # 15-min buckets
     page.locator('[data-window="1h"]').click()
     expect(heart).to_have_attribute("data-points", str(READINGS))
+    bring_into_view(page, "#readings tbody tr")
     expect(page.locator(".badge.checking")).to_have_count(0, timeout=15_000)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "patient-desktop.png"), full_page=True)
     assert watched.problems() == []
+    page.context.close()
 
 
 def test_a_tampered_bundle_fails_naming_the_check(served: Served) -> None:
@@ -189,6 +200,7 @@ def test_a_tampered_bundle_fails_naming_the_check(served: Served) -> None:
     page = context.new_page()
     page.goto(f"{served.url}/ward/patients/{PATIENT}")
     sealed = page.locator("#readings tbody tr[data-index]").nth(3).locator(".badge")
+    sealed.scroll_into_view_if_needed()  # badges are checked as they come into view
     expect(sealed).to_have_text("✗ failed: device signature", timeout=15_000)
     context.unroute_all(behavior="ignoreErrors")  # the other rows' bundles still in flight
     context.close()
@@ -203,6 +215,7 @@ def test_a_changed_ledger_key_fails_every_badge(served: Served) -> None:
     page.goto(f"{served.url}/ward/patients/{PATIENT}")
     expect(page.locator("#key-pin")).to_contain_text("ledger key changed")
     sealed = page.locator("#readings tbody tr[data-index]").nth(3).locator(".badge")
+    sealed.scroll_into_view_if_needed()  # badges are checked as they come into view
     expect(sealed).to_have_text("✗ failed: ledger key", timeout=15_000)
     expect(sealed).to_have_attribute("title", "ledger key changed")
     context.close()
@@ -229,15 +242,14 @@ def test_documenting_changes_news2_and_the_page_fits_a_phone(served: Served) -> 
     rows = page.locator("#readings tbody tr")
     expect(rows.nth(7)).to_be_visible()
     expect(rows.nth(8)).to_be_hidden()  # a phone shows eight readings until asked for all
-    for row in range(8):  # badges are checked as they come into view
-        rows.nth(row).scroll_into_view_if_needed()
-    page.locator("#latest").scroll_into_view_if_needed()
+    bring_into_view(page, "#readings tbody tr:visible")
     expect(page.locator(".badge.checking:visible")).to_have_count(0, timeout=15_000)
     assert page.evaluate("document.documentElement.scrollWidth") <= 400
     page.screenshot(path=str(SCREENSHOTS / "patient-phone.png"), full_page=True)
     page.locator("#readings-more").click()
     expect(rows.nth(23)).to_be_visible()
     assert watched.problems() == []
+    page.context.close()
 
 
 def test_the_device_card_shows_what_the_devices_route_answers(served: Served) -> None:
