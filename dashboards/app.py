@@ -34,9 +34,12 @@ from dashboards.fhir_answers import add_fhir_errors
 from dashboards.fhir_routes import follow_ledger
 from dashboards.fhir_routes import router as fhir_router
 from dashboards.fhir_subscription_routes import SubscriptionSetup, add_subscriptions
+from dashboards.ledger_keys_routes import router as ledger_keys_router
 from dashboards.method_not_allowed import allow_every_method
+from dashboards.news2_history_routes import router as news2_history_router
 from dashboards.reads import Readers, ReadMetrics, ReadPool
 from dashboards.route_rules import Public, access, declare_path, document_rules
+from dashboards.ward_patient_page import add_ward_patient_page
 from dashboards.ward_routes import router as ward_router
 from devices.registry import DeviceRegistry
 from fhirserver.index import IndexReader, ObservationIndex
@@ -60,6 +63,8 @@ class DataSources:
     token_endpoint: str | None = None  # where apps get tokens (the FHIR CapabilityStatement)
     metrics: CollectorRegistry | None = None
     proof_cosignatures: int = 0  # witness cosignatures a served proof bundle carries, at least
+    ledger_key_file: Path | None = None  # the ledger's note verifier key (ledger.pub), served
+    witness_keys: tuple[str, ...] = ()  # the witnesses' verifier keys, served with it
     read_threads: int = 2  # threads running the API's reads, each with its own connections
     max_pending_reads: int = 64  # reads running or queued; past this, 503
     read_nice: int = 10  # the read threads' niceness above the process's (Linux); 0: none
@@ -112,6 +117,8 @@ def create_app(sources: DataSources) -> FastAPI:
         app.state.access_metrics = AccessMetrics(api_metrics)
         app.state.metrics = [r for r in (sources.metrics, api_metrics) if r is not None]
         app.state.proof_cosignatures = sources.proof_cosignatures
+        app.state.ledger_key_file = sources.ledger_key_file
+        app.state.witness_keys = sources.witness_keys
         app.state.news2_max_age_ms = sources.news2_max_age_ms
         app.state.clock_ms = sources.clock_ms
         app.state.device_limits = sources.device_limits
@@ -174,9 +181,12 @@ def create_app(sources: DataSources) -> FastAPI:
     app.include_router(alert_stream_router)  # before alert_router: /alerts/stream is no alert id
     app.include_router(alert_router)
     app.include_router(device_router)
+    app.include_router(ledger_keys_router)
+    app.include_router(news2_history_router)
     static = Path(__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     add_offline_docs(app)
+    add_ward_patient_page(app, static)
     for path in ("/static", "/docs", app.openapi_url or "/openapi.json"):
         declare_path(app, path, Public())  # assets and the API's description: no patient data
     document_rules(app)

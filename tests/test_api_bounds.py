@@ -40,6 +40,7 @@ VALID = {
     "bucket_s": "60",
     "alert_id": "0" * 32,  # no such alert: 404 after the gate
     "format": "json",  # /api/v1/me/consents?format=fhir
+    "window": "1h",  # /api/v1/patients/{id}/news2/history
     # FHIR (their search parameters: tests/test_fhir_search_params.py)
     "observation_id": "e4-8867-4",
     "provenance_id": "pe4-8867-4",

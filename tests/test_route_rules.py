@@ -39,6 +39,7 @@ from vitaltrail.settings import Settings
 # The only routes anyone may call without a token: none carries patient data.
 PUBLIC = (
     {"/", "/healthz", "/api/v1/checkpoint", "/static", "/docs", "/openapi.json"}
+    | {"/api/v1/ledger/keys", "/ward/patients/{patient_id}"}  # public keys; a page without data
     | {path for _, path in PUBLIC_ROUTES}  # sign-in, the token endpoint, discovery
     | {"/me"}  # the patient's page itself; its data comes from authenticated routes
     | {"/fhir/metadata"}  # the CapabilityStatement
@@ -49,6 +50,7 @@ PATIENT_DATA = {
     "/api/v1/patients/{patient_id}/vitals/{code}",
     "/api/v1/patients/{patient_id}/documented",
     "/api/v1/patients/{patient_id}/news2",
+    "/api/v1/patients/{patient_id}/news2/history",
     "/api/v1/ward",
     "/api/v1/alerts",
     "/api/v1/alerts/stream",  # server-sent events: the same gate as /api/v1/alerts

@@ -204,6 +204,8 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
         else None,
         metrics=metrics.registry if metrics else None,
         proof_cosignatures=settings.witness_quorum,
+        ledger_key_file=settings.ledger_key_path.with_suffix(".pub"),
+        witness_keys=tuple(w.key for w in settings.witness_settings()),
         read_threads=settings.api_read_threads,
         max_pending_reads=settings.api_max_pending_reads,
         read_nice=settings.api_read_nice,
