@@ -141,6 +141,10 @@ def test_a_reconnect_replays_what_it_missed(served: Served) -> None:
 
 
 def test_a_bad_last_event_id_is_refused_with_its_reason(served: Served) -> None:
+    for after in ("-1", str(2**63), "x", "1e3"):
+        reader = served.stream(query=f"?after={after}")
+        reader.close()
+        assert (reader.status, b"after" in reader.body) == (422, True), after
     for bad in ("-1", "abc", "9" * 30, "1 2", "0x10"):
         reader = served.stream({**served.dr_ward, "Last-Event-ID": bad})
         reader.close()
