@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from clinical.alert_store import AlertStore
-from clinical.alerts import AlertConfig
+from clinical.alerts import DEFAULT_STALE_AFTER_MS, AlertConfig
 from clinical.documented import DocumentedStore
 from clinical.news2 import DEFAULT_MAX_AGE_MS, Parameter
 from dashboards.access_deps import AccessMetrics, AccessServices, caller, enforce
@@ -63,6 +63,9 @@ class DataSources:
     subscriptions: SubscriptionSetup | None = None  # FHIR subscriptions; None: not offered
     news2_max_age_ms: Mapping[Parameter, int] = field(default_factory=lambda: DEFAULT_MAX_AGE_MS)
     alerts_interval_s: float = 5.0  # how often the alert engine evaluates the ward; 0: never
+    alerts_stale_after_ms: Mapping[Parameter, int] = field(
+        default_factory=lambda: DEFAULT_STALE_AFTER_MS
+    )
     clock_ms: Callable[[], int] = wall_clock_ms  # the alert engine's and the alert routes' now
 
     def open_readers(self) -> Readers:
@@ -114,7 +117,9 @@ def create_app(sources: DataSources) -> FastAPI:
                     )
                 )
             if sources.alerts_interval_s > 0:
-                config = AlertConfig(news2_max_age_ms=sources.news2_max_age_ms)
+                config = AlertConfig(
+                    sources.alerts_stale_after_ms, news2_max_age_ms=sources.news2_max_age_ms
+                )
                 tasks.append(
                     asyncio.create_task(
                         run_alerts(reads, config, sources.alerts_interval_s, sources.clock_ms)

@@ -184,6 +184,7 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
         documented=settings.documented_path,
         alerts=settings.alerts_path,
         alerts_interval_s=settings.alerts_interval_s,
+        alerts_stale_after_ms=settings.alerts_stale_after_ms,
         token_endpoint=issuer_config(settings).token_endpoint
         if settings.trust_embedded_issuer
         else None,
