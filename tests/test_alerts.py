@@ -148,6 +148,9 @@ def test_the_stale_setting_gives_every_measured_vital_one_limit_or_the_defaults(
     assert Settings().alerts_stale_after_ms == DEFAULT_STALE_AFTER_MS
     stale = evaluate(patient(at_ms=0), 6_501, AlertConfig(short.alerts_stale_after_ms))
     assert {c.key.parameter for c in stale} == set(MEASURED_LOINC)
+    assert {c.message for c in stale if c.key.parameter == "pulse"} == {
+        "no pulse reading for 6 s (limit 6 s)"  # not "0 min (limit 0 min)"
+    }
     assert evaluate(patient(at_ms=0), 6_501, AlertConfig(Settings().alerts_stale_after_ms)) == []
 
 
