@@ -30,10 +30,9 @@ from playwright.sync_api import Page, expect, sync_playwright
 from clinical.alerts import rank
 from clinical.documented import DocumentedStore
 from clinical.news2 import MEASURED_LOINC, Measured, Observations, Tier, score
-from devices.publisher import BrokerAddress, PublisherConfig
+from devices.publisher import BrokerAddress
 from devices.vitals import BODY_TEMPERATURE, HEART_RATE, RESPIRATORY_RATE, SPO2
 from ingest.store import wall_clock_ms
-from simulator.fleet import Fleet
 from simulator.scenarios import Scenario, apply_scenarios
 from simulator.ward import build_ward
 from tests.browser.test_dashboard_page import CHROMIUM_ARGS
@@ -42,14 +41,8 @@ from tests.browser.test_patient_page import WIDER_THAN_VIEWPORT, watch
 from tests.live_system import LiveSystem
 from tests.servers import Mosquitto
 from tests.stack import settings_for, wait_for
-from vitaltrail.access_commands import open_directory
-from vitaltrail.demo import register_ward
-from vitaltrail.demo_accounts import (
-    CLINICIAN,
-    DEMO_ACTOR,
-    assign_demo_ward,
-    ensure_demo_accounts,
-)
+from vitaltrail.demo import demo_fleet
+from vitaltrail.demo_accounts import CLINICIAN
 from vitaltrail.mosquitto import free_port
 from vitaltrail.runtime import open_store
 from vitaltrail.settings import Settings
@@ -138,16 +131,7 @@ def live(mosquitto: Mosquitto, tmp_path_factory: pytest.TempPathFactory) -> Iter
     ward = build_ward(DEVICES, SEED)
     assert sorted(ward.patients) == ["patient-001", "patient-002", "patient-003"]
     apply_scenarios(ward, [DETERIORATION, SILENCE])
-    fleet = Fleet(
-        ward,
-        BrokerAddress(port=mosquitto.port),
-        settings.simulator_dir,
-        PublisherConfig(topic_root=settings.topic_root),
-    )
-    register_ward(fleet, settings.registry_path)
-    with open_directory(settings, DEMO_ACTOR) as directory:
-        accounts = ensure_demo_accounts(directory, settings.data_dir)
-        assign_demo_ward(directory, accounts.clinician, ward.patients)
+    fleet, accounts = demo_fleet(settings, ward, BrokerAddress(port=mosquitto.port))
     password = demo_passwords(accounts.passwords_file)[CLINICIAN]
     with sync_playwright() as p:
         browser = p.chromium.launch(
