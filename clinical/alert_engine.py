@@ -5,20 +5,24 @@ values (one query, not one per patient) and each patient's documented values, mo
 alerts by what holds now, and saves the changes. A round runs with no new data as well as with
 it: a vital that stops arriving raises its stale alert on the clock alone.
 
-Device-silent and signature-failure alerts need each device's last message and failure count;
-neither the store nor the registry keeps them yet, so a round raises clinical alerts only.
+Technical alerts come from each device's state as the ingestor keeps it
+(``ingest.device_status``) and the registry's map of active devices to patients: a patient with
+a device and no vitals yet is evaluated too (a band that never sent anything is silent).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from clinical.alert_store import AlertStore
-from clinical.alerts import AlertConfig, Event, PatientState, apply, evaluate
+from clinical.alerts import AlertConfig, DeviceState, Event, PatientState, apply, evaluate
 from clinical.documented import DocumentedStore
 from clinical.news2 import Observations, Timed
+from devices.registry import DeviceRecord
+from ingest.device_status import DeviceStatus
 
 
 class LatestValue(Timed, Protocol):
@@ -29,6 +33,22 @@ class LatestValue(Timed, Protocol):
 
     @property
     def code(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class WardDevice:
+    """An active device of the registry (``devices.registry.DeviceRecord`` gives these)."""
+
+    device_id: str
+    patient_id: str
+    registered_ms: int
+
+
+def active_devices(records: Iterable[DeviceRecord]) -> list[WardDevice]:
+    """The registry's devices that are not revoked, each with its patient."""
+    return [
+        WardDevice(r.device_id, r.patient_id, r.registered_at_ms) for r in records if not r.revoked
+    ]
 
 
 WRITING = threading.Lock()
@@ -42,18 +62,41 @@ def evaluate_ward(
     alerts: AlertStore,
     now_ms: int,
     config: AlertConfig,
+    *,
+    devices: Iterable[WardDevice] = (),
+    statuses: Mapping[str, DeviceStatus] | None = None,
 ) -> list[Event]:
-    """Evaluate every patient in ``latest`` at ``now_ms``, save and return the events. Open
-    alerts of patients with no values in ``latest`` are left as they are."""
+    """Evaluate every patient in ``latest`` or with a device in ``devices`` at ``now_ms``,
+    save and return the events. ``statuses`` are the devices' states by id, with failures
+    counted over ``config.devices.signature_window_ms``. Open alerts of patients with neither
+    are left as they are."""
     vitals: dict[str, dict[str, Timed]] = {}
     for value in latest:
         vitals.setdefault(value.patient_id, {})[value.code] = value
+    worn: dict[str, dict[str, DeviceState]] = {}
+    for device in devices:
+        status = (statuses or {}).get(device.device_id)
+        worn.setdefault(device.patient_id, {})[device.device_id] = _device_state(device, status)
     conditions = []
-    for patient_id, by_code in sorted(vitals.items()):
+    for patient_id in sorted(vitals.keys() | worn.keys()):
         d = documented.latest(patient_id)
+        by_code = vitals.get(patient_id, {})
         observations = Observations(by_code, d.consciousness, d.air_or_oxygen, d.spo2_scale)
-        conditions.extend(evaluate(PatientState(patient_id, observations), now_ms, config))
+        state = PatientState(patient_id, observations, worn.get(patient_id, {}))
+        conditions.extend(evaluate(state, now_ms, config))
     with WRITING:
-        _, events = apply(alerts.current(), conditions, now_ms, patients=vitals)
+        _, events = apply(alerts.current(), conditions, now_ms, patients=vitals.keys() | worn)
         alerts.save(events)
     return events
+
+
+def _device_state(device: WardDevice, status: DeviceStatus | None) -> DeviceState:
+    """A device never heard from is silent since it was registered."""
+    if status is None:
+        return DeviceState(device.registered_ms)
+    seen = status.last_seen_ms
+    return DeviceState(
+        device.registered_ms if seen is None else max(seen, device.registered_ms),
+        status.recent_failures,
+        status.battery_pct,
+    )

@@ -9,7 +9,8 @@ durable on return, so the current alerts always match the end of the history.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from clinical.alerts import Alert, AlertKey, Event, EventKind, Kind, State
@@ -142,6 +143,26 @@ class AlertStore:
             (patient_id, max(0, min(limit, MAX_HISTORY))),
         ).fetchall()
         return [Event(EventKind(r[0]), _alert(r[3:]), r[1], r[2]) for r in rows]
+
+    def last_seq(self) -> int:
+        """The sequence number of the newest event (0: none yet): where a live feed starts."""
+        row = self._db.execute("SELECT max(seq) FROM alert_event").fetchone()
+        return int(row[0] or 0)
+
+    def events_after(
+        self, seq: int, patients: Collection[str], limit: int = MAX_HISTORY
+    ) -> list[tuple[int, Event]]:
+        """The events of ``patients`` after ``seq``, oldest first, with their sequence numbers:
+        what a feed that stopped at ``seq`` missed."""
+        if not patients:
+            return []
+        rows = self._db.execute(
+            f"SELECT seq, event, time_ms, by, {_ALERT_COLUMNS} FROM alert_event"
+            " WHERE seq > ? AND patient_id IN (SELECT value FROM json_each(?))"
+            " ORDER BY seq LIMIT ?",
+            (seq, json.dumps(sorted(patients)), max(0, min(limit, MAX_HISTORY))),
+        ).fetchall()
+        return [(r[0], Event(EventKind(r[1]), _alert(r[4:]), r[2], r[3])) for r in rows]
 
     def close(self) -> None:
         self._db.close()

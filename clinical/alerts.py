@@ -7,7 +7,8 @@ dangerous case, a device gone quiet):
 - :func:`evaluate` turns one patient's state at ``now_ms`` into the :class:`Condition` s that
   hold: a NEWS2 tier of low-medium or above (one alert whose severity is the tier), a single
   parameter scoring 3 (named by parameter), a vital with no reading for its stale limit, and,
-  apart from these clinical ones, technical conditions of a device (silent, signature failures).
+  apart from these clinical ones, technical conditions of a device (silent, battery low,
+  repeated signature failures), each named by the device.
 - :func:`apply` moves the current alerts by the conditions: raise, escalate, resolve, and the
   rules clinicians taught (Nightscout, OpenICE): a snooze holds until it expires even while the
   condition stays true, then a still-true condition raises once; an acknowledged alert whose
@@ -19,7 +20,7 @@ dangerous case, a device gone quiet):
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
@@ -50,6 +51,7 @@ class Kind(StrEnum):
     STALE = "stale"  # no reading of a vital for its limit
     DEVICE_SILENT = "device-silent"  # no message from a device for its limit
     SIGNATURE_FAILURES = "signature-failures"  # a device's messages failed verification
+    BATTERY_LOW = "battery-low"  # a device reported a low battery
 
 
 CATEGORY: Mapping[Kind, Category] = MappingProxyType(
@@ -59,13 +61,9 @@ CATEGORY: Mapping[Kind, Category] = MappingProxyType(
         Kind.STALE: Category.CLINICAL,
         Kind.DEVICE_SILENT: Category.TECHNICAL,
         Kind.SIGNATURE_FAILURES: Category.TECHNICAL,
+        Kind.BATTERY_LOW: Category.TECHNICAL,
     }
 )
-
-LATCHED = frozenset({Kind.SIGNATURE_FAILURES})
-"""Kinds whose condition is an event, not a lasting fact (failures counted since the last
-evaluation): the alert stays open until someone has acknowledged it, then resolves when the
-condition is absent."""
 
 
 class State(StrEnum):
@@ -179,7 +177,6 @@ DEFAULT_STALE_AFTER_MS: Mapping[Parameter, int] = MappingProxyType(
 """No reading of a vital for longer than this raises a stale alert (a continuous wearable
 reports pulse and SpO2 every few seconds, blood pressure by cuff far less often)."""
 
-DEFAULT_DEVICE_SILENT_MS = 5 * MINUTE_MS
 MAX_SNOOZE_MS = 4 * 60 * MINUTE_MS  # a snooze longer than a few hours is forgetting a patient
 
 
@@ -187,8 +184,25 @@ MAX_SNOOZE_MS = 4 * 60 * MINUTE_MS  # a snooze longer than a few hours is forget
 class DeviceState:
     """What the ingestor knows of one of the patient's devices."""
 
-    last_message_ms: int
-    signature_failures: int = 0  # messages that failed verification since the last evaluation
+    last_message_ms: int  # the last message that verified (never: when it was registered)
+    signature_failures: int = 0  # messages that failed verification in the limits' window
+    battery_pct: int | None = None  # the latest charge it reported; None: never reported
+
+
+@dataclass(frozen=True)
+class DeviceLimits:
+    """When a device's state is a technical alert."""
+
+    silent_ms: int = 2 * MINUTE_MS  # no verified message for longer than this
+    battery_low_pct: int = 20  # a reported charge at or below this
+    signature_failures: int = 3  # this many failed signatures within the window
+    signature_window_ms: int = 10 * MINUTE_MS
+
+    def __post_init__(self) -> None:
+        if min(self.silent_ms, self.signature_window_ms) < 0:
+            raise ValueError("a silent limit or a failure window is negative")
+        if not 0 <= self.battery_low_pct <= 100 or self.signature_failures < 1:
+            raise ValueError("a battery limit is a percent, a failure limit at least 1")
 
 
 @dataclass(frozen=True)
@@ -202,15 +216,15 @@ class PatientState:
 class AlertConfig:
     # A vital left out of ``stale_after_ms`` raises no stale alert.
     stale_after_ms: Mapping[Parameter, int] = field(default_factory=lambda: DEFAULT_STALE_AFTER_MS)
-    device_silent_ms: int = DEFAULT_DEVICE_SILENT_MS
+    devices: DeviceLimits = field(default_factory=DeviceLimits)
     news2_max_age_ms: Mapping[Parameter, int] = field(default_factory=lambda: DEFAULT_MAX_AGE_MS)
 
     def __post_init__(self) -> None:
         for parameter in self.stale_after_ms:
             if parameter not in MEASURED_LOINC:
                 raise ValueError(f"{parameter}: only a measured vital has a stale limit")
-        if min((*self.stale_after_ms.values(), self.device_silent_ms), default=0) < 0:
-            raise ValueError("a stale or silent limit is negative")
+        if min(self.stale_after_ms.values(), default=0) < 0:
+            raise ValueError("a stale limit is negative")
 
 
 def _span(ms: int) -> str:
@@ -260,25 +274,33 @@ def evaluate(state: PatientState, now_ms: int, config: AlertConfig) -> list[Cond
                 )
             )
     for device_id, device in sorted(state.devices.items()):
-        silent = now_ms - device.last_message_ms
-        if silent > config.device_silent_ms:
-            out.append(
-                Condition(
-                    AlertKey(patient, Kind.DEVICE_SILENT, device_id),
-                    Tier.LOW,
-                    f"device {device_id} silent for {silent // MINUTE_MS} min",
-                )
-            )
-        if device.signature_failures > 0:
-            out.append(
-                Condition(
-                    AlertKey(patient, Kind.SIGNATURE_FAILURES, device_id),
-                    Tier.LOW,
-                    f"{device.signature_failures} message(s) from device {device_id}"
-                    " failed signature verification",
-                )
-            )
+        out.extend(_technical(patient, device_id, device, now_ms, config.devices))
     return out
+
+
+def _technical(
+    patient: str, device_id: str, device: DeviceState, now_ms: int, limits: DeviceLimits
+) -> Iterator[Condition]:
+    silent = now_ms - device.last_message_ms
+    if silent > limits.silent_ms:
+        yield Condition(
+            AlertKey(patient, Kind.DEVICE_SILENT, device_id),
+            Tier.LOW,
+            f"device {device_id} silent for {silent // MINUTE_MS} min",
+        )
+    if device.battery_pct is not None and device.battery_pct <= limits.battery_low_pct:
+        yield Condition(
+            AlertKey(patient, Kind.BATTERY_LOW, device_id),
+            Tier.LOW,
+            f"device {device_id} battery at {device.battery_pct} %",
+        )
+    if device.signature_failures >= limits.signature_failures:
+        yield Condition(
+            AlertKey(patient, Kind.SIGNATURE_FAILURES, device_id),
+            Tier.LOW,
+            f"{device.signature_failures} message(s) claiming device {device_id} failed"
+            f" signature verification in {limits.signature_window_ms // MINUTE_MS} min",
+        )
 
 
 # ---- states ------------------------------------------------------------------------------
@@ -320,9 +342,7 @@ def _step(
         and now_ms >= alert.snoozed_until_ms
     )
     if condition is None:
-        holds = alert.state is State.SNOOZED and not expired  # a snooze holds until it expires
-        latched = alert.key.kind in LATCHED and alert.state is not State.ACKNOWLEDGED
-        if holds or latched:
+        if alert.state is State.SNOOZED and not expired:  # a snooze holds until it expires
             return alert, None
         resolved = replace(alert, state=State.RESOLVED, updated_ms=now_ms, resolved_ms=now_ms)
         return None, Event(EventKind.RESOLVED, resolved, now_ms)
@@ -352,7 +372,7 @@ def apply(
     """The open alerts after the conditions that hold at ``now_ms``, and the events on the way.
 
     ``current`` holds the open alerts by key. An open alert whose key has no condition resolves
-    (unless snoozed and unexpired, or latched and unacknowledged). ``patients`` limits that to
+    (unless snoozed and unexpired). ``patients`` limits that to
     the patients evaluated (None: every patient in ``current``), so an engine may evaluate a
     ward in parts. Conditions are pure data; the only impurity is ``new_id``."""
     by_key: dict[AlertKey, Condition] = {}

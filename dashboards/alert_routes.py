@@ -2,7 +2,8 @@
 
 :func:`run_alerts` runs in the app's lifespan: every ``alerts_interval_s`` it evaluates every
 patient with data (``clinical.alert_engine``) on the read pool, new readings or not, so a vital
-that stops arriving raises its stale alert on the clock alone.
+that stops arriving raises its stale alert on the clock alone; in between, every ``follow_s``,
+the patients whose latest values moved, so a crossing raises its alert within about that.
 
 ``GET /api/v1/alerts``: the open alerts of the patients the caller may see (the ward listing's
 gate, recorded). ``GET /api/v1/patients/{patient_id}/alerts``: one patient's open alerts and
@@ -17,14 +18,16 @@ snooze past the limit is a 422 in FastAPI's shape, its ``type`` bad-snooze.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request
 
 from access.policy import Decision, safe_id
-from clinical.alert_engine import WRITING, evaluate_ward
+from clinical.alert_engine import WRITING, LatestValue, active_devices, evaluate_ward
 from clinical.alerts import (
     Alert,
     AlertConfig,
@@ -36,6 +39,7 @@ from clinical.alerts import (
 )
 from clinical.news2 import MEASURED_LOINC, MINUTE_MS, Parameter
 from dashboards.access_deps import Caller, PathPatient, PathPatientWrite, PatientId, VisiblePatients
+from dashboards.alert_hub import FOLLOW_S, AlertHub, hub_of
 from dashboards.alert_schemas import AlertOut, EventOut, PatientAlerts, SnoozeIn
 from dashboards.reads import Readers, ReadPool, read_pool
 from dashboards.refusals import RefusalOut, Refused, RefusingRoute, error, invalid_body
@@ -52,23 +56,75 @@ ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+class ReadingsFollower:
+    """Which patients have new readings since the last look: the store's latest value of each
+    vital is compared with the one seen before (one small query, not a scan of readings)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], tuple[int, float]] | None = None
+
+    def changed(self, latest: Iterable[LatestValue]) -> set[str]:
+        """The patients whose latest values moved (none on the first look: a full round
+        covers them)."""
+        now = {(v.patient_id, v.code): (v.time_ms, v.value) for v in latest}
+        before, self._seen = self._seen, now
+        if before is None:
+            return set()
+        return {key[0] for key, value in now.items() if before.get(key) != value}
+
+
 async def run_alerts(
-    reads: ReadPool, config: AlertConfig, interval_s: float, clock_ms: Callable[[], int]
+    reads: ReadPool,
+    config: AlertConfig,
+    interval_s: float,
+    clock_ms: Callable[[], int],
+    *,
+    follow_s: float = FOLLOW_S,
+    hub: AlertHub | None = None,
 ) -> None:
-    """Evaluate the ward every ``interval_s`` until cancelled. A busy pool or a failed round
-    is tried again the next time."""
+    """Evaluate the ward every ``interval_s``, and every ``follow_s`` the patients with new
+    readings, until cancelled: a reading crossing a threshold raises its alert within about
+    ``follow_s``, a vital that stops arriving its stale alert on the clock. One task does both,
+    so a round on older values never overwrites a newer one's change. A busy pool or a failed
+    round is tried again the next time. ``hub`` hears of changed alerts and new readings."""
+    follower = ReadingsFollower()
+    step_s = min(interval_s, follow_s) if follow_s > 0 else interval_s
+    next_full = time.monotonic() + interval_s
+
+    def round_(r: Readers, *, full: bool) -> tuple[list[Event], bool]:
+        latest = r.store.latest()
+        changed = follower.changed(latest)
+        if not (full or changed):
+            return [], False
+        chosen = latest if full else [v for v in latest if v.patient_id in changed]
+        now = clock_ms()
+        worn = [d for d in active_devices(r.registry.all()) if full or d.patient_id in changed]
+        window = config.devices.signature_window_ms
+        statuses = (
+            r.device_status.statuses(now, window, [d.device_id for d in worn]) if worn else {}
+        )
+        events = evaluate_ward(
+            chosen, r.documented, r.alerts, now, config, devices=worn, statuses=statuses
+        )
+        return events, bool(changed)
+
     while True:
-        await asyncio.sleep(interval_s)
+        await asyncio.sleep(step_s)
+        full = time.monotonic() >= next_full
+        if full:
+            next_full = time.monotonic() + interval_s
         try:
-            await reads.run(
-                lambda r: evaluate_ward(
-                    r.store.latest(), r.documented, r.alerts, clock_ms(), config
-                )
-            )
+            events, readings = await reads.run(functools.partial(round_, full=full))
         except HTTPException:
             continue  # the pool is busy with requests: the next round catches up
         except Exception as exc:  # the next round tries again
             log.warning("an alert round failed: %s", type(exc).__name__)
+            continue
+        if hub is not None:
+            if readings:
+                hub.readings_arrived(clock_ms())
+            if events:
+                hub.alerts_changed()
 
 
 def _codes(alert: Alert) -> tuple[str, ...]:
@@ -80,7 +136,7 @@ def _codes(alert: Alert) -> tuple[str, ...]:
     return ()
 
 
-def _shown(decision: Decision, alert: Alert) -> bool:
+def shown(decision: Decision, alert: Alert) -> bool:
     """An app sees an alert only if its consents cover every vital the alert is about."""
     return all(decision.shows(code) for code in _codes(alert))
 
@@ -90,11 +146,11 @@ def _shown(decision: Decision, alert: Alert) -> bool:
 async def ward_alerts(request: Request, listing: VisiblePatients) -> list[AlertOut]:
     """The open alerts of the patients the caller may see, most severe first."""
     decision = listing.decision
-    shown = set(decision.patients) if decision.permit else set()
-    if not shown:
+    visible = set(decision.patients) if decision.permit else set()
+    if not visible:
         return []
     current = await read_pool(request).run(lambda r: r.alerts.current())
-    alerts = [a for a in current.values() if a.key.patient_id in shown and _shown(decision, a)]
+    alerts = [a for a in current.values() if a.key.patient_id in visible and shown(decision, a)]
     return [AlertOut.of(a) for a in sorted(alerts, key=AlertOut.order)]
 
 
@@ -111,9 +167,9 @@ async def patient_alerts(
         return PatientAlerts(
             patient_id=patient_id,
             open=[
-                AlertOut.of(a) for a in sorted(current, key=AlertOut.order) if _shown(decision, a)
+                AlertOut.of(a) for a in sorted(current, key=AlertOut.order) if shown(decision, a)
             ],
-            history=[EventOut.of(e) for e in history if _shown(decision, e.alert)],
+            history=[EventOut.of(e) for e in history if shown(decision, e.alert)],
         )
 
     return await read_pool(request).run(read)
@@ -145,7 +201,11 @@ async def _act(
             r.alerts.save([event])
             return done
 
-    return AlertOut.of(await read_pool(request).run(act))
+    done = await read_pool(request).run(act)
+    hub = hub_of(request.app)
+    if hub is not None:
+        hub.alerts_changed()
+    return AlertOut.of(done)
 
 
 @router.post(PATIENT_ALERTS + "/{alert_id}/acknowledge", responses=ACTION_RESPONSES)

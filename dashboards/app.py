@@ -15,16 +15,19 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from clinical.alert_store import AlertStore
-from clinical.alerts import DEFAULT_STALE_AFTER_MS, AlertConfig
+from clinical.alerts import DEFAULT_STALE_AFTER_MS, AlertConfig, DeviceLimits
 from clinical.documented import DocumentedStore
 from clinical.news2 import DEFAULT_MAX_AGE_MS, Parameter
 from dashboards.access_deps import AccessMetrics, AccessServices, caller, enforce
 from dashboards.access_log import router as access_log_router
+from dashboards.alert_hub import FOLLOW_S, HUB, SERVER_EXITING, AlertHub, StreamLimits
 from dashboards.alert_routes import router as alert_router
 from dashboards.alert_routes import run_alerts
+from dashboards.alert_stream import router as alert_stream_router
 from dashboards.api import router
 from dashboards.auth_routes import WebAuth, add_auth
 from dashboards.consent_routes import consent_router
+from dashboards.device_routes import router as device_router
 from dashboards.docs_page import add_offline_docs
 from dashboards.documented_routes import router as documented_router
 from dashboards.fhir_answers import add_fhir_errors
@@ -37,6 +40,7 @@ from dashboards.route_rules import Public, access, declare_path, document_rules
 from dashboards.ward_routes import router as ward_router
 from devices.registry import DeviceRegistry
 from fhirserver.index import IndexReader, ObservationIndex
+from ingest.device_status import DeviceStatusStore
 from ingest.store import TimeSeriesStore, wall_clock_ms
 from ledger.ledger import LedgerReader
 
@@ -52,6 +56,7 @@ class DataSources:
     fhir_index: Path  # the FHIR observation index's file (fhirserver.index), built as it goes
     documented: Path  # what staff document for NEWS2 (clinical.documented), append-only
     alerts: Path  # the open alerts and their history (clinical.alert_store)
+    device_status: Path  # each device's technical state, kept by the ingestor
     token_endpoint: str | None = None  # where apps get tokens (the FHIR CapabilityStatement)
     metrics: CollectorRegistry | None = None
     proof_cosignatures: int = 0  # witness cosignatures a served proof bundle carries, at least
@@ -67,6 +72,9 @@ class DataSources:
         default_factory=lambda: DEFAULT_STALE_AFTER_MS
     )
     clock_ms: Callable[[], int] = wall_clock_ms  # the alert engine's and the alert routes' now
+    device_limits: DeviceLimits = field(default_factory=DeviceLimits)  # technical alerts
+    alerts_follow_s: float = FOLLOW_S  # how often the engine looks for new readings; 0: never
+    alert_streams: StreamLimits = field(default_factory=StreamLimits)  # the alerts' SSE
 
     def open_readers(self) -> Readers:
         """One reader thread's own connections (all or none)."""
@@ -82,8 +90,10 @@ class DataSources:
             documented = DocumentedStore(self.documented)
             opened.callback(documented.close)
             alerts = AlertStore(self.alerts)
+            opened.callback(alerts.close)
+            device_status = DeviceStatusStore(self.device_status)
             opened.pop_all()
-        return Readers(ledger, store, registry, observations, documented, alerts)
+        return Readers(ledger, store, registry, observations, documented, alerts, device_status)
 
 
 def create_app(sources: DataSources) -> FastAPI:
@@ -107,6 +117,10 @@ def create_app(sources: DataSources) -> FastAPI:
         app.state.proof_cosignatures = sources.proof_cosignatures
         app.state.news2_max_age_ms = sources.news2_max_age_ms
         app.state.clock_ms = sources.clock_ms
+        app.state.device_limits = sources.device_limits
+        hub = AlertHub(sources.alert_streams)
+        setattr(app.state, HUB, hub)
+        setattr(app.state, SERVER_EXITING, [hub.close])  # open streams end before uvicorn waits
         tasks: list[asyncio.Task[None]] = []
         try:
             await reads.run(lambda _: None)  # the data is there to read: fail at start, not later
@@ -118,15 +132,25 @@ def create_app(sources: DataSources) -> FastAPI:
                 )
             if sources.alerts_interval_s > 0:
                 config = AlertConfig(
-                    sources.alerts_stale_after_ms, news2_max_age_ms=sources.news2_max_age_ms
+                    sources.alerts_stale_after_ms,
+                    news2_max_age_ms=sources.news2_max_age_ms,
+                    devices=sources.device_limits,
                 )
                 tasks.append(
                     asyncio.create_task(
-                        run_alerts(reads, config, sources.alerts_interval_s, sources.clock_ms)
+                        run_alerts(
+                            reads,
+                            config,
+                            sources.alerts_interval_s,
+                            sources.clock_ms,
+                            follow_s=sources.alerts_follow_s,
+                            hub=hub,
+                        )
                     )
                 )
             yield
         finally:
+            hub.close()
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -152,7 +176,9 @@ def create_app(sources: DataSources) -> FastAPI:
         add_subscriptions(app, sources.subscriptions)
     app.include_router(documented_router)
     app.include_router(ward_router)
+    app.include_router(alert_stream_router)  # before alert_router: /alerts/stream is no alert id
     app.include_router(alert_router)
+    app.include_router(device_router)
     static = Path(__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     add_offline_docs(app)

@@ -33,6 +33,7 @@ from clinical.alert_store import AlertStore
 from clinical.documented import DocumentedStore
 from devices.registry import DeviceRegistry
 from fhirserver.index import IndexReader
+from ingest.device_status import DeviceStatusStore
 from ingest.store import TimeSeriesStore
 from ledger.ledger import LedgerReader
 
@@ -55,6 +56,7 @@ class Readers:
     observations: IndexReader  # the FHIR observation index (fhirserver.index)
     documented: DocumentedStore  # what staff document for NEWS2 (written here too)
     alerts: AlertStore  # the open alerts and their history (written here too)
+    device_status: DeviceStatusStore  # each device's technical state (the ingestor writes it)
 
     def close(self) -> None:
         part: _Closeable
@@ -65,6 +67,7 @@ class Readers:
             self.observations,
             self.documented,
             self.alerts,
+            self.device_status,
         ):
             try:
                 part.close()

@@ -99,11 +99,12 @@ class DevicePublisher:
     def backlog(self) -> int:
         return len(self._outbox)
 
-    def submit(self, samples: Sequence[Sample]) -> int:
-        """Sign a reading of ``samples`` with the next sequence number and queue it durably."""
+    def submit(self, samples: Sequence[Sample], battery_pct: int | None = None) -> int:
+        """Sign a reading of ``samples`` (and the battery's charge, when given) with the next
+        sequence number and queue it durably."""
 
         def signed(seq: int) -> bytes:
-            reading = Reading(self.device_id, seq, tuple(samples))
+            reading = Reading(self.device_id, seq, tuple(samples), battery_pct)
             return sign1(self._signer, encode_reading(reading))
 
         seq = self._outbox.add(signed)

@@ -2,8 +2,11 @@
 
 A reading is a CBOR map with text keys::
 
-    {"device": "ward3-bed12-band", "seq": 42,
+    {"device": "ward3-bed12-band", "seq": 42, "battery": 87,
      "samples": [{"code": "8867-4", "unit": "/min", "value": 72, "time": 1763700000000}]}
+
+``battery`` (optional) is the device's charge in whole percent, 0..100: signed with the vitals,
+so a forged battery level is as impossible as a forged heart rate.
 
 ``code`` is a LOINC code, ``unit`` a UCUM unit, ``time`` integer milliseconds since the Unix
 epoch (UTC). The encoding must be deterministic (sorted keys, shortest integers and floats),
@@ -34,6 +37,7 @@ FLOAT_FROM = 2**53  # whole values this large are written as floats (see _cbor_n
 MAX_TIME_MS = 2**53  # well past year 285,000; keeps values exact as floats in JSON clients
 
 _READING_KEYS = frozenset({"device", "seq", "samples"})
+_OPTIONAL_KEYS = frozenset({"battery"})
 _SAMPLE_KEYS = frozenset({"code", "unit", "value", "time"})
 
 
@@ -55,22 +59,23 @@ class Reading:
     device_id: str
     seq: int
     samples: tuple[Sample, ...]
+    battery_pct: int | None = None  # the device's charge, whole percent; None: not reported
 
 
 def encode_reading(reading: Reading) -> bytes:
     """The deterministic CBOR bytes of a reading (validated first)."""
     _check_reading(reading)
-    return cbor2.dumps(
-        {
-            "device": reading.device_id,
-            "seq": reading.seq,
-            "samples": [
-                {"code": s.code, "unit": s.unit, "value": _cbor_number(s.value), "time": s.time_ms}
-                for s in reading.samples
-            ],
-        },
-        canonical=True,
-    )
+    obj: dict[str, Any] = {
+        "device": reading.device_id,
+        "seq": reading.seq,
+        "samples": [
+            {"code": s.code, "unit": s.unit, "value": _cbor_number(s.value), "time": s.time_ms}
+            for s in reading.samples
+        ],
+    }
+    if reading.battery_pct is not None:
+        obj["battery"] = reading.battery_pct
+    return cbor2.dumps(obj, canonical=True)
 
 
 @decoder(PayloadError, "the reading")
@@ -80,14 +85,18 @@ def decode_reading(payload: bytes) -> Reading:
         obj = cbor2.loads(payload)
     except Exception as exc:  # cbor2 raises several types, including ValueError/TypeError
         raise PayloadError(f"payload is not valid CBOR ({type(exc).__name__})") from exc
-    if not isinstance(obj, dict) or set(obj) != _READING_KEYS:
-        raise PayloadError(f"payload must be a map with keys {sorted(_READING_KEYS)}")
+    if not isinstance(obj, dict) or not _READING_KEYS <= set(obj) <= _READING_KEYS | _OPTIONAL_KEYS:
+        raise PayloadError(
+            f"payload must be a map with keys {sorted(_READING_KEYS)} and optionally"
+            f" {sorted(_OPTIONAL_KEYS)}"
+        )
     device_id, seq, raw_samples = obj["device"], obj["seq"], obj["samples"]
     if not isinstance(device_id, str) or not is_valid_device_id(device_id):
         raise PayloadError("device must be 1-64 characters of [A-Za-z0-9._-]")
     if not isinstance(raw_samples, list) or not 1 <= len(raw_samples) <= MAX_SAMPLES:
         raise PayloadError(f"samples must be an array of 1 to {MAX_SAMPLES} samples")
-    reading = Reading(device_id, _int(seq, "seq"), tuple(_sample(s) for s in raw_samples))
+    battery = _int(obj["battery"], "battery") if "battery" in obj else None
+    reading = Reading(device_id, _int(seq, "seq"), tuple(_sample(s) for s in raw_samples), battery)
     if encode_reading(reading) != payload:
         raise PayloadError("payload is not deterministically encoded CBOR (RFC 8949 4.2)")
     return reading
@@ -117,6 +126,8 @@ def _check_reading(reading: Reading) -> None:
         raise PayloadError("device must be 1-64 characters of [A-Za-z0-9._-]")
     if not 0 <= reading.seq <= MAX_SEQ:
         raise PayloadError(f"seq must be in [0, {MAX_SEQ}]")
+    if reading.battery_pct is not None and not 0 <= reading.battery_pct <= 100:
+        raise PayloadError("battery must be a whole percent in [0, 100]")
     if not 1 <= len(reading.samples) <= MAX_SAMPLES:
         raise PayloadError(f"a reading holds 1 to {MAX_SAMPLES} samples")
     for sample in reading.samples:

@@ -55,6 +55,9 @@ class Admitted:
 class Rejected:
     reason: Reason
     detail: str
+    # the registered device whose key the message names, when its signature failed: a failure
+    # counts against the device the message claims to come from (ingest.device_status)
+    device_id: str | None = None
 
 
 Lookup = Callable[[bytes], DeviceRecord | None]
@@ -98,7 +101,7 @@ def check_message(
     try:
         message.verify(device.key)
     except SignatureError as exc:
-        return Rejected(Reason.BAD_SIGNATURE, str(exc))
+        return Rejected(Reason.BAD_SIGNATURE, str(exc), device.device_id)
     try:
         reading = decode_reading(message.payload)
     except PayloadError as exc:

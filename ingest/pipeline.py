@@ -18,6 +18,7 @@ journal - finds the entries logged (DUPLICATE) and adds nothing.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from access.journal import Pending
 from devices.registry import KeyEvent
 from ingest.access_copy import JournalSource
 from ingest.checks import Admitted, BatchChecker, Limits, Lookup, Rejected, Verdict
+from ingest.device_status import DeviceStatusStore, StatusBatch
 from ingest.mqtt_source import InboundMessage
 from ingest.quarantine import Quarantine, QuarantineRecord, Stored
 from ingest.reasons import Reason
@@ -82,6 +84,7 @@ class Pipeline:
         topic_root: str,
         limits: Limits | None = None,
         journal: JournalSource | None = None,
+        device_status: DeviceStatusStore | None = None,
     ) -> None:
         self.ledger = ledger
         self.store = store
@@ -89,6 +92,8 @@ class Pipeline:
         self.checker = BatchChecker(lookup, topic_root, limits)
         self._key_events = key_events
         self._journal = journal
+        self.device_status = device_status
+        self._status = StatusBatch()  # device news since the last flush (written at each seal)
 
     @property
     def unsealed(self) -> int:
@@ -107,8 +112,11 @@ class Pipeline:
         result = BatchResult()
         admitted: list[tuple[InboundMessage, Admitted]] = []
         refused: list[QuarantineRecord] = []
+        status = self._status
         for msg, verdict in zip(batch, verdicts, strict=True):
             if isinstance(verdict, Rejected):
+                if verdict.device_id is not None:
+                    status.failed(verdict.device_id, now_ms, verdict.reason.value)
                 refused.append(
                     QuarantineRecord(now_ms, msg.topic, verdict.reason, verdict.detail, msg.payload)
                 )
@@ -167,6 +175,7 @@ class Pipeline:
                     )
                 )
                 continue
+            status.verified(a.reading, now_ms)
             if outcome.status is AppendStatus.APPENDED:
                 result.accepted += 1
                 result.recorded.append((a.reading.device_id, a.reading.seq, outcome.index))
@@ -184,6 +193,19 @@ class Pipeline:
                 "quarantined message on %r: %s (%s)", record.topic, record.reason, record.detail
             )
         return result
+
+    def flush_status(self) -> None:
+        """Write the device news gathered since the last flush: one upsert per device, however
+        many batches (the ingestor flushes at every seal, about once a second, and at stop).
+        Device states are advisory (the ledger is the record): a failure to keep them is
+        logged, and ingest goes on."""
+        status, self._status = self._status, StatusBatch()
+        if self.device_status is None:
+            return
+        try:
+            self.device_status.record(status)
+        except sqlite3.Error as exc:
+            log.warning("device status not recorded: %r", exc)
 
     def _pending_key_events(self) -> list[KeyEvent]:
         """Registrations and revocations not in the ledger yet; they go in before readings."""
@@ -219,6 +241,7 @@ class Pipeline:
         return result
 
     def seal(self, now_ms: int) -> Block | None:
+        self.flush_status()
         return self.ledger.seal(now_ms)
 
 

@@ -96,7 +96,7 @@ class Fleet:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 self._set_online(device, t, connections)
-                self.publishers[device.device_id].submit(samples)
+                self.publishers[device.device_id].submit(samples, device.battery_pct(t))
                 self.stats.submitted += 1
             for device in self.ward.devices:
                 self._set_online(device, duration_s + 1e9, connections)  # outages end with the run

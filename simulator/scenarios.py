@@ -3,7 +3,8 @@ clinician watches for.
 
 A random ward is mostly well patients with short random events; a scenario puts one thing on it
 on purpose, at a known time: a patient deteriorating (sepsis-like), an acute desaturation, atrial
-fibrillation, a device that goes silent, a patient off the ward. Deterministic: the same ward
+fibrillation, a device that goes silent, a device whose battery runs down, a patient off the
+ward. Deterministic: the same ward
 seed and scenarios give the same readings. ``vitaltrail simulate --scenario NAME[:PATIENT[:START_S]]``
 asks for one; the demo runs a deterioration, a desaturation and a silent device.
 
@@ -108,6 +109,13 @@ def _measure_nothing(device: SimDevice, start_s: float, duration_s: float) -> Si
     return replace(device, unmeasured=(*device.unmeasured, (start_s, start_s + duration_s)))
 
 
+BATTERY_DRAINED_TO_PCT = 10.0  # where battery-drain leaves a device: below the low limit (20 %)
+
+
+def _drain_battery(device: SimDevice, start_s: float, duration_s: float) -> SimDevice:
+    return replace(device, drain=(start_s, start_s + duration_s, BATTERY_DRAINED_TO_PCT))
+
+
 @dataclass(frozen=True)
 class ScenarioKind:
     summary: str  # for `simulate --help` and docs/operations.md
@@ -138,6 +146,12 @@ SCENARIOS: dict[str, ScenarioKind] = {
         math.inf,
         None,
     ),
+    "battery-drain": ScenarioKind(
+        "the patient's wristband (or the device named) runs its battery down to "
+        f"{BATTERY_DRAINED_TO_PCT:.0f} % over 5 min, and keeps reporting",
+        300.0,
+        None,
+    ),
     "off-ward": ScenarioKind(
         "all the patient's devices measure nothing for 20 min, then resume; the gap is not "
         "replayed",
@@ -150,7 +164,7 @@ SCENARIOS: dict[str, ScenarioKind] = {
 @dataclass(frozen=True)
 class Scenario:
     """A scenario asked for. ``target``: a patient's id or its number in the ward (``2``), or
-    for ``silent-device`` a device's id; None: the next patient no scenario has taken."""
+    for ``silent-device`` and ``battery-drain`` a device's id; None: the next patient no scenario has taken."""
 
     name: str
     target: str | None = None
@@ -185,7 +199,7 @@ class Applied:
 
     name: str
     patient_id: str
-    device_ids: tuple[str, ...]  # the devices it silences (device scenarios only)
+    device_ids: tuple[str, ...]  # the devices it silences or drains (device scenarios only)
     start_s: float
     duration_s: float
 
@@ -205,6 +219,12 @@ class Applied:
             return f"{self.patient_id} is in atrial fibrillation from {start} to {end}"
         if self.name == "silent-device":
             return f"{', '.join(self.device_ids)} goes silent at {start}"
+        if self.name == "battery-drain":
+            end = _clock(self.start_s + self.duration_s)
+            to = f"{BATTERY_DRAINED_TO_PCT:.0f} %"
+            return (
+                f"{', '.join(self.device_ids)} runs its battery down to {to} from {start} to {end}"
+            )
         end = _clock(self.start_s + self.duration_s)
         return f"{self.patient_id} is off the ward from {start} to {end} (nothing measured)"
 
@@ -235,14 +255,15 @@ def _patient(ward: Ward, target: str | None, taken: set[str]) -> str:
 
 
 def _devices(ward: Ward, scenario: Scenario, taken: set[str]) -> list[SimDevice]:
-    """The devices a device scenario silences: a named device, or the patient's wristband
-    (silent-device), or all the patient's devices (off-ward)."""
+    """The devices a device scenario concerns: a named device, or the patient's wristband
+    (silent-device, battery-drain), or all the patient's devices (off-ward)."""
+    one = scenario.name in ("silent-device", "battery-drain")
     for device in ward.devices:
-        if scenario.name == "silent-device" and device.device_id == scenario.target:
+        if one and device.device_id == scenario.target:
             return [device]
     patient_id = _patient(ward, scenario.target, taken)
     mine = [d for d in ward.devices if d.patient_id == patient_id]
-    return mine[:1] if scenario.name == "silent-device" else mine  # a band comes first
+    return mine[:1] if one else mine  # a band comes first
 
 
 def apply_scenarios(ward: Ward, scenarios: Sequence[Scenario]) -> list[Applied]:
@@ -262,8 +283,9 @@ def apply_scenarios(ward: Ward, scenarios: Sequence[Scenario]) -> list[Applied]:
             devices = _devices(ward, scenario, taken)
             patient_id = devices[0].patient_id
             silenced = tuple(d.device_id for d in devices)
+            change = _drain_battery if scenario.name == "battery-drain" else _measure_nothing
             ward.devices = [
-                _measure_nothing(d, scenario.start_s, duration) if d.device_id in silenced else d
+                change(d, scenario.start_s, duration) if d.device_id in silenced else d
                 for d in ward.devices
             ]
         taken.add(patient_id)

@@ -6,7 +6,9 @@ minutes) and, for diabetic patients, a continuous glucose monitor (every 5 minut
 a device may go offline for a while (its readings queue on the device and are replayed),
 and a wristband may produce motion artefacts (a heart-rate spike that is still plausible).
 A device may also measure nothing for a while (the patient is off the ward) or from some time
-on (it went silent): nothing is queued, so nothing is replayed; the gap is real.
+on (it went silent): nothing is queued, so nothing is replayed; the gap is real. Every device
+reports its battery, which drains slowly (a wristband lasts about two days), or fast while a
+``battery-drain`` scenario runs it down.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -37,6 +40,9 @@ KINDS: dict[str, tuple[tuple[Vital, float], ...]] = {
 }
 
 
+BATTERY_DRAIN_PCT_PER_H = 2.0  # slow enough that a demo's devices stay well charged
+
+
 @dataclass(frozen=True)
 class SimDevice:
     device_id: str
@@ -46,6 +52,20 @@ class SimDevice:
     offline: tuple[tuple[float, float], ...]  # (start_s, end_s) windows without a connection
     # (start_s, end_s) windows in which it measures nothing; end_s math.inf: silent for good
     unmeasured: tuple[tuple[float, float], ...] = ()
+    # (start_s, end_s, to_pct): from start_s the battery falls steadily to to_pct by end_s
+    drain: tuple[float, float, float] | None = None
+
+    def battery_pct(self, t_s: float) -> int:
+        """The charge the device reports at ``t_s``: a start from its id (so the ward's random
+        draws stay as they were), minus the slow drain, or the scenario's fast one."""
+        start = 60 + zlib.crc32(self.device_id.encode()) % 41
+        level = start - BATTERY_DRAIN_PCT_PER_H * t_s / 3600
+        if self.drain is not None and t_s > self.drain[0]:
+            begin, end, to_pct = self.drain
+            at_begin = start - BATTERY_DRAIN_PCT_PER_H * begin / 3600
+            share = min(1.0, (t_s - begin) / (end - begin)) if end > begin else 1.0
+            level = min(level, at_begin + (to_pct - at_begin) * share)
+        return max(0, min(100, math.floor(level)))
 
     def is_offline(self, t_s: float) -> bool:
         return any(start <= t_s < end for start, end in self.offline)

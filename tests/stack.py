@@ -42,6 +42,12 @@ def signed(
     return sign1(signer, encode_reading(Reading(device_id, seq, tuple(samples or vitals()))))
 
 
+def forged(message: bytes) -> bytes:
+    """A signed message with its signature's last bit flipped: it names the device's key and
+    fails to verify (bad_signature)."""
+    return message[:-1] + bytes([message[-1] ^ 1])
+
+
 def register_devices(data_dir: Path, n: int, prefix: str = "dev") -> dict[str, DeviceSigner]:
     registry = DeviceRegistry(data_dir / "registry.db")
     signers = {f"{prefix}-{i:03d}": DeviceSigner.generate() for i in range(n)}

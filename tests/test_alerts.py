@@ -21,6 +21,7 @@ from clinical.alerts import (
     AlertKey,
     Category,
     Condition,
+    DeviceLimits,
     DeviceState,
     Event,
     EventKind,
@@ -132,7 +133,9 @@ def test_stale_limits_are_configurable_and_a_vital_never_recorded_raises_none() 
     with pytest.raises(ValueError, match="measured vital"):
         AlertConfig(stale_after_ms={Parameter.CONSCIOUSNESS: MINUTE_MS})
     with pytest.raises(ValueError, match="negative"):
-        AlertConfig(device_silent_ms=-1)
+        DeviceLimits(silent_ms=-1)
+    with pytest.raises(ValueError, match="percent"):
+        DeviceLimits(battery_low_pct=101)
 
 
 def test_the_stale_setting_gives_every_measured_vital_one_limit_or_the_defaults(
@@ -174,8 +177,8 @@ def test_stale_fires_with_only_time_advancing() -> None:
 
 def test_technical_alerts_are_kept_apart_from_clinical_ones() -> None:
     devices = {
-        "dev-a": DeviceState(last_message_ms=0, signature_failures=2),
-        "dev-b": DeviceState(last_message_ms=9 * MINUTE_MS),
+        "dev-a": DeviceState(last_message_ms=0, signature_failures=3, battery_pct=20),
+        "dev-b": DeviceState(last_message_ms=9 * MINUTE_MS, signature_failures=2, battery_pct=21),
     }
     now = 10 * MINUTE_MS
     conditions = evaluate(patient(now, devices, {"respiration_rate": 30.0}), now, CONFIG)
@@ -185,26 +188,52 @@ def test_technical_alerts_are_kept_apart_from_clinical_ones() -> None:
     clinical = {
         (c.key.kind, c.key.parameter) for c in conditions if c.key.category is Category.CLINICAL
     }
-    assert technical == {(Kind.DEVICE_SILENT, "dev-a"), (Kind.SIGNATURE_FAILURES, "dev-a")}
+    assert technical == {
+        (Kind.DEVICE_SILENT, "dev-a"),
+        (Kind.SIGNATURE_FAILURES, "dev-a"),
+        (Kind.BATTERY_LOW, "dev-a"),
+    }
     assert clinical == {(Kind.NEWS2, ""), (Kind.EXTREME, "respiration_rate")}
     # exactly at the silent limit the device is still current
-    at_limit = evaluate(patient(devices={"d": DeviceState(0)}), CONFIG.device_silent_ms, CONFIG)
+    at_limit = evaluate(patient(devices={"d": DeviceState(0)}), CONFIG.devices.silent_ms, CONFIG)
     assert all(c.key.kind is not Kind.DEVICE_SILENT for c in at_limit)
 
 
-def test_signature_failures_stay_open_until_acknowledged() -> None:
-    failing = patient(devices={"dev-a": DeviceState(0, signature_failures=1)})
-    quiet = patient(devices={"dev-a": DeviceState(0)})
-    alerts, events = apply({}, evaluate(failing, 1, CONFIG), 1)
-    key = AlertKey(P, Kind.SIGNATURE_FAILURES, "dev-a")
-    assert [e.kind for e in events] == [EventKind.RAISED]
-    alerts, events = apply(alerts, evaluate(quiet, 2, CONFIG), 2)  # no new failures
-    assert events == []
-    assert alerts[key].state is State.RAISED
-    alerts[key], _ = acknowledge(alerts[key], "nurse-a", 3)
-    alerts, events = apply(alerts, evaluate(quiet, 4, CONFIG), 4)
+def test_the_contract_s_technical_defaults() -> None:
+    limits = AlertConfig().devices
+    assert limits == DeviceLimits(2 * MINUTE_MS, 20, 3, 10 * MINUTE_MS)
+    settings = Settings(
+        device_silent_after_s=30,
+        battery_low_pct=15,
+        signature_failures_alert=5,
+        signature_failures_window_s=60,
+    )
+    assert settings.device_limits == DeviceLimits(30_000, 15, 5, MINUTE_MS)
+
+
+def test_technical_alerts_resolve_when_their_condition_clears() -> None:
+    def state(**device: int | None) -> PatientState:
+        return patient(devices={"dev-a": DeviceState(0, **device)})  # type: ignore[arg-type]
+
+    alerts, events = apply({}, evaluate(state(signature_failures=3, battery_pct=12), 1, CONFIG), 1)
+    assert {(e.kind, e.alert.key.kind) for e in events} == {
+        (EventKind.RAISED, Kind.SIGNATURE_FAILURES),
+        (EventKind.RAISED, Kind.BATTERY_LOW),
+    }
+    assert {a.key.parameter for a in alerts.values()} == {"dev-a"}
+    # the failures left the window, the battery was charged: both resolve, unacknowledged
+    alerts, events = apply(
+        alerts, evaluate(state(signature_failures=0, battery_pct=90), 2, CONFIG), 2
+    )
+    assert sorted(e.kind for e in events) == [EventKind.RESOLVED] * 2
+    assert alerts == {}
+    # a device that speaks again: its silent alert resolves
+    late = CONFIG.devices.silent_ms + 1
+    alerts, events = apply({}, evaluate(state(), late, CONFIG), late)
+    assert [e.alert.key.kind for e in events] == [Kind.DEVICE_SILENT]
+    quiet = patient(late, {"dev-a": DeviceState(late)})
+    alerts, events = apply(alerts, evaluate(quiet, late, CONFIG), late)
     assert [e.kind for e in events] == [EventKind.RESOLVED]
-    assert key not in alerts
 
 
 # ---- the state machine -------------------------------------------------------------------

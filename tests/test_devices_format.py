@@ -41,6 +41,19 @@ def test_a_reading_round_trips_through_deterministic_cbor() -> None:
     assert payload == cbor2.dumps(cbor2.loads(payload), canonical=True)
 
 
+def test_a_battery_level_is_optional_and_signed_with_the_reading() -> None:
+    charged = Reading("band-1", 7, (HR,), battery_pct=87)
+    payload = encode_reading(charged)
+    assert cbor2.loads(payload)["battery"] == 87
+    assert decode_reading(payload) == charged
+    assert "battery" not in cbor2.loads(encode_reading(_reading()))  # omitted when None
+    assert (
+        decode_reading(encode_reading(Reading("band-1", 7, (HR,), battery_pct=0))).battery_pct == 0
+    )
+    with pytest.raises(PayloadError, match="battery"):
+        encode_reading(Reading("band-1", 7, (HR,), battery_pct=101))
+
+
 def test_a_non_deterministic_encoding_of_the_same_reading_is_refused() -> None:
     obj = cbor2.loads(encode_reading(_reading()))
     reordered = cbor2.dumps(dict(reversed(list(obj.items()))))  # unsorted keys
@@ -66,6 +79,11 @@ def test_a_non_deterministic_encoding_of_the_same_reading_is_refused() -> None:
         ({"samples": [{"code": "8867-4", "unit": "per min", "value": 72, "time": 1}]}, "UCUM"),
         ({"samples": [{"code": "8867-4", "unit": "/min", "value": 72, "time": -5}]}, "time"),
         ({"extra": 1}, "keys"),
+        ({"battery": 101}, "battery"),
+        ({"battery": -1}, "battery"),
+        ({"battery": 50.5}, "battery"),
+        ({"battery": True}, "battery"),
+        ({"battery": "87"}, "battery"),
     ],
 )
 def test_malformed_payloads_are_refused_with_a_reason(

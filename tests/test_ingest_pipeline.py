@@ -7,6 +7,7 @@ from pathlib import Path
 from devices.keys import DeviceSigner
 from devices.registry import DeviceRegistry
 from ingest.checks import RegistryCache
+from ingest.device_status import DeviceStatusStore
 from ingest.mqtt_source import InboundMessage
 from ingest.pipeline import Pipeline
 from ingest.quarantine import Quarantine
@@ -19,7 +20,9 @@ from ledger.note import NoteSigner
 from tests.stack import now_ms, signed, vitals
 
 
-def _pipeline(tmp_path: Path) -> tuple[Pipeline, DeviceSigner]:
+def _pipeline(
+    tmp_path: Path, device_status: DeviceStatusStore | None = None
+) -> tuple[Pipeline, DeviceSigner]:
     signer = DeviceSigner.generate()
     registry = DeviceRegistry(tmp_path / "registry.db")
     registry.register("band-1", "patient-1", signer.key)
@@ -30,6 +33,7 @@ def _pipeline(tmp_path: Path) -> tuple[Pipeline, DeviceSigner]:
         RegistryCache(registry.by_kid),
         registry,
         topic_root="r",
+        device_status=device_status,
     )
     return pipeline, signer
 

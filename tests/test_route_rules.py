@@ -51,9 +51,11 @@ PATIENT_DATA = {
     "/api/v1/patients/{patient_id}/news2",
     "/api/v1/ward",
     "/api/v1/alerts",
+    "/api/v1/alerts/stream",  # server-sent events: the same gate as /api/v1/alerts
     "/api/v1/patients/{patient_id}/alerts",
     "/api/v1/patients/{patient_id}/alerts/{alert_id}/acknowledge",
     "/api/v1/patients/{patient_id}/alerts/{alert_id}/snooze",
+    "/api/v1/patients/{patient_id}/devices",
     "/api/v1/readings/{index}",
     "/api/v1/readings/{index}/proof",
     "/api/v1/me/access-log",

@@ -45,6 +45,15 @@ def _series(ward: Ward, seconds: float, patient_id: str) -> list[tuple[float, st
     ]
 
 
+def _batteries(ward: Ward, seconds: float, patient_id: str) -> list[tuple[float, str, int]]:
+    """(time s, device, battery %) of each reading of one patient's devices."""
+    return [
+        (t, d.device_id, d.battery_pct(t))
+        for t, d, _ in ward.schedule(T0, seconds)
+        if d.patient_id == patient_id
+    ]
+
+
 def _news2(
     ward: Ward, seconds: float, patient_id: str, every_s: int = 1
 ) -> Iterator[tuple[float, int, Tier]]:
@@ -67,14 +76,17 @@ def _first(trajectory: list[tuple[float, int, Tier]], at_least: int) -> float:
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_each_scenario_is_deterministic_and_changes_the_patient_s_readings(name: str) -> None:
-    def run() -> list[tuple[float, str, str, float]]:
+    def run(ward: Ward, patient_id: str) -> tuple[object, ...]:
+        return _series(ward, 900, patient_id), _batteries(ward, 900, patient_id)
+
+    def scripted() -> tuple[object, ...]:
         ward, (applied,) = _ward(4, Scenario(name, "2", 30.0))
-        return _series(ward, 900, applied.patient_id)
+        return run(ward, applied.patient_id)
 
     plain, _ = _ward(4)
-    first = run()
-    assert first == run()
-    assert first != _series(plain, 900, "patient-002")
+    first = scripted()
+    assert first == scripted()
+    assert first != run(plain, "patient-002")
 
 
 def test_a_scenario_on_one_patient_leaves_the_others_as_they_were() -> None:
@@ -201,6 +213,21 @@ def test_a_silent_device_can_be_named() -> None:
     assert "patient-001-band" in devices
 
 
+def test_battery_drain_runs_a_band_below_20_percent_within_minutes_and_it_keeps_reporting() -> None:
+    ward, (applied,) = _ward(1, Scenario("battery-drain", "2", 120.0))
+    (band,) = applied.device_ids
+    assert band == "patient-002-band"
+    levels = {round(t): pct for t, d, pct in _batteries(ward, 900, "patient-002") if d == band}
+    assert levels[119] >= 60, "charged before"
+    assert levels[119] - levels[0] <= 1, "a slow drain before the scenario"
+    assert levels[120 + 300] < 20 <= levels[120 + 150], "down below 20 % within 5 minutes"
+    assert max(levels) == 899, "it keeps publishing"
+    assert all(a >= b for a, b in zip(levels.values(), list(levels.values())[1:], strict=False))
+    others = {d: pct for t, d, pct in _batteries(ward, 900, "patient-001") if t == 899}
+    assert all(pct >= 55 for pct in others.values()), "other devices drain slowly"
+    assert "battery down to 10 %" in applied.describe()
+
+
 def test_off_the_ward_is_a_gap_that_is_never_replayed() -> None:
     start = 120.0
     end = start + SCENARIOS["off-ward"].duration_s
@@ -290,7 +317,7 @@ def test_simulate_takes_repeated_scenarios_and_refuses_a_patient_the_ward_lacks(
 def test_the_demo_ward_deteriorates_early_and_says_so() -> None:
     ward, applied = demo_ward(12, 1)
     by_name = {a.name: a for a in applied}
-    assert set(by_name) == {"deterioration", "desaturation", "silent-device"}
+    assert set(by_name) == {"deterioration", "desaturation", "silent-device", "battery-drain"}
     deterioration = by_name["deterioration"]
     assert deterioration.start_s < 60, "starts within the first minute"
     stated_5 = deterioration.start_s + DETERIORATION_NEWS2_5_BY * deterioration.duration_s
@@ -303,7 +330,7 @@ def test_the_demo_ward_deteriorates_early_and_says_so() -> None:
     assert max(total for t, total, _ in trajectory if t <= deterioration.start_s) <= 1
     assert by_name["desaturation"].start_s > stated_5
     assert by_name["silent-device"].start_s > stated_5
-    assert len({a.patient_id for a in applied}) == 3, "each on a patient of its own"
+    assert len({a.patient_id for a in applied}) == 4, "each on a patient of its own"
 
 
 def test_a_small_demo_ward_still_deteriorates() -> None:

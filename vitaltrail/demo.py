@@ -41,6 +41,7 @@ DEMO_SCENARIOS: tuple[tuple[str, int, float, float | None], ...] = (
     ("deterioration", 2, 20.0, 300.0),
     ("desaturation", 3, 480.0, None),
     ("silent-device", 4, 720.0, None),
+    ("battery-drain", 5, 120.0, 360.0),  # a technical alert: the wristband below 20 % by 7:00
 )
 
 

@@ -29,6 +29,7 @@ from fhirserver.subscriptions import SubscriptionLimits
 from ingest.access_copy import JournalSource
 from ingest.check_pool import CheckPool
 from ingest.checks import Limits, RegistryCache
+from ingest.device_status import DeviceStatusStore
 from ingest.influx_store import InfluxStore
 from ingest.ingestor import IngestConfig, Ingestor
 from ingest.metrics import IngestMetrics
@@ -58,10 +59,18 @@ class IngestRuntime:
     quarantine: Quarantine
     metrics: IngestMetrics
     journal: JournalSource
+    device_status: DeviceStatusStore
 
     def close(self) -> None:
         self.ingestor.close()
-        for part in (self.ledger, self.store, self.quarantine, self.registry, self.journal):
+        for part in (
+            self.ledger,
+            self.store,
+            self.quarantine,
+            self.registry,
+            self.journal,
+            self.device_status,
+        ):
             part.close()
 
 
@@ -103,6 +112,7 @@ def build_ingest(
     registry = DeviceRegistry(settings.registry_path)
     metrics = metrics or IngestMetrics()
     journal = JournalSource(settings.access_journal_path)
+    device_status = DeviceStatusStore(settings.device_status_path)
     pipeline = Pipeline(
         ledger,
         store,
@@ -111,6 +121,7 @@ def build_ingest(
         registry,
         topic_root=settings.topic_root,
         journal=journal,
+        device_status=device_status,
     )
     config = IngestConfig(
         source=source_config(settings),
@@ -140,7 +151,9 @@ def build_ingest(
         check_pool=pool,
         witnesses=witnesses,
     )
-    return IngestRuntime(ingestor, ledger, registry, store, quarantine, metrics, journal)
+    return IngestRuntime(
+        ingestor, ledger, registry, store, quarantine, metrics, journal, device_status
+    )
 
 
 def open_store(settings: Settings, *, read_only: bool = False) -> TimeSeriesStore:
@@ -183,6 +196,8 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
         fhir_index=settings.fhir_index_path,
         documented=settings.documented_path,
         alerts=settings.alerts_path,
+        device_status=settings.device_status_path,
+        device_limits=settings.device_limits,
         alerts_interval_s=settings.alerts_interval_s,
         alerts_stale_after_ms=settings.alerts_stale_after_ms,
         token_endpoint=issuer_config(settings).token_endpoint

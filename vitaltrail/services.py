@@ -32,6 +32,13 @@ class EmbeddedServer(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         yield
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Tell the app first (``app.state.server_exiting``: its open event streams end), for
+        uvicorn waits for every open response before the app's lifespan shutdown."""
+        for notify in getattr(getattr(self.config.app, "state", None), "server_exiting", ()):
+            notify()
+        await super().shutdown(sockets)
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.gc_freeze:

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from access.journal import JOURNAL_FILE
-from clinical.alerts import DEFAULT_STALE_AFTER_MS
+from clinical.alerts import DEFAULT_STALE_AFTER_MS, DeviceLimits
 from clinical.news2 import DEFAULT_MAX_AGE_MS, MEASURED_LOINC, Parameter
 
 
@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     # No reading of a measured vital for this long raises its stale alert; None: the per-vital
     # limits of clinical.alerts (pulse and SpO2 5 min ... blood pressure 60 min).
     alerts_stale_after_s: float | None = None
+    # Technical alerts (clinical.alerts.DeviceLimits): a device silent this long, a reported
+    # battery at or below this, this many signature failures within the window.
+    device_silent_after_s: float = 120.0
+    battery_low_pct: int = 20
+    signature_failures_alert: int = 3
+    signature_failures_window_s: float = 600.0
 
     # FHIR subscriptions (R5 Backport IG on R4; fhirserver/subscription_*.py): how many each
     # caller and the server may hold, how often new readings are matched, and whether rest-hook
@@ -200,6 +206,20 @@ class Settings(BaseSettings):
     def alerts_path(self) -> Path:
         """The open alerts and their append-only history (clinical/alert_store.py)."""
         return self.data_dir / "alerts.db"
+
+    @property
+    def device_status_path(self) -> Path:
+        """Each device's last message, battery and signature failures (ingest/device_status.py)."""
+        return self.data_dir / "device-status.db"
+
+    @property
+    def device_limits(self) -> DeviceLimits:
+        return DeviceLimits(
+            silent_ms=round(self.device_silent_after_s * 1000),
+            battery_low_pct=self.battery_low_pct,
+            signature_failures=self.signature_failures_alert,
+            signature_window_ms=round(self.signature_failures_window_s * 1000),
+        )
 
     @property
     def news2_max_age_ms(self) -> dict[Parameter, int]:

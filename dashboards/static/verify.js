@@ -305,11 +305,17 @@ function sample(raw) {
   return { code, unit, value, time };
 }
 
-/** The signed reading {device, seq, samples} (devices/reading.py decode_reading). */
+/** The signed reading {device, seq, samples} and an optional battery, a whole percent 0..100
+ * (devices/reading.py decode_reading). */
 function decodeReading(payload) {
   const doc = decoded(payload, ReadingError, "payload");
-  if (!hasKeys(doc, ["device", "seq", "samples"])) {
-    throw new ReadingError("payload must be a map with keys device, samples, seq");
+  const fields = doc instanceof Map && doc.has("battery")
+    ? ["battery", "device", "seq", "samples"]
+    : ["device", "seq", "samples"];
+  if (!hasKeys(doc, fields)) {
+    throw new ReadingError(
+      "payload must be a map with keys device, samples, seq and optionally battery",
+    );
   }
   const [device, seq, samples] = ["device", "seq", "samples"].map((k) => doc.get(k));
   if (typeof device !== "string" || !DEVICE_ID.test(device)) {
@@ -318,10 +324,20 @@ function decodeReading(payload) {
   if (!Array.isArray(samples) || samples.length < 1 || samples.length > MAX_SAMPLES) {
     throw new ReadingError(`samples must be an array of 1 to ${MAX_SAMPLES} samples`);
   }
+  const battery = doc.get("battery");
+  if (battery !== undefined && !isInt(battery)) {
+    throw new ReadingError("battery must be an integer");
+  }
   if (!isInt(seq)) throw new ReadingError("seq must be an integer");
   const reading = { device, seq, samples: samples.map(sample) };
   if (!(BigInt(seq) >= 0n && BigInt(seq) <= MAX_SEQ)) {
     throw new ReadingError(`seq must be in [0, ${MAX_SEQ}]`);
+  }
+  if (battery !== undefined) {
+    if (!(BigInt(battery) >= 0n && BigInt(battery) <= 100n)) {
+      throw new ReadingError("battery must be a whole percent in [0, 100]");
+    }
+    reading.battery = Number(battery);
   }
   if (!equalBytes(encode(reading), payload)) {
     throw new ReadingError("payload is not deterministically encoded CBOR (RFC 8949 4.2)");
@@ -428,6 +444,7 @@ async function checkDeviceSignature(bundle, report) {
     device: reading.device,
     seq: number(reading.seq),
     samples: reading.samples.map((s) => ({ ...s, time: number(s.time) })),
+    ...(reading.battery === undefined ? {} : { battery: reading.battery }),
   };
   return `reading ${reading.device}#${reading.seq} signed by the registered key`;
 }

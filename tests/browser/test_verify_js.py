@@ -290,7 +290,8 @@ def _reading_of(report: Report) -> dict[str, Any] | None:
     samples = [
         {"code": s.code, "unit": s.unit, "value": s.value, "time": s.time_ms} for s in r.samples
     ]
-    return {"device": r.device_id, "seq": r.seq, "samples": samples}
+    battery = {} if r.battery_pct is None else {"battery": r.battery_pct}
+    return {"device": r.device_id, "seq": r.seq, "samples": samples, **battery}
 
 
 def _same_reading(js: str | None, python: dict[str, Any] | None) -> bool:

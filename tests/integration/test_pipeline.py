@@ -15,6 +15,7 @@ from devices.outbox import Outbox
 from devices.publisher import BrokerAddress, DevicePublisher, PublisherConfig, readings_topic
 from devices.reading import decode_reading
 from devices.registry import DeviceRegistry
+from ingest.device_status import DeviceStatusStore
 from ingest.quarantine import Quarantine
 from ingest.reasons import Reason
 from ingest.sqlite_store import SqliteStore
@@ -55,9 +56,9 @@ async def test_n_devices_m_readings_are_recorded_once_sealed_and_provable(
         for device_id, signer in signers.items()
     ]
     senders = [asyncio.create_task(p.run()) for p in publishers]
-    for _ in range(m_readings):
+    for i in range(m_readings):
         for p in publishers:
-            p.submit(vitals())
+            p.submit(vitals(), battery_pct=100 - i)  # the device SDK signs its battery too
     await asyncio.wait_for(asyncio.gather(*(p.drained() for p in publishers)), 30)
     total = n_devices * m_readings
     size = n_devices + total  # each device's key registration, then its readings
@@ -82,6 +83,13 @@ async def test_n_devices_m_readings_are_recorded_once_sealed_and_provable(
     assert store.count() == total * 2  # two samples per reading, each stored once
     assert {v.patient_id for v in store.latest()} == {f"patient-{d}" for d in signers}
     assert ingest.runtime.metrics.sample("vitaltrail_readings_accepted_total") == total
+    status = DeviceStatusStore(data_dir / "device-status.db")
+    states = status.statuses(now_ms(), 60_000)
+    status.close()
+    assert {d: s.battery_pct for d, s in states.items()} == dict.fromkeys(
+        signers, 100 - m_readings + 1
+    )
+    assert all(s.last_seen_ms is not None and s.signature_failures == 0 for s in states.values())
     store.close()
     reader.close()
 

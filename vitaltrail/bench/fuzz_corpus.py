@@ -97,6 +97,7 @@ def _readings() -> list[Reading]:
         Reading(DEVICE, 1, (hr, temp)),
         Reading(DEVICE, 2**40, (temp,) * 12),
         Reading(DEVICE, 3, (Sample("59408-5", "%", 97.5, NOW_MS - 1),)),
+        Reading(DEVICE, 4, (hr,), battery_pct=87),
     ]
 
 

@@ -192,7 +192,7 @@ def hostile_value(rng: random.Random, depth: int = 0) -> Any:
 
 def hostile_key(rng: random.Random) -> Any:
     return rng.choice(
-        ["device", "seq", "samples", "code", "unit", "value", "time", 1, 2, 4, -8, b"k"]
+        ["device", "seq", "samples", "battery", "code", "unit", "value", "time", 1, 2, 4, -8, b"k"]
     )
 
 
