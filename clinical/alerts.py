@@ -286,7 +286,7 @@ def _technical(
         yield Condition(
             AlertKey(patient, Kind.DEVICE_SILENT, device_id),
             Tier.LOW,
-            f"device {device_id} silent for {silent // MINUTE_MS} min",
+            f"device {device_id} silent for {_span(silent)}",
         )
     if device.battery_pct is not None and device.battery_pct <= limits.battery_low_pct:
         yield Condition(

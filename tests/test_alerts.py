@@ -154,6 +154,9 @@ def test_the_stale_setting_gives_every_measured_vital_one_limit_or_the_defaults(
     assert {c.message for c in stale if c.key.parameter == "pulse"} == {
         "no pulse reading for 6 s (limit 6 s)"  # not "0 min (limit 0 min)"
     }
+    quiet = patient(at_ms=0, devices={"band": DeviceState(0)})
+    (silent,) = evaluate(quiet, 6_501, AlertConfig({}, devices=DeviceLimits(silent_ms=6_500)))
+    assert silent.message == "device band silent for 6 s"
     assert evaluate(patient(at_ms=0), 6_501, AlertConfig(Settings().alerts_stale_after_ms)) == []
 
 
