@@ -227,6 +227,11 @@ class AlertConfig:
             raise ValueError("a stale limit is negative")
 
 
+def _span(ms: int) -> str:
+    """Whole minutes; whole seconds under a minute (a limit set that short reads "0 min")."""
+    return f"{ms // 1000} s" if ms < MINUTE_MS else f"{ms // MINUTE_MS} min"
+
+
 def _shown(value: float | str) -> str:
     return f"{value:g}" if isinstance(value, float | int) else value
 
@@ -260,12 +265,12 @@ def evaluate(state: PatientState, now_ms: int, config: AlertConfig) -> list[Cond
     for parameter, limit in config.stale_after_ms.items():
         latest = state.observations.vitals.get(MEASURED_LOINC[parameter])
         if latest is not None and now_ms - latest.time_ms > limit:
-            minutes = (now_ms - latest.time_ms) // MINUTE_MS
             out.append(
                 Condition(
                     AlertKey(patient, Kind.STALE, parameter),
                     Tier.LOW,
-                    f"no {parameter} reading for {minutes} min (limit {limit // MINUTE_MS} min)",
+                    f"no {parameter} reading for {_span(now_ms - latest.time_ms)}"
+                    f" (limit {_span(limit)})",
                 )
             )
     for device_id, device in sorted(state.devices.items()):
@@ -281,7 +286,7 @@ def _technical(
         yield Condition(
             AlertKey(patient, Kind.DEVICE_SILENT, device_id),
             Tier.LOW,
-            f"device {device_id} silent for {silent // MINUTE_MS} min",
+            f"device {device_id} silent for {_span(silent)}",
         )
     if device.battery_pct is not None and device.battery_pct <= limits.battery_low_pct:
         yield Condition(

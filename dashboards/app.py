@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from clinical.alert_store import AlertStore
-from clinical.alerts import AlertConfig, DeviceLimits
+from clinical.alerts import DEFAULT_STALE_AFTER_MS, AlertConfig, DeviceLimits
 from clinical.documented import DocumentedStore
 from clinical.news2 import DEFAULT_MAX_AGE_MS, Parameter
 from dashboards.access_deps import AccessMetrics, AccessServices, caller, enforce
@@ -73,6 +73,9 @@ class DataSources:
     subscriptions: SubscriptionSetup | None = None  # FHIR subscriptions; None: not offered
     news2_max_age_ms: Mapping[Parameter, int] = field(default_factory=lambda: DEFAULT_MAX_AGE_MS)
     alerts_interval_s: float = 5.0  # how often the alert engine evaluates the ward; 0: never
+    alerts_stale_after_ms: Mapping[Parameter, int] = field(
+        default_factory=lambda: DEFAULT_STALE_AFTER_MS
+    )
     clock_ms: Callable[[], int] = wall_clock_ms  # the alert engine's and the alert routes' now
     device_limits: DeviceLimits = field(default_factory=DeviceLimits)  # technical alerts
     alerts_follow_s: float = FOLLOW_S  # how often the engine looks for new readings; 0: never
@@ -136,7 +139,9 @@ def create_app(sources: DataSources) -> FastAPI:
                 )
             if sources.alerts_interval_s > 0:
                 config = AlertConfig(
-                    news2_max_age_ms=sources.news2_max_age_ms, devices=sources.device_limits
+                    sources.alerts_stale_after_ms,
+                    news2_max_age_ms=sources.news2_max_age_ms,
+                    devices=sources.device_limits,
                 )
                 tasks.append(
                     asyncio.create_task(

@@ -34,6 +34,7 @@ from clinical.alerts import (
     snooze,
 )
 from clinical.news2 import MEASURED_LOINC, MINUTE_MS, Measured, Observations, Parameter, Tier
+from vitaltrail.runtime import data_sources
 from vitaltrail.settings import Settings
 
 P = "patient-7"
@@ -135,6 +136,28 @@ def test_stale_limits_are_configurable_and_a_vital_never_recorded_raises_none() 
         DeviceLimits(silent_ms=-1)
     with pytest.raises(ValueError, match="percent"):
         DeviceLimits(battery_low_pct=101)
+
+
+def test_the_stale_setting_gives_every_measured_vital_one_limit_or_the_defaults(
+    tmp_path: Path,
+) -> None:
+    """`alerts_stale_after_s` (an operator's, or a test's short limit) reaches the engine's
+    config through the API's data sources; unset, each vital keeps its own default."""
+    short = Settings(data_dir=tmp_path, alerts_stale_after_s=6.5)
+    assert short.alerts_stale_after_ms == dict.fromkeys(MEASURED_LOINC, 6_500)
+    sources = data_sources(short)
+    assert sources.alerts_stale_after_ms == short.alerts_stale_after_ms
+    sources.access.close()
+    assert Settings().alerts_stale_after_ms == DEFAULT_STALE_AFTER_MS
+    stale = evaluate(patient(at_ms=0), 6_501, AlertConfig(short.alerts_stale_after_ms))
+    assert {c.key.parameter for c in stale} == set(MEASURED_LOINC)
+    assert {c.message for c in stale if c.key.parameter == "pulse"} == {
+        "no pulse reading for 6 s (limit 6 s)"  # not "0 min (limit 0 min)"
+    }
+    quiet = patient(at_ms=0, devices={"band": DeviceState(0)})
+    (silent,) = evaluate(quiet, 6_501, AlertConfig({}, devices=DeviceLimits(silent_ms=6_500)))
+    assert silent.message == "device band silent for 6 s"
+    assert evaluate(patient(at_ms=0), 6_501, AlertConfig(Settings().alerts_stale_after_ms)) == []
 
 
 def test_stale_fires_with_only_time_advancing() -> None:

@@ -58,6 +58,19 @@ def demo_ward(devices: int, seed: int) -> tuple[Ward, list[Applied]]:
     return ward, apply_scenarios(ward, scenarios)
 
 
+def demo_fleet(settings: Settings, ward: Ward, broker: BrokerAddress) -> tuple[Fleet, DemoAccounts]:
+    """The ward's fleet publishing to ``broker``, its devices registered, and the demo's
+    people, the ward's patients in the demo clinician's care team."""
+    fleet = Fleet(
+        ward, broker, settings.simulator_dir, PublisherConfig(topic_root=settings.topic_root)
+    )
+    register_ward(fleet, settings.registry_path)
+    with open_directory(settings, DEMO_ACTOR) as directory:
+        accounts = ensure_demo_accounts(directory, settings.data_dir)
+        assign_demo_ward(directory, accounts.clinician, ward.patients)
+    return fleet, accounts
+
+
 def register_ward(fleet: Fleet, registry_path: Path) -> None:
     registry = DeviceRegistry(registry_path)
     try:
@@ -119,16 +132,8 @@ async def run_demo(settings: Settings, devices: int, duration_s: float | None, s
     )
     runtime = build_ingest(settings)
     ward, scenarios = demo_ward(devices, seed)
-    fleet = Fleet(
-        ward,
-        BrokerAddress(settings.mqtt_host, broker_port, mqtt5=False),
-        settings.simulator_dir,
-        PublisherConfig(topic_root=settings.topic_root),
-    )
-    register_ward(fleet, settings.registry_path)
-    with open_directory(settings, DEMO_ACTOR) as directory:
-        accounts = ensure_demo_accounts(directory, settings.data_dir)
-        assign_demo_ward(directory, accounts.clinician, ward.patients)
+    broker = BrokerAddress(settings.mqtt_host, broker_port, mqtt5=False)
+    fleet, accounts = demo_fleet(settings, ward, broker)
     app = create_app(data_sources(settings, runtime.metrics))
     server = http_server(app, settings.http_host, settings.http_port, gc_freeze=True)
     data_dir = settings.data_dir.resolve()

@@ -199,6 +199,7 @@ def data_sources(settings: Settings, metrics: IngestMetrics | None = None) -> Da
         device_status=settings.device_status_path,
         device_limits=settings.device_limits,
         alerts_interval_s=settings.alerts_interval_s,
+        alerts_stale_after_ms=settings.alerts_stale_after_ms,
         token_endpoint=issuer_config(settings).token_endpoint
         if settings.trust_embedded_issuer
         else None,

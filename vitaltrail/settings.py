@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from access.journal import JOURNAL_FILE
-from clinical.alerts import DeviceLimits
+from clinical.alerts import DEFAULT_STALE_AFTER_MS, DeviceLimits
 from clinical.news2 import DEFAULT_MAX_AGE_MS, MEASURED_LOINC, Parameter
 
 
@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     # The alert engine (clinical.alert_engine) in the API's process: how often it evaluates
     # every patient with data, new readings or not (stale vitals fire on the clock); 0: never.
     alerts_interval_s: float = 5.0
+    # No reading of a measured vital for this long raises its stale alert; None: the per-vital
+    # limits of clinical.alerts (pulse and SpO2 5 min ... blood pressure 60 min).
+    alerts_stale_after_s: float | None = None
     # Technical alerts (clinical.alerts.DeviceLimits): a device silent this long, a reported
     # battery at or below this, this many signature failures within the window.
     device_silent_after_s: float = 120.0
@@ -224,6 +227,13 @@ class Settings(BaseSettings):
         vital = round(self.news2_vital_max_age_s * 1000)
         documented = round(self.news2_documented_max_age_s * 1000)
         return {p: vital if p in MEASURED_LOINC else documented for p in DEFAULT_MAX_AGE_MS}
+
+    @property
+    def alerts_stale_after_ms(self) -> dict[Parameter, int]:
+        """The alert engine's stale limit per measured vital."""
+        if self.alerts_stale_after_s is None:
+            return dict(DEFAULT_STALE_AFTER_MS)
+        return dict.fromkeys(MEASURED_LOINC, round(self.alerts_stale_after_s * 1000))
 
     @property
     def fhir_index_path(self) -> Path:
