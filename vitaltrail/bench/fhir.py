@@ -69,7 +69,7 @@ from ledger.keyfile import load_or_create_signer
 from ledger.ledger import Ledger, LedgerReader
 from vitaltrail.bench.access_trail import UnrecordedTrail
 from vitaltrail.bench.fhir_clients import NEXT_LINK, clients_worker, path_of
-from vitaltrail.bench.ingest import _SPAWN, command_line, machine, percentile
+from vitaltrail.bench.ingest import _SPAWN, command_line, conclude, machine, percentile
 from vitaltrail.mosquitto import free_port, wait_for_port
 from vitaltrail.runtime import build_ingest, data_sources
 from vitaltrail.services import http_server
@@ -421,17 +421,10 @@ def run_bench_fhir(args: argparse.Namespace) -> int:
             report["trail_on_no_gc_freeze"] = _mode(
                 settings, True, False, headers, paths, args, work, walk
             )
-    report["load_average_after"] = os.getloadavg()
-    _print(report)
-    if args.output:
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
-    return 0
+    return conclude(report, args, _print)
 
 
 def _print(report: dict[str, Any]) -> None:
-    print(f"command: {report['command']}")
-    before, after = report["load_average_before"][0], report["load_average_after"][0]
-    print(f"load average (1 min): {before:.2f} before, {after:.2f} after")
     c = report["ceiling"]
     print(f"ceiling in-process, {report['page']}-entry pages, p50 / p99 ms (first | deep):")
     for step in ("index_sql", "plus_ledger_read", "plus_observations", "plus_bundle_json"):

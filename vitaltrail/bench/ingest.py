@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import time
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,21 @@ def command_line(bench: str, args: argparse.Namespace, flags: Sequence[str]) -> 
 def _flag_value(value: object) -> str:
     """A flag's value as typed: a list (``nargs``) as its items, space-separated."""
     return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def conclude(
+    report: dict[str, Any], args: argparse.Namespace, show: Callable[[dict[str, Any]], None]
+) -> int:
+    """A run's end: the load average after it, its figures printed and, with ``--output``,
+    kept as JSON. Its ``load_average_before`` was taken at the start."""
+    report["load_average_after"] = os.getloadavg()
+    print(f"command: {report['command']}")
+    before, after = report["load_average_before"][0], report["load_average_after"][0]
+    print(f"load average (1 min): {before:.2f} before, {after:.2f} after")
+    show(report)
+    if args.output:
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
 
 
 def machine() -> dict[str, Any]:

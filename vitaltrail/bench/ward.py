@@ -63,7 +63,7 @@ from ingest.mqtt_source import InboundMessage
 from vitaltrail.bench.alert_latency import as_dict, measure_alert_latency
 from vitaltrail.bench.fhir import _figures, _listening, serve
 from vitaltrail.bench.fhir_clients import clients_worker
-from vitaltrail.bench.ingest import _SPAWN, command_line, machine, percentile
+from vitaltrail.bench.ingest import _SPAWN, command_line, conclude, machine, percentile
 from vitaltrail.mosquitto import free_port
 from vitaltrail.runtime import build_ingest, open_store
 from vitaltrail.settings import Settings
@@ -292,17 +292,10 @@ def run_bench_ward(args: argparse.Namespace) -> int:
         )
         report["reading_to_alert"] = as_dict(latency)
         report["reading_to_alert_summary"] = latency.summary()
-    report["load_average_after"] = os.getloadavg()
-    _print(report)
-    if args.output:
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
-    return 0
+    return conclude(report, args, _print)
 
 
 def _print(report: dict[str, Any]) -> None:
-    print(f"command: {report['command']}")
-    before, after = report["load_average_before"][0], report["load_average_after"][0]
-    print(f"load average (1 min): {before:.2f} before, {after:.2f} after")
     c = report["ceiling"]
     print(f"ceiling in-process ({c['answer_bytes'] / 1000:.0f} KB answer), p50 / p99 / max ms:")
     for step in ("summary_only", "read_and_summary", "alert_round"):
