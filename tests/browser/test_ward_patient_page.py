@@ -19,9 +19,10 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, Response, Route, expect, sync_playwright
 
 from dashboards.app import create_app
+from devices.cose import sign1
 from devices.keys import DeviceSigner
 from devices.publisher import readings_topic
-from devices.reading import Sample
+from devices.reading import Reading, Sample, encode_reading
 from devices.registry import DeviceRegistry
 from devices.vitals import (
     BODY_TEMPERATURE,
@@ -36,7 +37,7 @@ from tests.api_access import ward_headers
 from tests.browser.test_dashboard_page import CHROMIUM_ARGS
 from tests.browser.test_patient_page import watch
 from tests.servers import serving
-from tests.stack import now_ms, signed
+from tests.stack import now_ms
 from vitaltrail.mosquitto import free_port
 from vitaltrail.runtime import build_ingest, data_sources
 from vitaltrail.services import http_server
@@ -73,7 +74,9 @@ def record_ward(data_dir: Path) -> Settings:
     topic = readings_topic(settings.topic_root, DEVICE)
     start = now_ms() - READINGS * 60_000
     for seq in range(READINGS):
-        message = signed(DEVICE, signer, seq, samples(seq, start + seq * 60_000 + 30_000))
+        battery = 82 - seq // 3  # the band reports its battery with each reading: 63 % at the end
+        reading = Reading(DEVICE, seq, samples(seq, start + seq * 60_000 + 30_000), battery)
+        message = sign1(signer, encode_reading(reading))
         runtime.ingestor.pipeline.process([InboundMessage(topic, message, 0, 1, 0, 0)], now_ms())
         if seq in (READINGS // 2, READINGS - 2):
             runtime.ingestor.pipeline.seal(now_ms())
@@ -166,8 +169,10 @@ def test_the_page_draws_the_trends_and_verifies_each_reading_itself(served: Serv
     expect(news2.locator("canvas")).to_have_count(1)
     assert int(news2.get_attribute("data-points") or 0) > 0
     expect(page.locator("#news2-flags")).to_contain_text("Missing: air or oxygen, consciousness")
-    # contract 3's route: "No device information" while it is absent, the band once merged
-    expect(page.locator("#devices")).to_contain_text(re.compile(f"No device information|{DEVICE}"))
+    # the devices route: the band, its key, when it was last heard and its battery
+    band = page.locator(f'#devices .device[data-device="{DEVICE}"]')
+    expect(band.locator(".chip")).to_have_text("key active")
+    expect(band).to_contain_text(f"{82 - (READINGS - 1) // 3} %")
     # the fingerprint an operator checks (docs/operations.md) is the pinned key's
     pub = served.settings.ledger_key_path.with_suffix(".pub").read_text().strip()
     expect(page.locator("#key-pin")).to_contain_text(hashlib.sha256(pub.encode()).hexdigest()[:16])
