@@ -4,7 +4,7 @@
 //
 // Updates: alerts and "new readings" come through the alert stream (EventSource on
 // /api/v1/alerts/stream); while it is absent or failing the page polls both every 5 s. The
-// ward is also polled every 10 s as a floor. Sparklines (3 h, one bucket per 3 min) are the
+// ward is also polled every 10 s as a floor, and follows new readings at most every 3 s. Sparklines (3 h, one bucket per 3 min) are the
 // costly part - one request each, each recorded in the access trail - so they are fetched
 // only for tiles on screen, at most SPARK_PARALLEL at once, and each at most every 5 min.
 //
@@ -42,6 +42,10 @@ const SPOKEN = {
 const spoken = (text) => text.replace(/\b(respiration_rate|spo2|air_or_oxygen|systolic_bp)\b/g,
                                       (name) => SPOKEN[name]);
 const WARD_FLOOR_MS = 10_000;
+// "New readings" nudges come up to once a second; the tiles follow at most every 3 s. A summary
+// of 200 patients costs the server about 20 ms (docs/benchmarks.md, bench ward), and alerts do
+// not wait for it: they come through the stream at once.
+const WARD_NUDGE_MS = 3_000;
 const POLL_MS = 5_000;
 const SPARK_WINDOW_MS = 3 * 3600_000;
 const SPARK_BUCKET_S = 180;
@@ -586,13 +590,17 @@ function stopPolling() {
   pollTimer = null;
 }
 
+let wardRefreshedAt = 0;
+
 function wardSoon() {
   if (wardQueued) return;
   wardQueued = true;
+  const wait = Math.max(1000, wardRefreshedAt + WARD_NUDGE_MS - Date.now());
   setTimeout(() => {
     wardQueued = false;
+    wardRefreshedAt = Date.now();
     refreshWard();
-  }, 1000);
+  }, wait);
 }
 
 function connect() {
