@@ -53,6 +53,10 @@ def test_it_has_every_service_the_deployment_needs() -> None:
     } <= set(services)
     a, b = services["ingest-a"]["environment"], services["ingest-b"]["environment"]
     assert a["VITALTRAIL_LEDGER_URL"] == b["VITALTRAIL_LEDGER_URL"]  # one shared log
+    # what the ingestors know of each device is what the API's alerts and device route read
+    api = services["api"]["environment"]
+    assert a["VITALTRAIL_DEVICE_STATUS_FILE"] == b["VITALTRAIL_DEVICE_STATUS_FILE"]
+    assert api["VITALTRAIL_DEVICE_STATUS_FILE"] == a["VITALTRAIL_DEVICE_STATUS_FILE"]
     assert a["VITALTRAIL_CLIENT_ID"] != b["VITALTRAIL_CLIENT_ID"]
     # one broker identity per replica, its client id bound to its user (deploy-init's roles)
     for env in (a, b):

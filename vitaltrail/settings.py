@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     # Files several processes share, when not in the data directory (the compose deployment:
     # each ingestor has its own data dir; the registry and the ledger key are common).
     registry_file: Path | None = None
+    # Each device's last message, battery and signature failures: written by every ingestor,
+    # read by the API's alert engine and device route (one file all of them see, as the
+    # registry; in this data directory when not set).
+    device_status_file: Path | None = None
     ledger_key_file: Path | None = None
     access_journal_file: Path | None = None  # the API's journal, when not in this data directory
     # The ledger in PostgreSQL (postgresql://...), for several ingestors sharing one log;
@@ -210,7 +214,7 @@ class Settings(BaseSettings):
     @property
     def device_status_path(self) -> Path:
         """Each device's last message, battery and signature failures (ingest/device_status.py)."""
-        return self.data_dir / "device-status.db"
+        return self.device_status_file or self.data_dir / "device-status.db"
 
     @property
     def device_limits(self) -> DeviceLimits:
