@@ -76,7 +76,9 @@ def evaluate_ward(
     worn: dict[str, dict[str, DeviceState]] = {}
     for device in devices:
         status = (statuses or {}).get(device.device_id)
-        worn.setdefault(device.patient_id, {})[device.device_id] = _device_state(device, status)
+        worn.setdefault(device.patient_id, {})[device.device_id] = device_state(
+            device.registered_ms, status
+        )
     conditions = []
     for patient_id in sorted(vitals.keys() | worn.keys()):
         d = documented.latest(patient_id)
@@ -90,13 +92,15 @@ def evaluate_ward(
     return events
 
 
-def _device_state(device: WardDevice, status: DeviceStatus | None) -> DeviceState:
-    """A device never heard from is silent since it was registered."""
+def device_state(registered_ms: int, status: DeviceStatus | None) -> DeviceState:
+    """What the alerts judge of a device (the device route shows the same): one never heard
+    from is quiet since it was registered."""
     if status is None:
-        return DeviceState(device.registered_ms)
+        return DeviceState(registered_ms)
     seen = status.last_seen_ms
     return DeviceState(
-        device.registered_ms if seen is None else max(seen, device.registered_ms),
+        registered_ms if seen is None else max(seen, registered_ms),
         status.recent_failures,
         status.battery_pct,
+        status.usual_gap_ms,
     )

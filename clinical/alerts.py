@@ -187,22 +187,36 @@ class DeviceState:
     last_message_ms: int  # the last message that verified (never: when it was registered)
     signature_failures: int = 0  # messages that failed verification in the limits' window
     battery_pct: int | None = None  # the latest charge it reported; None: never reported
+    usual_interval_ms: int | None = None  # how often it reports; None: not known yet
 
 
 @dataclass(frozen=True)
 class DeviceLimits:
     """When a device's state is a technical alert."""
 
-    silent_ms: int = 2 * MINUTE_MS  # no verified message for longer than this
+    silent_ms: int = 2 * MINUTE_MS  # no verified message for longer than this, at the least
     battery_low_pct: int = 20  # a reported charge at or below this
     signature_failures: int = 3  # this many failed signatures within the window
     signature_window_ms: int = 10 * MINUTE_MS
+    silent_reports: int = 3  # silent: nor for this many of its usual intervals (a cuff's 15 min)
+    silent_unknown_ms: int = 30 * MINUTE_MS  # the limit while its interval is not known yet
 
     def __post_init__(self) -> None:
-        if min(self.silent_ms, self.signature_window_ms) < 0:
+        if min(self.silent_ms, self.silent_unknown_ms, self.signature_window_ms) < 0:
             raise ValueError("a silent limit or a failure window is negative")
         if not 0 <= self.battery_low_pct <= 100 or self.signature_failures < 1:
             raise ValueError("a battery limit is a percent, a failure limit at least 1")
+        if self.silent_reports < 1:
+            raise ValueError("a device is silent after one missed report at the soonest")
+
+    def silent_after_ms(self, device: DeviceState) -> int:
+        """How long a device may be quiet: a wristband reporting every second for ``silent_ms``,
+        a cuff measuring every 15 minutes for ``silent_reports`` of them - an alarm for every
+        cuff between two measurements would teach a ward to ignore the alarm. A device not
+        heard from twice yet has no known interval: ``silent_unknown_ms``."""
+        if device.usual_interval_ms is None:
+            return max(self.silent_ms, self.silent_unknown_ms)
+        return max(self.silent_ms, self.silent_reports * device.usual_interval_ms)
 
 
 @dataclass(frozen=True)
@@ -282,11 +296,13 @@ def _technical(
     patient: str, device_id: str, device: DeviceState, now_ms: int, limits: DeviceLimits
 ) -> Iterator[Condition]:
     silent = now_ms - device.last_message_ms
-    if silent > limits.silent_ms:
+    if silent > limits.silent_after_ms(device):
+        usual = device.usual_interval_ms
         yield Condition(
             AlertKey(patient, Kind.DEVICE_SILENT, device_id),
             Tier.LOW,
-            f"device {device_id} silent for {_span(silent)}",
+            f"device {device_id} silent for {_span(silent)}"
+            + (f" (it reports every {_span(usual)})" if usual and usual >= 1000 else ""),
         )
     if device.battery_pct is not None and device.battery_pct <= limits.battery_low_pct:
         yield Condition(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from clinical.alert_engine import device_state
 from clinical.alerts import DeviceLimits
 from dashboards.access_deps import PathPatient, PatientId
 from dashboards.reads import Readers, read_pool
@@ -35,7 +36,9 @@ class DeviceOut(BaseModel):
     signature_failures: int = Field(description="messages claiming it whose signature failed")
     last_failure_ms: int | None
     last_failure_reason: str | None = Field(description="the ingest reason code")
-    silent: bool = Field(description="no verified message for the silent limit")
+    usual_interval_ms: int | None = Field(description="how often it reports; null: not known")
+    silent_after_ms: int = Field(description="its silent limit: missed reports, 2 min at least")
+    silent: bool = Field(description="no verified message for its silent limit")
     battery_low: bool = Field(description="the battery at or below the low limit")
 
     @classmethod
@@ -43,6 +46,7 @@ class DeviceOut(BaseModel):
         cls, record: DeviceRecord, status: DeviceStatus | None, now_ms: int, limits: DeviceLimits
     ) -> DeviceOut:
         seen = status.last_seen_ms if status else None
+        state = device_state(record.registered_at_ms, status)
         battery = status.battery_pct if status else None
         active = not record.revoked
         return cls(
@@ -56,7 +60,9 @@ class DeviceOut(BaseModel):
             signature_failures=status.signature_failures if status else 0,
             last_failure_ms=status.last_failure_ms if status else None,
             last_failure_reason=status.last_failure_reason if status else None,
-            silent=active and now_ms - max(seen or 0, record.registered_at_ms) > limits.silent_ms,
+            usual_interval_ms=state.usual_interval_ms,
+            silent_after_ms=limits.silent_after_ms(state),
+            silent=active and now_ms - state.last_message_ms > limits.silent_after_ms(state),
             battery_low=active and battery is not None and battery <= limits.battery_low_pct,
         )
 

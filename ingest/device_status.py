@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS device_status (
     battery_time_ms INTEGER,
     signature_failures INTEGER NOT NULL DEFAULT 0,
     last_failure_ms INTEGER,
-    last_failure_reason TEXT
+    last_failure_reason TEXT,
+    usual_gap_ms INTEGER
 );
 CREATE TABLE IF NOT EXISTS device_failure_minute (
     device_id TEXT NOT NULL,
@@ -41,10 +42,18 @@ CREATE TABLE IF NOT EXISTS device_failure_minute (
 ) WITHOUT ROWID;
 """
 
-# SQLite's max(a, b) is NULL when either is: coalesce keeps whichever is known.
+# SQLite's max(a, b) is NULL when either is: coalesce keeps whichever is known. The SET
+# expressions read the row as it was. usual_gap_ms: how often the device reports, a moving
+# average of the gaps between the flushes that saw it (a wristband ~1 s, a cuff ~15 min), so
+# that "silent" can mean "missed its reports" (clinical.alerts.DeviceLimits.silent_after_ms).
 _UPSERT = """
-INSERT INTO device_status VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO device_status VALUES (?, ?, ?, ?, ?, ?, ?, NULL)
 ON CONFLICT (device_id) DO UPDATE SET
+    usual_gap_ms = CASE
+        WHEN last_seen_ms IS NULL OR excluded.last_seen_ms IS NULL
+             OR excluded.last_seen_ms <= last_seen_ms THEN usual_gap_ms
+        WHEN usual_gap_ms IS NULL THEN excluded.last_seen_ms - last_seen_ms
+        ELSE (3 * usual_gap_ms + excluded.last_seen_ms - last_seen_ms) / 4 END,
     last_seen_ms = coalesce(max(last_seen_ms, excluded.last_seen_ms), last_seen_ms,
                             excluded.last_seen_ms),
     battery_pct = CASE WHEN excluded.battery_time_ms >= coalesce(battery_time_ms, -1)
@@ -73,6 +82,7 @@ class DeviceStatus:
     recent_failures: int  # of those, in the window asked for (to the minute)
     last_failure_ms: int | None
     last_failure_reason: str | None  # the ingest reason code (ingest.reasons.Reason)
+    usual_gap_ms: int | None = None  # how often it reports; None: seen once or never
 
 
 @dataclass
@@ -115,6 +125,9 @@ class DeviceStatusStore:
         self._db = connect_sqlite(path)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(device_status)")}
+        if "usual_gap_ms" not in columns:  # a file from before the column
+            self._db.execute("ALTER TABLE device_status ADD COLUMN usual_gap_ms INTEGER")
 
     def close(self) -> None:
         self._db.close()
@@ -166,7 +179,7 @@ class DeviceStatusStore:
 
 
 def _status(row: tuple[object, ...]) -> DeviceStatus:
-    device_id, seen, pct, battery_ms, failures, failed_ms, reason, recent = row
+    device_id, seen, pct, battery_ms, failures, failed_ms, reason, gap, recent = row
     return DeviceStatus(
         str(device_id),
         _int_or_none(seen, "last_seen_ms"),
@@ -176,6 +189,7 @@ def _status(row: tuple[object, ...]) -> DeviceStatus:
         int_column(recent, "recent failures"),
         _int_or_none(failed_ms, "last_failure_ms"),
         None if reason is None else str(reason),
+        _int_or_none(gap, "usual_gap_ms"),
     )
 
 

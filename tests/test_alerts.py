@@ -154,9 +154,9 @@ def test_the_stale_setting_gives_every_measured_vital_one_limit_or_the_defaults(
     assert {c.message for c in stale if c.key.parameter == "pulse"} == {
         "no pulse reading for 6 s (limit 6 s)"  # not "0 min (limit 0 min)"
     }
-    quiet = patient(at_ms=0, devices={"band": DeviceState(0)})
+    quiet = patient(at_ms=0, devices={"band": DeviceState(0, usual_interval_ms=1_000)})
     (silent,) = evaluate(quiet, 6_501, AlertConfig({}, devices=DeviceLimits(silent_ms=6_500)))
-    assert silent.message == "device band silent for 6 s"
+    assert silent.message == "device band silent for 6 s (it reports every 1 s)"
     assert evaluate(patient(at_ms=0), 6_501, AlertConfig(Settings().alerts_stale_after_ms)) == []
 
 
@@ -180,8 +180,8 @@ def test_stale_fires_with_only_time_advancing() -> None:
 
 def test_technical_alerts_are_kept_apart_from_clinical_ones() -> None:
     devices = {
-        "dev-a": DeviceState(last_message_ms=0, signature_failures=3, battery_pct=20),
-        "dev-b": DeviceState(last_message_ms=9 * MINUTE_MS, signature_failures=2, battery_pct=21),
+        "dev-a": DeviceState(0, signature_failures=3, battery_pct=20, usual_interval_ms=1_000),
+        "dev-b": DeviceState(9 * MINUTE_MS, signature_failures=2, battery_pct=21),
     }
     now = 10 * MINUTE_MS
     conditions = evaluate(patient(now, devices, {"respiration_rate": 30.0}), now, CONFIG)
@@ -198,8 +198,34 @@ def test_technical_alerts_are_kept_apart_from_clinical_ones() -> None:
     }
     assert clinical == {(Kind.NEWS2, ""), (Kind.EXTREME, "respiration_rate")}
     # exactly at the silent limit the device is still current
-    at_limit = evaluate(patient(devices={"d": DeviceState(0)}), CONFIG.devices.silent_ms, CONFIG)
+    band = {"d": DeviceState(0, usual_interval_ms=1_000)}
+    at_limit = evaluate(patient(devices=band), CONFIG.devices.silent_ms, CONFIG)
     assert all(c.key.kind is not Kind.DEVICE_SILENT for c in at_limit)
+
+
+def test_a_device_is_silent_when_it_misses_its_reports_not_between_them() -> None:
+    """A cuff measuring every 15 minutes is not silent 20 minutes after its last measurement
+    (an alarm for every cuff between two readings teaches a ward to ignore alarms); it is
+    after three missed measurements. A device not heard from twice yet gets 30 minutes."""
+
+    def silent(device: DeviceState, now: int) -> bool:
+        conditions = evaluate(patient(devices={"d": device}), now, CONFIG)
+        return any(c.key.kind is Kind.DEVICE_SILENT for c in conditions)
+
+    cuff = DeviceState(0, usual_interval_ms=15 * MINUTE_MS)
+    assert not silent(cuff, 20 * MINUTE_MS)
+    assert not silent(cuff, 45 * MINUTE_MS)
+    assert silent(cuff, 45 * MINUTE_MS + 1)
+    band = DeviceState(0, usual_interval_ms=1_000)
+    assert silent(band, 2 * MINUTE_MS + 1)  # 3 missed seconds is too short: 2 min at least
+    assert not silent(band, 2 * MINUTE_MS)
+    new = DeviceState(0)
+    assert not silent(new, 30 * MINUTE_MS)
+    assert silent(new, 30 * MINUTE_MS + 1)
+    limits = Settings(device_silent_unknown_after_s=60).device_limits
+    assert limits.silent_after_ms(new) == 2 * MINUTE_MS  # never under the least
+    with pytest.raises(ValueError, match="one missed report"):
+        DeviceLimits(silent_reports=0)
 
 
 def test_the_contract_s_technical_defaults() -> None:
@@ -216,7 +242,8 @@ def test_the_contract_s_technical_defaults() -> None:
 
 def test_technical_alerts_resolve_when_their_condition_clears() -> None:
     def state(**device: int | None) -> PatientState:
-        return patient(devices={"dev-a": DeviceState(0, **device)})  # type: ignore[arg-type]
+        band = DeviceState(0, usual_interval_ms=1_000, **device)  # type: ignore[arg-type]
+        return patient(devices={"dev-a": band})
 
     alerts, events = apply({}, evaluate(state(signature_failures=3, battery_pct=12), 1, CONFIG), 1)
     assert {(e.kind, e.alert.key.kind) for e in events} == {
@@ -234,7 +261,7 @@ def test_technical_alerts_resolve_when_their_condition_clears() -> None:
     late = CONFIG.devices.silent_ms + 1
     alerts, events = apply({}, evaluate(state(), late, CONFIG), late)
     assert [e.alert.key.kind for e in events] == [Kind.DEVICE_SILENT]
-    quiet = patient(late, {"dev-a": DeviceState(late)})
+    quiet = patient(late, {"dev-a": DeviceState(late, usual_interval_ms=1_000)})
     alerts, events = apply(alerts, evaluate(quiet, late, CONFIG), late)
     assert [e.kind for e in events] == [EventKind.RESOLVED]
 

@@ -99,7 +99,10 @@ def test_a_patient_s_devices_with_battery_failures_and_key_status(tmp_path: Path
 def test_the_api_s_alert_engine_raises_the_technical_alerts_on_its_own(tmp_path: Path) -> None:
     """No test calls the engine here: the app's timer finds the watch below 20 %, three forged
     messages in its name, and a registered cuff that never spoke (silent after 1 s)."""
-    settings = populate(tmp_path / "data", patients=1, readings=2, device_silent_after_s=1.0)
+    settings = populate(
+        tmp_path / "data", patients=1, readings=2, device_silent_after_s=1.0,
+        device_silent_unknown_after_s=1.0,
+    )  # fmt: skip
     callers = writer_and_readers(settings, P0)
     registry = DeviceRegistry(settings.registry_path)
     watch = DeviceSigner.generate()

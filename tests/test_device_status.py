@@ -127,15 +127,16 @@ def test_the_engine_raises_and_resolves_technical_alerts_from_device_states(
         ("p-1", Kind.BATTERY_LOW, "band"),
         ("p-1", Kind.SIGNATURE_FAILURES, "cuff"),
     }
-    silent_at = T0 + config.devices.silent_ms + 1
+    # heard from once (or never): how often it reports is not known, so not silent at 2 min
+    assert round_at(T0 + config.devices.silent_ms + 1) == round_at(T0 + 1000)
+    silent_at = T0 + config.devices.silent_unknown_ms + 1
     assert round_at(silent_at) == {
         ("p-1", Kind.BATTERY_LOW, "band"),
-        ("p-1", Kind.SIGNATURE_FAILURES, "cuff"),
         ("p-1", Kind.DEVICE_SILENT, "band"),
         ("p-1", Kind.DEVICE_SILENT, "cuff"),
-    }
+    }  # and the failures have left their 10-minute window
     charged = StatusBatch()
-    later = T0 + 11 * MINUTE_MS
+    later = silent_at
     charged.verified(_reading("band", 1, later, 95), later)
     charged.verified(_reading("cuff", 0, later, None), later)
     status.record(charged)
@@ -151,3 +152,25 @@ def test_only_active_devices_are_evaluated(tmp_path: Path) -> None:
     registry.revoke("old")
     assert [d.device_id for d in active_devices(registry.all())] == ["band"]
     registry.close()
+
+
+def test_how_often_a_device_reports_is_learned_from_the_flushes_that_saw_it(
+    tmp_path: Path,
+) -> None:
+    status = DeviceStatusStore(tmp_path / "status.db")
+    for second in range(6):  # a band every second; a cuff every 15 minutes
+        news = StatusBatch()
+        news.verified(_reading("band", second, T0 + second * 1000, None), T0 + second * 1000)
+        if second % 2 == 0:
+            at = T0 + second * 15 * MINUTE_MS // 2
+            news.verified(_reading("cuff", second, at, None), at)
+        status.record(news)
+    found = status.statuses(T0 + 50 * MINUTE_MS, MINUTE_MS)
+    assert found["band"].usual_gap_ms == 1000
+    assert found["cuff"].usual_gap_ms == 15 * MINUTE_MS
+    late = StatusBatch()  # a message replayed late changes neither its time nor its interval
+    late.verified(_reading("band", 9, T0, None), T0)
+    status.record(late)
+    again = status.statuses(T0, MINUTE_MS)["band"]
+    assert (again.last_seen_ms, again.usual_gap_ms) == (T0 + 5000, 1000)
+    status.close()

@@ -113,7 +113,8 @@ class Settings(BaseSettings):
     alerts_stale_after_s: float | None = None
     # Technical alerts (clinical.alerts.DeviceLimits): a device silent this long, a reported
     # battery at or below this, this many signature failures within the window.
-    device_silent_after_s: float = 120.0
+    device_silent_after_s: float = 120.0  # at the least: a device is silent after 3 missed reports
+    device_silent_unknown_after_s: float = 1800.0  # while its reporting interval is not known
     battery_low_pct: int = 20
     signature_failures_alert: int = 3
     signature_failures_window_s: float = 600.0
@@ -220,6 +221,7 @@ class Settings(BaseSettings):
     def device_limits(self) -> DeviceLimits:
         return DeviceLimits(
             silent_ms=round(self.device_silent_after_s * 1000),
+            silent_unknown_ms=round(self.device_silent_unknown_after_s * 1000),
             battery_low_pct=self.battery_low_pct,
             signature_failures=self.signature_failures_alert,
             signature_window_ms=round(self.signature_failures_window_s * 1000),
