@@ -241,6 +241,20 @@ class AlertConfig:
             raise ValueError("a stale limit is negative")
 
 
+SPOKEN: Mapping[Parameter, str] = MappingProxyType(
+    {
+        Parameter.RESPIRATION_RATE: "respiration rate",
+        Parameter.SPO2: "SpO₂",
+        Parameter.AIR_OR_OXYGEN: "air or oxygen",
+        Parameter.SYSTOLIC_BP: "systolic BP",
+        Parameter.PULSE: "pulse",
+        Parameter.CONSCIOUSNESS: "consciousness",
+        Parameter.TEMPERATURE: "temperature",
+    }
+)
+"""The parameters as a message names them: what a nurse reads on any page or device."""
+
+
 def _span(ms: int) -> str:
     """Whole minutes; whole seconds under a minute (a limit set that short reads "0 min")."""
     return f"{ms // 1000} s" if ms < MINUTE_MS else f"{ms // MINUTE_MS} min"
@@ -259,7 +273,8 @@ def evaluate(state: PatientState, now_ms: int, config: AlertConfig) -> list[Cond
     out: list[Condition] = []
     tier = news.response.tier
     if rank(tier) >= rank(Tier.LOW_MEDIUM):
-        partial = " (partial: " + ", ".join(news.unscored) + " not scored)" if news.partial else ""
+        unscored = ", ".join(SPOKEN[p] for p in news.unscored)
+        partial = f" (partial: {unscored} not scored)" if news.partial else ""
         out.append(
             Condition(
                 AlertKey(patient, Kind.NEWS2),
@@ -273,7 +288,7 @@ def evaluate(state: PatientState, now_ms: int, config: AlertConfig) -> list[Cond
                 Condition(
                     AlertKey(patient, Kind.EXTREME, sub.parameter),
                     Tier.LOW_MEDIUM,
-                    f"{sub.parameter} {_shown(sub.value)} scores 3",
+                    f"{SPOKEN[sub.parameter]} {_shown(sub.value)} scores 3",
                 )
             )
     for parameter, limit in config.stale_after_ms.items():
@@ -283,7 +298,7 @@ def evaluate(state: PatientState, now_ms: int, config: AlertConfig) -> list[Cond
                 Condition(
                     AlertKey(patient, Kind.STALE, parameter),
                     Tier.LOW,
-                    f"no {parameter} reading for {_span(now_ms - latest.time_ms)}"
+                    f"no {SPOKEN[parameter]} reading for {_span(now_ms - latest.time_ms)}"
                     f" (limit {_span(limit)})",
                 )
             )

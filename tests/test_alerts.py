@@ -492,3 +492,14 @@ def test_the_store_keeps_current_alerts_and_history_across_restarts(tmp_path: Pa
 
 def test_the_settings_name_the_store_in_the_data_directory(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path).alerts_path == tmp_path / "alerts.db"
+
+
+def test_messages_name_parameters_as_a_nurse_reads_them() -> None:
+    now = 10 * MINUTE_MS
+    conditions = evaluate(patient(now, {}, {"respiration_rate": 30.0}), now, CONFIG)
+    messages = {c.key.kind: c.message for c in conditions}
+    assert messages[Kind.EXTREME] == "respiration rate 30 scores 3"
+    assert messages[Kind.NEWS2].endswith("(partial: air or oxygen, consciousness not scored)")
+    stale = evaluate(patient(at_ms=0), 61 * MINUTE_MS, CONFIG)
+    assert "no systolic BP reading for 61 min (limit 60 min)" in {c.message for c in stale}
+    assert all("_" not in c.message for c in [*conditions, *stale])

@@ -34,13 +34,6 @@ const PARAMETERS = {
   respiration_rate: "Resp", spo2: "SpO₂", air_or_oxygen: "Air/O₂", systolic_bp: "BP",
   pulse: "Pulse", consciousness: "ACVPU", temperature: "Temp",
 };
-// The engine's messages name parameters by their ids; the list names them as a nurse would.
-const SPOKEN = {
-  respiration_rate: "respiration rate", spo2: "SpO₂", air_or_oxygen: "air or oxygen",
-  systolic_bp: "systolic BP",
-};
-const spoken = (text) => text.replace(/\b(respiration_rate|spo2|air_or_oxygen|systolic_bp)\b/g,
-                                      (name) => SPOKEN[name]);
 const WARD_FLOOR_MS = 10_000;
 // "New readings" nudges come up to once a second; the tiles follow at most every 3 s. A summary
 // of 200 patients costs the server about 20 ms (docs/benchmarks.md, bench ward), and alerts do
@@ -415,7 +408,7 @@ function announce(alert) {
   freshUntil.set(alert.id, Date.now() + FRESH_MS);
   $("announce").textContent =
     `New ${TIERS[alert.severity].label.toLowerCase()} alert for ${alert.patient_id}: ` +
-    spoken(alert.message);
+    alert.message;
 }
 
 function stateText(a) {
@@ -444,7 +437,7 @@ function alertItem(a) {
   since.dataset.time = a.raised_ms;
   since.title = `raised ${clock.format(new Date(a.raised_ms))}`;
   top.append(chip, who, since);
-  li.append(top, el("p", "alert-message", spoken(a.message)));
+  li.append(top, el("p", "alert-message", a.message));
   const state = stateText(a);
   if (state) li.append(el("p", "alert-state", state));
   if (a.state !== "resolved") li.append(alertActions(a));
@@ -454,7 +447,7 @@ function alertItem(a) {
 function alertActions(a) {
   const actions = el("div", "alert-actions");
   const base = `/api/v1/patients/${encodeURIComponent(a.patient_id)}/alerts/${a.id}`;
-  const what = `${a.patient_id}, ${spoken(a.message)}`;
+  const what = `${a.patient_id}, ${a.message}`;
   if (a.state !== "acknowledged") {
     const ack = el("button", "ack", "Acknowledge");
     ack.type = "button";
