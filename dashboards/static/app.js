@@ -485,11 +485,13 @@ async function act(actions, url, body) {
   }
 }
 
-let arrivedWhileLoading = null; // stream changes that came while GET /api/v1/alerts was out
+// Stream changes that came while a GET /api/v1/alerts was out: one list per load in flight
+// (the first load and the stream's opening one may overlap).
+const arrivedWhileLoading = new Set();
 
 /** A changed alert: from our own action, or the stream's `event` (raised, escalated...). */
 function applyAlert(alert, event) {
-  if (arrivedWhileLoading && event) arrivedWhileLoading.push(alert);
+  if (event) for (const arrived of arrivedWhileLoading) arrived.push(alert);
   if (alert.state === "resolved") alerts.delete(alert.id);
   else alerts.set(alert.id, alert);
   const calling = ["raised", "escalated", "snooze-expired"].includes(event);
@@ -533,8 +535,9 @@ function renderAlerts() {
 }
 
 async function loadAlerts() {
+  const arrived = [];
+  arrivedWhileLoading.add(arrived);
   try {
-    arrivedWhileLoading = [];
     const list = await json("/api/v1/alerts");
     const before = new Set(alerts.keys());
     alerts.clear();
@@ -543,20 +546,20 @@ async function loadAlerts() {
       if (alertsLoaded && !before.has(a.id) && a.state === "raised") announce(a);
     }
     // a change the stream brought while the list was on its way may be newer than the list
-    for (const a of arrivedWhileLoading) {
+    for (const a of arrived) {
       const listed = alerts.get(a.id);
       if (listed && listed.updated_ms > a.updated_ms) continue;
       if (a.state === "resolved") alerts.delete(a.id);
       else alerts.set(a.id, a);
     }
-    arrivedWhileLoading = null;
     alertsLoaded = true;
     renderAlerts();
     $("alert-error").hidden = true;
   } catch (err) {
-    arrivedWhileLoading = null;
     $("alert-error").textContent = `Alerts could not be loaded (${err.message}).`;
     $("alert-error").hidden = false;
+  } finally {
+    arrivedWhileLoading.delete(arrived);
   }
 }
 

@@ -422,3 +422,39 @@ def test_the_alert_stream_brings_a_new_emergency_to_the_list_and_says_so(
     page.wait_for_timeout(1_500)
     assert len(ward_reads) >= 2  # the first load, and the refresh the ward event asked for
     context.close()
+
+
+def test_two_alert_loads_in_flight_at_once_leave_no_error(
+    served: tuple[str, Settings],  # noqa: F811
+    browser: Browser,  # noqa: F811
+) -> None:
+    """The page's first load of the alerts and the one the stream's opening asks for may
+    overlap, the second answered first (seen on the demo: "arrivedWhileLoading is not
+    iterable"). Here the first answer is held back until the second has come."""
+    url, settings = served
+    headers = ward_headers(settings, ["patient-0", "patient-1", "patient-2"])
+    context = browser.new_context(extra_http_headers=headers)
+    page = context.new_page()
+    loads: list[Route] = []
+
+    def alerts(route: Route) -> None:
+        loads.append(route)
+        if len(loads) == 1:
+            return  # held: answered after the second
+        route.continue_()
+        page.wait_for_timeout(300)
+        loads[0].continue_()
+
+    page.route("**/api/v1/alerts", alerts)
+    page.route(
+        "**/api/v1/alerts/stream",
+        lambda route: route.fulfill(
+            status=200, content_type="text/event-stream", body="retry: 600000\n\n"
+        ),
+    )
+    page.goto(url)
+    expect(page.locator("#live")).to_have_attribute("data-state", re.compile("live|reconnecting"))
+    page.wait_for_timeout(1_000)
+    assert len(loads) >= 2
+    expect(page.locator("#alert-error")).to_be_hidden()
+    context.close()
