@@ -31,6 +31,7 @@ server's figure says what HTTP, tokens, the policy and the trail cost.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import hashlib
@@ -40,7 +41,7 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -231,14 +232,7 @@ def _mode(
 ) -> dict[str, Any]:
     """One server (trail on or off): warmed up, then the first-page and walking phases."""
     port = settings.http_port  # the port the tokens' issuer names
-    server = _SPAWN.Process(target=serve, args=(settings.data_dir, port, trail, gc_freeze))
-    server.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not _listening(port):
-            if not server.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the API did not start (exit code {server.exitcode})")
-            time.sleep(0.1)
+    with api_process(settings, trail, gc_freeze):
         _warm_up(port, headers, paths)
         report: dict[str, Any] = {}
         for clients in args.clients:
@@ -261,6 +255,21 @@ def _mode(
                     found["deep_half"] = _figures(deep, figures["elapsed_s"])
                 report[f"{phase}_{clients}"] = found
         return report
+
+
+@contextlib.contextmanager
+def api_process(settings: Settings, trail: bool, gc_freeze: bool) -> Iterator[None]:
+    """The API in a process of its own on ``settings.http_port``, listening, until the end."""
+    port = settings.http_port
+    server = _SPAWN.Process(target=serve, args=(settings.data_dir, port, trail, gc_freeze))
+    server.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not _listening(port):
+            if not server.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not start (exit code {server.exitcode})")
+            time.sleep(0.1)
+        yield
     finally:
         server.terminate()
         server.join(30)

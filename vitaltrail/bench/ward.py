@@ -61,7 +61,7 @@ from devices.vitals import (
 )
 from ingest.mqtt_source import InboundMessage
 from vitaltrail.bench.alert_latency import as_dict, measure_alert_latency
-from vitaltrail.bench.fhir import _figures, _listening, serve
+from vitaltrail.bench.fhir import _figures, api_process
 from vitaltrail.bench.fhir_clients import clients_worker
 from vitaltrail.bench.ingest import _SPAWN, command_line, conclude, machine, percentile
 from vitaltrail.mosquitto import free_port
@@ -226,14 +226,7 @@ def _server(
     settings: Settings, headers: dict[str, str], args: argparse.Namespace, work: Path
 ) -> dict[str, Any]:
     port = settings.http_port
-    server = _SPAWN.Process(target=serve, args=(settings.data_dir, port, True, True))
-    server.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not _listening(port):
-            if not server.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the API did not start (exit code {server.exitcode})")
-            time.sleep(0.1)
+    with api_process(settings, trail=True, gc_freeze=True):
         report: dict[str, Any] = {}
         warm = work / "warm.json"
         _run_clients(port, headers, 1, min(3.0, args.seconds), warm)  # untimed
@@ -243,9 +236,6 @@ def _server(
             samples = [tuple(s) for s in figures["results"]]
             report[f"clients_{clients}"] = _figures(samples, figures["elapsed_s"])
         return report
-    finally:
-        server.terminate()
-        server.join(30)
 
 
 def _run_clients(
