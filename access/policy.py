@@ -172,6 +172,9 @@ class Decision:
     consents: tuple[tuple[str, int], ...] = ()  # (patient, seq) of the grants relied on
     break_glass: str | None = None
     granted: frozenset[str] | None = field(default=None)  # an app's consented data; None: all
+    # the token's Observation scopes hold only for the vital-signs category (SMART v2
+    # ``...Observation.rs?category=...|vital-signs``): no glucose, whatever else allows it
+    vital_signs_only: bool = False
 
     @property
     def outcome(self) -> str:
@@ -181,9 +184,17 @@ class Decision:
     def is_break_glass(self) -> bool:
         return self.break_glass is not None
 
+    @property
+    def filtered(self) -> bool:
+        """Whether :meth:`shows` may leave a value out (a consent's or a scope's limit)."""
+        return self.granted is not None or self.vital_signs_only
+
     def shows(self, code: str) -> bool:
         """Whether a value of LOINC ``code`` may be in the response (an app sees only what
-        its consents cover, e.g. no glucose on a vital-signs grant)."""
+        its consents cover, e.g. no glucose on a vital-signs grant; a token whose scopes are
+        restricted to the vital-signs category sees no glucose either)."""
+        if self.vital_signs_only and code not in VITAL_SIGN_CODES:
+            return False
         return self.granted is None or covers(self.granted, code)
 
     def access(
@@ -298,6 +309,9 @@ class Policy:
         contexts = self._delegated(principal, rule, request)
         if not contexts:
             return deny(INSUFFICIENT_SCOPE, rule.role, purposes)
+        category_only = not self._delegated(principal, rule, request, assume_category=False)
+        if category_only and any(c not in VITAL_SIGN_CODES for c in request.codes):
+            return deny(INSUFFICIENT_SCOPE, rule.role, purposes)  # glucose is not a vital sign
         # A patient/ scope means the one patient of the token's launch context.
         only = None
         if rule.basis == "self":  # a patient account: the token's patient, or the user's
@@ -334,7 +348,7 @@ class Policy:
                 return deny(NONE_VISIBLE, rule.role, purposes)
             return Decision(
                 True, rule.basis, rule.role, SEARCH, tuple(shown), data, purposes,
-                tuple(relied), granted=granted,
+                tuple(relied), granted=granted, vital_signs_only=category_only,
             )  # fmt: skip
         refused = False
         for patient in request.patients:
@@ -344,7 +358,7 @@ class Policy:
         if not refused and request.patients:
             return Decision(
                 True, rule.basis, rule.role, request.interaction, asked, data, purposes,
-                tuple(relied), granted=granted,
+                tuple(relied), granted=granted, vital_signs_only=category_only,
             )  # fmt: skip
         reason = (request.break_glass or "").strip()
         if rule.break_glass and reason:
@@ -352,18 +366,23 @@ class Policy:
                 return deny(BAD_BREAK_GLASS, rule.role, purposes)
             urgent = purposes if request.purpose else (EMERGENCY_PURPOSE,)
             return Decision(
-                True, BREAK_GLASS, rule.role, request.interaction, asked, data, urgent, (), reason
-            )
+                True, BREAK_GLASS, rule.role, request.interaction, asked, data, urgent, (), reason,
+                vital_signs_only=category_only,
+            )  # fmt: skip
         return deny(rule.refusal, rule.role, purposes)
 
     @staticmethod
-    def _delegated(principal: Principal, rule: Rule, request: AccessRequest) -> tuple[Context, ...]:
-        """The scope contexts of the rule in which the token's scopes delegate this request."""
+    def _delegated(
+        principal: Principal, rule: Rule, request: AccessRequest, *, assume_category: bool = True
+    ) -> tuple[Context, ...]:
+        """The scope contexts of the rule in which the token's scopes delegate this request.
+        An Observation request is of the vital-signs category (its data class); without
+        ``assume_category``, only scopes with no category restriction count."""
         letter: Interaction = (
             "c" if request.write else "s" if request.interaction == SEARCH else "r"
         )
         resource = RESOURCE[request.data_class]
-        facts = {"category": CATEGORY} if resource == "Observation" else {}
+        facts = {"category": CATEGORY} if resource == "Observation" and assume_category else {}
         return tuple(
             c for c in rule.contexts if principal.scopes.permits(c, resource, letter, facts)
         )

@@ -76,7 +76,7 @@ def _page_of(
 def _shows(searched: Searched) -> Shows:
     """The decision's code filter, or None when it shows every code."""
     decision = searched.decision
-    return None if decision is None or decision.granted is None else decision.shows
+    return None if decision is None or not decision.filtered else decision.shows
 
 
 def observation_page(r: Readers, searched: Searched) -> Page:
@@ -171,7 +171,7 @@ def everything_page(
     following = None
     decision = allowed.get("vital-signs")
     if decision is not None:
-        shows = None if decision.granted is None else decision.shows
+        shows = None if not decision.filtered else decision.shows
         where = _slice(r, everything, (patient,), shows)
         bound = binding(everything_path(patient), everything.query)
         found, following, _ = _page_of(r, where, everything.query.count, bound)

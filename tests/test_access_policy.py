@@ -213,6 +213,32 @@ def test_an_app_sees_only_the_codes_its_consents_cover() -> None:
     assert clinician.shows("2339-0")
 
 
+def test_a_token_restricted_to_the_vital_signs_category_sees_no_glucose() -> None:
+    """SMART v2's ``user/Observation.rs?category=...|vital-signs``: the clinician's care team
+    still decides whom, the scope limits what - glucose (laboratory) is refused when asked for
+    by code and left out of whatever else is read."""
+    vitals = "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"
+    ada = principal("dr-ada", ("clinician",), f"user/Observation.rs?category={vitals}")
+    read = POLICY.decide(ada, AccessRequest("vital-signs", ("p-1",)), NOW)
+    assert (read.permit, read.vital_signs_only, read.filtered) == (True, True, True)
+    assert read.shows("8867-4")
+    assert not read.shows("2339-0")
+    glucose = POLICY.decide(ada, AccessRequest("vital-signs", ("p-1",), (), ("2339-0",)), NOW)
+    assert (glucose.permit, glucose.reason) == (False, INSUFFICIENT_SCOPE)
+    pulse = POLICY.decide(ada, AccessRequest("vital-signs", ("p-1",), (), ("8867-4",)), NOW)
+    assert pulse.permit
+    listing = POLICY.decide(ada, AccessRequest("vital-signs", None, ("p-1", "p-3")), NOW)
+    assert (listing.patients, listing.vital_signs_only) == (("p-1",), True)
+    glass = POLICY.decide(
+        ada, AccessRequest("vital-signs", ("p-3",), break_glass="collapsed in the corridor"), NOW
+    )
+    assert (glass.reason, glass.shows("2339-0")) == (BREAK_GLASS, False)
+    unrestricted = POLICY.decide(ADA, AccessRequest("vital-signs", ("p-1",)), NOW)
+    assert (unrestricted.vital_signs_only, unrestricted.filtered) == (False, False)
+    app = POLICY.decide(APP_RESTRICTED, AccessRequest("vital-signs", ("p-1",)), NOW)
+    assert (app.vital_signs_only, app.shows("2339-0")) == (True, False)
+
+
 def test_a_break_glass_decision_carries_the_reason_into_the_trail() -> None:
     request = AccessRequest("readings", ("p-3",), break_glass="  collapsed on the ward  ")
     decision = POLICY.decide(ADA, request, NOW)
