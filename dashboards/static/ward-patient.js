@@ -8,7 +8,8 @@
 // localStorage at first use (GET /api/v1/ledger/keys) and the witnesses' keys and quorum;
 // "pending" while the API has no bundle yet (409: not sealed or not witnessed to quorum);
 // "failed" naming the failing check. A ledger key that differs from the pinned one fails every
-// badge: "ledger key changed". Readings are checked lazily, those in view first, a few at a
+// badge: "ledger key changed"; so do witnesses weakened since they were pinned (a pinned key
+// gone, a lower quorum): "witnesses changed". Readings are checked lazily, those in view first, a few at a
 // time; a final verdict is kept, a pending one is asked again on the next refresh.
 
 import { trendChart } from "./charts.js";
@@ -17,6 +18,7 @@ import { verifyBundle } from "./verify.js";
 const PATIENT = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
 const BASE = `/api/v1/patients/${encodeURIComponent(PATIENT)}`;
 const PIN = "vitaltrail.ledger-key";
+const WITNESS_PIN = "vitaltrail.witnesses"; // {keys, quorum}: the witnesses first seen
 const REFRESH_MS = 15_000;
 const VERIFY_AT_ONCE = 3;
 const READINGS = 120; // observations asked for: about twenty readings of five vitals
@@ -72,7 +74,7 @@ const state = {
   latest: [],
   news2: null,
   documented: null,
-  keys: null, // {ledgerKey, witnessKeys, quorum} | {changed: true} | {missing: reason}
+  keys: null, // {ledgerKey, witnessKeys, quorum} | {changed: what} | {missing: reason}
   charts: [],
   drawnAt: 0, // when the trends were drawn, and the newest reading they had
   drawnNewest: null,
@@ -177,6 +179,24 @@ async function fingerprint(text) {
     .join("");
 }
 
+/** The witnesses may only get stricter: a pinned witness key gone, or a quorum lower than the
+ * pinned one, would let a server that shows a split view pass (a quorum of 0 checks no one).
+ * Added witnesses and a higher quorum are pinned from now on. */
+function witnessesWeakened(answer) {
+  const now = { keys: [...answer.witness_keys].sort(), quorum: answer.quorum };
+  let before = null;
+  try {
+    before = JSON.parse(localStorage.getItem(WITNESS_PIN) ?? "null");
+  } catch {
+    before = null; // not ours: pinned again below
+  }
+  if (before && Array.isArray(before.keys) && Number.isInteger(before.quorum)) {
+    if (before.keys.some((k) => !now.keys.includes(k)) || now.quorum < before.quorum) return true;
+  }
+  localStorage.setItem(WITNESS_PIN, JSON.stringify(now));
+  return false;
+}
+
 async function loadKeys() {
   let answer;
   try {
@@ -189,8 +209,14 @@ async function loadKeys() {
   if (pinned === null) localStorage.setItem(PIN, answer.ledger_key);
   const print = await fingerprint(pinned ?? answer.ledger_key);
   if (pinned !== null && pinned !== answer.ledger_key) {
-    state.keys = { changed: true };
+    state.keys = { changed: "ledger key" };
     $("key-pin").textContent = `ledger key changed (pinned ${print})`;
+    $("key-pin").className = "small key-changed";
+    return;
+  }
+  if (witnessesWeakened(answer)) {
+    state.keys = { changed: "witnesses" };
+    $("key-pin").textContent = "witnesses changed: a pinned witness is gone or the quorum fell";
     $("key-pin").className = "small key-changed";
     return;
   }
@@ -213,7 +239,8 @@ let running = 0;
 
 async function verdictOf(index) {
   if (state.keys?.changed) {
-    return { status: "failed", failed: "ledger key", reason: "ledger key changed" };
+    const what = state.keys.changed;
+    return { status: "failed", failed: what, reason: `${what} changed` };
   }
   if (!state.keys || state.keys.missing) {
     return { status: "pending", failed: null, reason: "the ledger's key is not known yet" };

@@ -226,6 +226,28 @@ def test_a_changed_ledger_key_fails_every_badge(served: Served) -> None:
     context.close()
 
 
+def test_witnesses_weakened_since_they_were_pinned_fail_every_badge(served: Served) -> None:
+    """A server that drops a witness or lowers the quorum (to 0: no witness checked at all)
+    is refused; one that adds a witness is pinned from then on."""
+    pinned = '{"keys": ["witness.example/w1+00000000+AAAA"], "quorum": 1}'
+    context = served.browser.new_context(extra_http_headers=served.headers)
+    context.add_init_script(f"localStorage.setItem('vitaltrail.witnesses', '{pinned}')")
+    page = context.new_page()
+    page.goto(f"{served.url}/ward/patients/{PATIENT}")
+    expect(page.locator("#key-pin")).to_contain_text("witnesses changed")
+    sealed = page.locator("#readings tbody tr[data-index]").nth(3).locator(".badge")
+    sealed.scroll_into_view_if_needed()
+    expect(sealed).to_have_text("✗ failed: witnesses", timeout=15_000)
+    context.close()
+    fresh = served.browser.new_context(extra_http_headers=served.headers)
+    page = fresh.new_page()
+    page.goto(f"{served.url}/ward/patients/{PATIENT}")
+    expect(page.locator("#key-pin")).to_contain_text("ledger key")
+    stored = page.evaluate("localStorage.getItem('vitaltrail.witnesses')")
+    assert stored == '{"keys":[],"quorum":0}'  # this ledger has none: pinned as it is
+    fresh.close()
+
+
 def test_documenting_changes_news2_and_the_page_fits_a_phone(served: Served) -> None:
     page, watched = open_page(served, 400, 900)
     total = page.locator("#news2-total")
