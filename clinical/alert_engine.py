@@ -19,8 +19,8 @@ from typing import Protocol
 
 from clinical.alert_store import AlertStore
 from clinical.alerts import AlertConfig, DeviceState, Event, PatientState, apply, evaluate
-from clinical.documented import DocumentedStore
-from clinical.news2 import Observations, Timed
+from clinical.documented import DocumentedStore, latest_of
+from clinical.news2 import Timed
 from devices.registry import DeviceRecord
 from ingest.device_status import DeviceStatus
 
@@ -80,10 +80,10 @@ def evaluate_ward(
             device.registered_ms, status
         )
     conditions = []
-    for patient_id in sorted(vitals.keys() | worn.keys()):
-        d = documented.latest(patient_id)
-        by_code = vitals.get(patient_id, {})
-        observations = Observations(by_code, d.consciousness, d.air_or_oxygen, d.spo2_scale)
+    patients = sorted(vitals.keys() | worn.keys())
+    marks = documented.latest_records_of(patients) if patients else {}  # one query, not three each
+    for patient_id in patients:
+        observations = latest_of(marks.get(patient_id, {})).with_vitals(vitals.get(patient_id, {}))
         state = PatientState(patient_id, observations, worn.get(patient_id, {}))
         conditions.extend(evaluate(state, now_ms, config))
     with WRITING:

@@ -10,15 +10,16 @@ record, and the latest record of each kind is what a score uses. SQLite, durable
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 
-from clinical.news2 import Acvpu, AirOrOxygen, Documented, SpO2Scale
+from clinical.news2 import Acvpu, AirOrOxygen, Documented, Observations, SpO2Scale, Timed
 from devices.reading import MAX_TIME_MS, is_valid_device_id
 from ledger.database import connect_sqlite
 
@@ -125,6 +126,10 @@ class Latest:
     consciousness: Documented[Acvpu] | None = None
     air_or_oxygen: Documented[AirOrOxygen] | None = None
     spo2_scale: Documented[SpO2Scale] | None = None
+
+    def with_vitals(self, vitals: Mapping[str, Timed]) -> Observations:
+        """What a NEWS2 score takes: the measured ``vitals`` (by LOINC) with these."""
+        return Observations(vitals, self.consciousness, self.air_or_oxygen, self.spo2_scale)
 
 
 def latest_of(found: Mapping[Kind, Record]) -> Latest:
@@ -246,12 +251,17 @@ class DocumentedStore:
                 found[kind] = _record(row)
         return found
 
-    def latest_records_of_all(self) -> dict[str, dict[Kind, Record]]:
-        """Every patient's latest record of each kind, in one query (a ward's worth)."""
+    def latest_records_of(
+        self, patients: Collection[str] | None = None
+    ) -> dict[str, dict[Kind, Record]]:
+        """The latest record of each kind of ``patients`` (None: of everyone), in one query
+        (a ward's worth)."""
+        only = "" if patients is None else " WHERE patient_id IN (SELECT value FROM json_each(?))"
         rows = self._db.execute(
             "SELECT seq, patient_id, kind, value, flow_l_min, device, note, by, role, time_ms"
             " FROM documented WHERE seq IN"
-            " (SELECT MAX(seq) FROM documented GROUP BY patient_id, kind)"
+            f" (SELECT MAX(seq) FROM documented{only} GROUP BY patient_id, kind)",
+            () if patients is None else (json.dumps(sorted(patients)),),
         ).fetchall()
         found: dict[str, dict[Kind, Record]] = {}
         for row in rows:

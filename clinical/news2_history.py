@@ -19,9 +19,9 @@ from clinical.documented import Kind, Record, latest_of
 from clinical.news2 import (
     DEFAULT_MAX_AGE_MS,
     MEASURED_LOINC,
+    MINUTE_MS,
     Measured,
     News2,
-    Observations,
     Parameter,
     score,
 )
@@ -37,7 +37,6 @@ class Window:
     bucket_ms: int
 
 
-MINUTE_MS = 60_000
 WINDOWS: Mapping[str, Window] = {
     w.name: w
     for w in (
@@ -96,7 +95,7 @@ def news2_history(
                 vitals[code] = Measured(buckets[i - 1].mean, min(ends[code][i - 1], t))
         latest = latest_of(_documented_at(documented, t))
         news = score(
-            Observations(vitals, latest.consciousness, latest.air_or_oxygen, latest.spo2_scale),
+            latest.with_vitals(vitals),
             now_ms=t,
             max_age_ms=max_age_ms,
         )

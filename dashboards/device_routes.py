@@ -47,6 +47,7 @@ class DeviceOut(BaseModel):
     ) -> DeviceOut:
         seen = status.last_seen_ms if status else None
         state = device_state(record.registered_at_ms, status)
+        quiet_for = limits.silent_after_ms(state)
         battery = status.battery_pct if status else None
         active = not record.revoked
         return cls(
@@ -61,8 +62,8 @@ class DeviceOut(BaseModel):
             last_failure_ms=status.last_failure_ms if status else None,
             last_failure_reason=status.last_failure_reason if status else None,
             usual_interval_ms=state.usual_interval_ms,
-            silent_after_ms=limits.silent_after_ms(state),
-            silent=active and now_ms - state.last_message_ms > limits.silent_after_ms(state),
+            silent_after_ms=quiet_for,
+            silent=active and now_ms - state.last_message_ms > quiet_for,
             battery_low=active and battery is not None and battery <= limits.battery_low_pct,
         )
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 
 from access.policy import safe_id
 from clinical.documented import DocumentedError, Kind
-from clinical.news2 import Observations, Parameter, score
+from clinical.news2 import Parameter, score
 from dashboards.access_deps import Caller, PathPatient, PathPatientWrite, PatientId
 from dashboards.documented_schemas import (
     DocumentedIn,
@@ -85,11 +85,8 @@ async def news2(request: Request, patient_id: PatientId, decision: PathPatient) 
 
     def read(r: Readers) -> News2Out:
         vitals = {v.code: v for v in r.store.latest(patient_id) if decision.shows(v.code)}
-        latest = r.documented.latest(patient_id)
+        observations = r.documented.latest(patient_id).with_vitals(vitals)
         now = int(time.time() * 1000)
-        observations = Observations(
-            vitals, latest.consciousness, latest.air_or_oxygen, latest.spo2_scale
-        )
         return News2Out.of(patient_id, now, score(observations, now_ms=now, max_age_ms=max_age))
 
     return await read_pool(request).run(read)

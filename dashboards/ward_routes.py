@@ -26,7 +26,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from clinical.documented import Kind, Record, latest_of
-from clinical.news2 import MEASURED_LOINC, RESPONSES, News2, Observations, Parameter, Tier, score
+from clinical.news2 import MEASURED_LOINC, RESPONSES, News2, Parameter, Tier, score
 from dashboards.access_deps import VisiblePatients
 from dashboards.reads import Readers, read_pool
 from dashboards.route_rules import PatientData, access
@@ -182,12 +182,7 @@ def summary(
     patients = []
     for patient_id, vitals in by_patient.items():
         records = documented.get(patient_id, {})
-        d = latest_of(records)
-        news = score(
-            Observations(vitals, d.consciousness, d.air_or_oxygen, d.spo2_scale),
-            now_ms=now_ms,
-            max_age_ms=max_age_ms,
-        )
+        news = score(latest_of(records).with_vitals(vitals), now_ms=now_ms, max_age_ms=max_age_ms)
         shown = [_vital(v, now_ms, max_age_ms) for v in vitals.values()]
         stale_ages = [v["age_s"] for v in shown if v["stale"]]
         patients.append(
@@ -212,7 +207,8 @@ async def ward(request: Request, listing: VisiblePatients) -> Response:
     max_age: Mapping[Parameter, int] = request.app.state.news2_max_age_ms
 
     def read(r: Readers) -> bytes:
-        documented = r.documented.latest_records_of_all() if listing.latest else {}
+        shown = {v.patient_id for v in listing.latest}
+        documented = r.documented.latest_records_of(shown) if shown else {}
         return summary(listing.latest, documented, int(time.time() * 1000), max_age)
 
     return Response(await read_pool(request).run(read), media_type="application/json")

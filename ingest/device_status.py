@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devices.reading import Reading
+from ingest.store import MINUTE_MS
 from ledger.database import connect_sqlite, int_column
 
-MINUTE_MS = 60_000
 KEEP_MINUTES = 60  # failure counts per minute older than this are deleted
 
 _SCHEMA = """

@@ -13,8 +13,9 @@ from devices.cose import sign1
 from devices.keys import DeviceSigner
 from devices.reading import Reading, encode_reading
 from devices.registry import DeviceRegistry
-from ingest.device_status import MINUTE_MS, DeviceStatusStore, StatusBatch
+from ingest.device_status import DeviceStatusStore, StatusBatch
 from ingest.reasons import Reason
+from ingest.store import MINUTE_MS
 from tests.stack import forged, now_ms, vitals
 from tests.test_ingest_pipeline import _msg, _pipeline
 

@@ -15,7 +15,7 @@ from clinical.documented import (
     Kind,
     Observation,
 )
-from clinical.news2 import Acvpu, AirOrOxygen, Observations, Parameter, SpO2Scale, score
+from clinical.news2 import Acvpu, AirOrOxygen, Parameter, SpO2Scale, score
 
 P = "patient-7"
 REASONS = {
@@ -73,7 +73,7 @@ def test_the_latest_feeds_news2_exactly(store: DocumentedStore) -> None:
     store.record(P, (Observation(Kind.CONSCIOUSNESS, "V"),), "nurse-a", "clinician", 10_000)
     latest = store.latest(P)
     news = score(
-        Observations({}, latest.consciousness, latest.air_or_oxygen, latest.spo2_scale),
+        latest.with_vitals({}),
         now_ms=20_000,
     )
     sub = news.sub_score(Parameter.CONSCIOUSNESS)
@@ -90,11 +90,12 @@ def test_the_latest_of_all_patients_in_one_read_is_each_ones_latest(
     store.record("patient-2", (Observation(Kind.SPO2_SCALE, 2),), "dr-b", "clinician", 2_000)
     store.record(P, (Observation(Kind.CONSCIOUSNESS, "P"),), "nurse-b", "clinician", 3_000)
     store.record(P, (Observation(Kind.AIR_OR_OXYGEN, True),), "nurse-a", "clinician", 4_000)
-    every = store.latest_records_of_all()
+    every = store.latest_records_of()
     assert set(every) == {P, "patient-2"}
     for patient, found in every.items():
         assert found == store.latest_records(patient)
     assert every[P][Kind.CONSCIOUSNESS].observation.value == "P"
+    assert store.latest_records_of(["patient-2", "patient-9"]) == {"patient-2": every["patient-2"]}
 
 
 def test_nothing_is_updated_or_deleted(store: DocumentedStore, tmp_path: Path) -> None:

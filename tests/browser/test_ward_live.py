@@ -29,7 +29,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from clinical.alerts import rank
 from clinical.documented import DocumentedStore
-from clinical.news2 import MEASURED_LOINC, Measured, Observations, Tier, score
+from clinical.news2 import MEASURED_LOINC, Measured, Tier, score
 from devices.publisher import BrokerAddress
 from devices.vitals import BODY_TEMPERATURE, HEART_RATE, RESPIRATORY_RATE, SPO2
 from ingest.store import wall_clock_ms
@@ -195,7 +195,7 @@ def crossing_ms(settings: Settings, patient: str) -> int:
     latest: dict[str, Measured] = {}
     for time_ms, samples in groupby(points, key=_taken_ms):
         latest |= {code: Measured(value, time_ms) for _, code, value in samples}
-        observations = Observations(dict(latest), d.consciousness, d.air_or_oxygen, d.spo2_scale)
+        observations = d.with_vitals(dict(latest))
         news = score(observations, now_ms=time_ms, max_age_ms=settings.news2_max_age_ms)
         if rank(news.response.tier) >= rank(Tier.MEDIUM):
             return time_ms

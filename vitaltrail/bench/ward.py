@@ -193,7 +193,7 @@ def ceiling(settings: Settings, times: int) -> dict[str, Any]:
     config = AlertConfig(news2_max_age_ms=max_age)
     try:
         latest = store.latest()
-        marks = documented.latest_records_of_all()
+        marks = documented.latest_records_of()
 
         def now() -> int:
             return int(time.time() * 1000)
@@ -201,7 +201,7 @@ def ceiling(settings: Settings, times: int) -> dict[str, Any]:
         size = len(summary(latest, marks, now(), max_age))
 
         def read_and_score() -> bytes:
-            return summary(store.latest(), documented.latest_records_of_all(), now(), max_age)
+            return summary(store.latest(), documented.latest_records_of(), now(), max_age)
 
         def alert_round() -> list[Event]:
             return evaluate_ward(store.latest(), documented, alerts, now(), config)
